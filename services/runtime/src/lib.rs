@@ -1,0 +1,127 @@
+//! Process plumbing shared by every pfc role.
+//!
+//! Every role's `run` function takes an already bound listener and a shutdown future, so
+//! tests control both and `pfc dev` can compose several roles in one process. This crate
+//! holds the pieces that glue those functions to a real process.
+//!
+//! # Layout
+//! - [`shutdown_signal`]: resolves on SIGINT or SIGTERM.
+//! - [`Shutdown`]: a cloneable "stop now" broadcast that many tasks can await.
+//! - [`bind`]: binds a TCP listener with a useful error message.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Resolves when the process receives SIGINT (Ctrl-C) or SIGTERM.
+///
+/// Kubernetes sends SIGTERM when it stops a pod and waits `terminationGracePeriodSeconds`
+/// before SIGKILL, so every role starts draining when this resolves.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        // Only fails if the signal handler can't be installed, which means the process can't
+        // be stopped gracefully anyway; waiting forever then lets SIGTERM below still work.
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("received SIGINT, shutting down"),
+        _ = terminate => tracing::info!("received SIGTERM, shutting down"),
+    }
+}
+
+/// A cloneable shutdown broadcast: one [`Shutdown::trigger`], many waiters.
+///
+/// Roles composed in one process (`pfc dev`) share one of these so a single signal drains
+/// them all; each waiter can also ask [`Shutdown::is_triggered`] without awaiting.
+#[derive(Clone, Debug)]
+pub struct Shutdown {
+    tx: watch::Sender<bool>,
+    rx: watch::Receiver<bool>,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Shutdown {
+    /// A new, untriggered shutdown.
+    pub fn new() -> Self {
+        let (tx, rx) = watch::channel(false);
+        Self { tx, rx }
+    }
+
+    /// Starts the shutdown; every current and future [`Shutdown::wait`] resolves.
+    pub fn trigger(&self) {
+        self.tx.send_replace(true);
+    }
+
+    /// True once [`Shutdown::trigger`] was called.
+    pub fn is_triggered(&self) -> bool {
+        *self.rx.borrow()
+    }
+
+    /// Resolves once the shutdown is triggered.
+    pub fn wait(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.rx.clone();
+        async move {
+            // An error means every sender is gone, which is as good as a shutdown.
+            let _ = rx.wait_for(|v| *v).await;
+        }
+    }
+
+    /// Triggers this shutdown when `signal` resolves (e.g. [`shutdown_signal`]).
+    pub fn trigger_on(&self, signal: impl Future<Output = ()> + Send + 'static) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            signal.await;
+            this.trigger();
+        });
+    }
+}
+
+/// Binds a TCP listener, saying which address failed and why.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        std::io::Error::new(e.kind(), format!("failed to bind {addr}: {e}"))
+    })
+}
+
+/// Turns a listener into the incoming-connection stream tonic's `serve_with_incoming*` wants,
+/// with `TCP_NODELAY` set (gRPC is latency-sensitive; Nagle adds up to 40 ms per message).
+pub fn incoming(listener: TcpListener) -> tokio_stream::wrappers::TcpListenerStream {
+    tokio_stream::wrappers::TcpListenerStream::new(listener)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A triggered shutdown wakes waiters created before and after the trigger.
+    #[tokio::test]
+    async fn shutdown_wakes_all_waiters() {
+        let s = Shutdown::new();
+        let early = s.wait();
+        assert!(!s.is_triggered());
+        s.trigger();
+        early.await;
+        s.wait().await;
+        assert!(s.is_triggered());
+    }
+}
