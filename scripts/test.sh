@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The whole test suite: `scripts/test.sh` (the README's test command).
+# Installs what the tests need when missing (redis-server from Debian's packages), then runs
+# every Rust test (unit, contract tests on both stores, gRPC/HTTP servers on loopback, real
+# redis-server processes started by the harness on free ports).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v redis-server >/dev/null; then
+  echo "installing redis-server (Debian package) for the tests"
+  export DEBIAN_FRONTEND=noninteractive
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+fi
+cargo test --workspace --locked "$@"
