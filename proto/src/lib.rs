@@ -3,6 +3,8 @@
 //!
 //! # Layout
 //! - `pfc/jobs/v1/jobs.proto` → [`jobs::v1`]: `JobService`.
+//! - `pfc/auth/v1/auth.proto` → [`auth::v1`]: `AuthService`.
+//! - `pfc/chat/v1/chat.proto` → [`chat::v1`]: `ChatService`, `PresenceService`.
 //! - [`codec`]: the prost codec all services use (decode errors are `INVALID_ARGUMENT`).
 //! - [`FILE_DESCRIPTOR_SET`]: every file, for server reflection.
 #![allow(missing_docs)] // generated code carries the .proto comments; the rest is documented
@@ -14,6 +16,22 @@ pub mod jobs {
     /// Version 1.
     pub mod v1 {
         tonic::include_proto!("pfc.jobs.v1");
+    }
+}
+
+/// Auth API (`pfc.auth.v1`).
+pub mod auth {
+    /// Version 1.
+    pub mod v1 {
+        tonic::include_proto!("pfc.auth.v1");
+    }
+}
+
+/// Chat API (`pfc.chat.v1`).
+pub mod chat {
+    /// Version 1.
+    pub mod v1 {
+        tonic::include_proto!("pfc.chat.v1");
     }
 }
 
