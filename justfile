@@ -1,6 +1,12 @@
 # pfc's command reference: `just --list`. See https://just.systems/man/en
 export RUST_BACKTRACE := env_var_or_default("RUST_BACKTRACE", "short")
 
+# Container engine and compose runner: podman when installed (this project's CI), else docker.
+# Override with PFC_ENGINE=docker / PFC_COMPOSE="docker compose".
+engine := env("PFC_ENGINE", `command -v podman >/dev/null && echo podman || echo docker`)
+compose := env("PFC_COMPOSE", `command -v podman-compose >/dev/null && echo podman-compose || echo docker compose`)
+image := env("PFC_IMAGE", "pfc:local")
+
 # List the recipes
 default:
     @just --list
@@ -29,8 +35,45 @@ check-fmt:
 clippy:
     cargo clippy --workspace --all-targets --locked -- -D warnings
 
-# All lints
-lint: check-fmt clippy
+# All lints (Rust, shipping files, Helm chart)
+lint: check-fmt clippy lint-shipping chart-lint
+
+# Lint Dockerfiles, compose/compose.yaml and the GitHub workflows (hadolint, compose spec, actionlint)
+lint-shipping:
+    scripts/ci/lint-shipping.sh
+
+# Lint and validate the Helm chart (scripts/chart/verify.sh)
+chart-lint:
+    scripts/chart/verify.sh
+
+# Build the web UI in web/ (npm ci + vite build -> web/dist, embedded into pfc at compile time)
+web:
+    cd web && npm ci --no-audit --no-fund && npm run build
+
+# Build the pfc image from the multi-stage Dockerfile (tag: PFC_IMAGE, default pfc:local)
+images *flags:
+    {{ engine }} build -t {{ image }} {{ flags }} .
+
+# Package a host-built release binary into the runtime image in ~1 s (compose/Dockerfile.prebuilt)
+images-prebuilt:
+    cargo build --release --locked -p pfc
+    {{ engine }} build -f compose/Dockerfile.prebuilt -t {{ image }} .
+
+# Start the compose stack (Redis, jobs, 2 workers, auth, chat, gateway on http://localhost:8000)
+compose-up *flags:
+    {{ compose }} -f compose/compose.yaml up -d {{ flags }}
+
+# Stop the compose stack (add -v to drop Redis' data volume)
+compose-down *flags:
+    {{ compose }} -f compose/compose.yaml down {{ flags }}
+
+# Prove the compose stack in real containers (podman): REST, gRPC, chat, a worker killed under load
+compose-e2e:
+    scripts/compose-e2e.sh
+
+# Load-test a running stack over gRPC (e.g. after `just compose-up`; see `pfc bench --help`)
+bench *flags:
+    cargo run --release -p pfc -- bench {{ flags }}
 
 # What CI runs (bootstrap + lints + tests + shipping checks)
 ci:
