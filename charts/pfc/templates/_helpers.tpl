@@ -1,0 +1,330 @@
+{{/*
+pfc.name: the chart name, or nameOverride. Truncated to 63 characters (DNS label limit).
+*/}}
+{{- define "pfc.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+pfc.fullname: the release-qualified name used as the prefix of every resource.
+The release name alone when it already contains the chart name (`helm install pfc charts/pfc` -> `pfc`).
+*/}}
+{{- define "pfc.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+pfc.componentFullname: `<fullname>-<component>`, the fullname cut to 55 characters first so the
+result stays a valid DNS label. Call with (dict "ctx" $ "component" "jobs").
+*/}}
+{{- define "pfc.componentFullname" -}}
+{{- printf "%s-%s" (include "pfc.fullname" .ctx | trunc 55 | trimSuffix "-") .component | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+pfc.chart: `<name>-<version>` for the helm.sh/chart label.
+*/}}
+{{- define "pfc.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+pfc.selectorLabels: immutable labels that select a component's pods (name, instance, component).
+Call with (dict "ctx" $ "component" "jobs").
+*/}}
+{{- define "pfc.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "pfc.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/*
+pfc.labels: the full label set of a component's resources (selector labels + version, chart,
+managed-by, part-of and commonLabels). Call with (dict "ctx" $ "component" "jobs").
+*/}}
+{{- define "pfc.labels" -}}
+helm.sh/chart: {{ include "pfc.chart" .ctx }}
+{{ include "pfc.selectorLabels" . }}
+app.kubernetes.io/version: {{ include "pfc.imageTag" .ctx | quote }}
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+app.kubernetes.io/part-of: pfc
+{{- with .ctx.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+pfc.imageTag: image.tag, or the chart's appVersion.
+*/}}
+{{- define "pfc.imageTag" -}}
+{{- .Values.image.tag | default .Chart.AppVersion }}
+{{- end }}
+
+{{/*
+pfc.image: the pfc image reference (`repo@digest` when a digest is set, else `repo:tag`).
+*/}}
+{{- define "pfc.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (include "pfc.imageTag" .) }}
+{{- end }}
+{{- end }}
+
+{{/*
+pfc.redisImage: the Redis image reference.
+*/}}
+{{- define "pfc.redisImage" -}}
+{{- with .Values.redis.image }}
+{{- if .digest }}
+{{- printf "%s@%s" .repository .digest }}
+{{- else }}
+{{- printf "%s:%s" .repository .tag }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+pfc.serviceAccountName: the ServiceAccount the pfc pods run as.
+*/}}
+{{- define "pfc.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "pfc.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+pfc.grpcUrl: in-cluster URL of a gRPC component, `http://<fullname>-<component>:<port>`.
+Short Service names: every component runs in the release namespace.
+Call with (dict "ctx" $ "component" "auth").
+*/}}
+{{- define "pfc.grpcUrl" -}}
+{{- $port := (index .ctx.Values .component).port }}
+{{- printf "http://%s:%v" (include "pfc.componentFullname" .) $port }}
+{{- end }}
+
+{{/*
+pfc.redisUrl: PFC_REDIS_URL (the password is passed separately as PFC_REDIS_PASSWORD).
+*/}}
+{{- define "pfc.redisUrl" -}}
+{{- if .Values.redis.enabled }}
+{{- printf "redis://%s:%v" (include "pfc.componentFullname" (dict "ctx" . "component" "redis")) .Values.redis.port }}
+{{- else }}
+{{- required "externalRedis.url is required when redis.enabled is false" .Values.externalRedis.url }}
+{{- end }}
+{{- end }}
+
+{{/*
+pfc.redisSecretName: Secret holding the Redis password ("" when there is none).
+*/}}
+{{- define "pfc.redisSecretName" -}}
+{{- if .Values.redis.enabled }}
+{{- if .Values.redis.auth.enabled }}
+{{- default (include "pfc.componentFullname" (dict "ctx" . "component" "redis")) .Values.redis.auth.existingSecret }}
+{{- end }}
+{{- else }}
+{{- .Values.externalRedis.existingSecret }}
+{{- end }}
+{{- end }}
+
+{{/*
+pfc.redisSecretKey: key of the Redis password in pfc.redisSecretName.
+*/}}
+{{- define "pfc.redisSecretKey" -}}
+{{- if .Values.redis.enabled }}{{ .Values.redis.auth.secretKey }}{{ else }}{{ .Values.externalRedis.secretKey }}{{ end }}
+{{- end }}
+
+{{/*
+pfc.redisEnv: PFC_REDIS_URL and, when there is a password, PFC_REDIS_PASSWORD from its Secret.
+*/}}
+{{- define "pfc.redisEnv" -}}
+- name: PFC_REDIS_URL
+  value: {{ include "pfc.redisUrl" . | quote }}
+{{- with (include "pfc.redisSecretName" .) }}
+- name: PFC_REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ include "pfc.redisSecretKey" $ }}
+{{- end }}
+{{- end }}
+
+{{/*
+pfc.signingKeySecretName: Secret holding auth's Ed25519 private key.
+*/}}
+{{- define "pfc.signingKeySecretName" -}}
+{{- default (printf "%s-signing-key" (include "pfc.componentFullname" (dict "ctx" . "component" "auth"))) .Values.auth.signingKey.existingSecret }}
+{{- end }}
+
+{{/*
+pfc.probeHandler: the handler of a probe. `native` (default): a gRPC health check (grpc.health.v1,
+overall service "") or an HTTP GET. `exec`: the same check run by `pfc probe grpc|http` inside
+the container, for runtimes without gRPC probes (podman kube play).
+Call with (dict "ctx" $ "component" "jobs" "path" "/healthz"); path only for the gateway.
+*/}}
+{{- define "pfc.probeHandler" -}}
+{{- $c := index .ctx.Values .component -}}
+{{- if eq .ctx.Values.probeHandler "exec" -}}
+{{- if .path -}}
+exec:
+  command: ["pfc", "probe", "http", "http://127.0.0.1:{{ $c.port }}{{ .path }}"]
+{{- else -}}
+exec:
+  command: ["pfc", "probe", "grpc", "127.0.0.1:{{ $c.port }}"]
+{{- end -}}
+{{- else if .path -}}
+httpGet:
+  path: {{ .path }}
+  port: http
+{{- else -}}
+grpc:
+  port: {{ $c.port }}
+{{- end -}}
+{{- end }}
+
+{{/*
+pfc.probes: liveness, readiness and (optional) startup probes of a role, timings from values.
+gRPC roles check grpc.health.v1; the gateway checks /healthz (liveness, startup) and /readyz.
+Call with (dict "ctx" $ "component" "jobs").
+*/}}
+{{- define "pfc.probes" -}}
+{{- $c := index .ctx.Values .component -}}
+{{- $http := eq .component "gateway" -}}
+livenessProbe:
+  {{- include "pfc.probeHandler" (merge (dict "path" (ternary "/healthz" "" $http)) .) | nindent 2 }}
+  {{- toYaml $c.livenessProbe | nindent 2 }}
+readinessProbe:
+  {{- include "pfc.probeHandler" (merge (dict "path" (ternary "/readyz" "" $http)) .) | nindent 2 }}
+  {{- toYaml $c.readinessProbe | nindent 2 }}
+{{- if $c.startupProbe.enabled }}
+startupProbe:
+  {{- include "pfc.probeHandler" (merge (dict "path" (ternary "/healthz" "" $http)) .) | nindent 2 }}
+  {{- toYaml (omit $c.startupProbe "enabled") | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/*
+pfc.podScheduling: nodeSelector, tolerations, affinity (component values override the global
+ones) and a soft topology spread for components with several replicas.
+Call with (dict "ctx" $ "component" "jobs").
+*/}}
+{{- define "pfc.podScheduling" -}}
+{{- $c := index .ctx.Values .component }}
+{{- with ($c.nodeSelector | default .ctx.Values.nodeSelector) }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with ($c.tolerations | default .ctx.Values.tolerations) }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with ($c.affinity | default .ctx.Values.affinity) }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- if .ctx.Values.topologySpread.enabled }}
+topologySpreadConstraints:
+  - maxSkew: {{ .ctx.Values.topologySpread.maxSkew }}
+    topologyKey: {{ .ctx.Values.topologySpread.topologyKey }}
+    whenUnsatisfiable: ScheduleAnyway
+    labelSelector:
+      matchLabels:
+        {{- include "pfc.selectorLabels" . | nindent 8 }}
+{{- end }}
+{{- end }}
+
+{{/*
+pfc.podMeta: pod template metadata (labels, config checksum so a config change rolls the pods,
+annotations). Call with (dict "ctx" $ "component" "jobs").
+*/}}
+{{- define "pfc.podMeta" -}}
+{{- $c := index .ctx.Values .component -}}
+metadata:
+  labels:
+    {{- include "pfc.labels" . | nindent 4 }}
+    {{- with .ctx.Values.podLabels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  annotations:
+    checksum/config: {{ include (print .ctx.Template.BasePath "/configmap.yaml") .ctx | sha256sum }}
+    {{- with .ctx.Values.podAnnotations }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+    {{- with $c.podAnnotations }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+{{- end }}
+
+{{/*
+pfc.podSpecCommon: pod-level settings shared by every pfc role.
+*/}}
+{{- define "pfc.podSpecCommon" -}}
+serviceAccountName: {{ include "pfc.serviceAccountName" . }}
+automountServiceAccountToken: false
+enableServiceLinks: false
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext:
+  {{- toYaml .Values.podSecurityContext | nindent 2 }}
+{{- end }}
+
+{{/*
+pfc.containerCommon: container settings shared by every pfc role: the one image, the role as
+argument, the shared ConfigMap, security context. Call with (dict "ctx" $ "component" "jobs" "role" "jobs").
+*/}}
+{{- define "pfc.containerCommon" -}}
+image: {{ include "pfc.image" .ctx }}
+imagePullPolicy: {{ .ctx.Values.image.pullPolicy }}
+args: [{{ .role | quote }}]
+envFrom:
+  - configMapRef:
+      name: {{ include "pfc.fullname" .ctx }}-config
+securityContext:
+  {{- toYaml .ctx.Values.securityContext | nindent 2 }}
+resources:
+  {{- toYaml (index .ctx.Values .component).resources | nindent 2 }}
+{{- end }}
+
+{{/*
+pfc.tmpVolume / pfc.tmpMount: a small writable /tmp (the root filesystem is read-only).
+*/}}
+{{- define "pfc.tmpVolume" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: 64Mi
+{{- end }}
+{{- define "pfc.tmpMount" -}}
+- name: tmp
+  mountPath: /tmp
+{{- end }}
+
+{{/*
+pfc.validate: fail early on contradictory values.
+*/}}
+{{- define "pfc.validate" -}}
+{{- if and .Values.worker.keda.enabled .Values.worker.autoscaling.enabled }}
+{{- fail "worker.keda.enabled and worker.autoscaling.enabled are exclusive (KEDA creates its own HPA): set worker.autoscaling.enabled=false" }}
+{{- end }}
+{{- if and (not .Values.redis.enabled) (not .Values.externalRedis.url) }}
+{{- fail "redis.enabled=false needs externalRedis.url (redis://host:6379)" }}
+{{- end }}
+{{- if and .Values.grpcIngress.enabled (not .Values.grpcIngress.tlsSecretName) }}
+{{- fail "grpcIngress.enabled needs grpcIngress.tlsSecretName: NGINX serves gRPC (HTTP/2) only over TLS; without TLS use kubectl port-forward" }}
+{{- end }}
+{{- if and .Values.ingress.tls.enabled (not .Values.ingress.tls.secretName) }}
+{{- fail "ingress.tls.enabled needs ingress.tls.secretName" }}
+{{- end }}
+{{- end }}
