@@ -78,3 +78,7 @@ bench *flags:
 # What CI runs (bootstrap + lints + tests + shipping checks)
 ci:
     bash .ci/run
+
+# Run the Helm chart in real containers (podman kube play, values-local.yaml) and do a job round trip
+chart-e2e:
+    scripts/chart/kube-play-e2e.sh
