@@ -1,0 +1,247 @@
+//! pfc's HTTP edge (`pfc gateway`): a thin axum service in front of the gRPC core.
+//!
+//! It serves, on one port: the origin-compatible REST routes (`POST /jobs`,
+//! `GET /jobs/{job_id}`), the versioned REST API under `/api/v1/`, Server-Sent Events of job
+//! transitions, gRPC-web for every public gRPC service, the OpenAPI document and its
+//! interactive docs, health (`/healthz`, `/readyz`), Prometheus metrics and the embedded web UI.
+//! It is a client of the core only: it never touches Redis and holds no state but metrics.
+//!
+//! # Layout
+//! - [`config`]: [`Config`], the clap flags with `PFC_*` fallbacks.
+//! - [`error`]: [`ApiError`], the one gRPC → HTTP mapping and JSON error body.
+//! - [`model`]: JSON shapes converted from the protobuf messages.
+//! - [`rest`]: REST handlers (origin-compatible and `/api/v1`).
+//! - [`sse`]: Server-Sent Events from `WatchJob` / `WatchJobs`.
+//! - [`grpc_web`]: the generic gRPC-web → gRPC proxy.
+//! - [`metrics`]: request metrics and the core's queue gauges in Prometheus text.
+//! - [`openapi`]: the OpenAPI 3.1 document.
+//! - [`assets`]: the embedded UI and its path rule.
+
+pub mod assets;
+pub mod config;
+pub mod error;
+pub mod grpc_web;
+pub mod metrics;
+pub mod model;
+pub mod openapi;
+pub mod rest;
+pub mod sse;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::extract::State;
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{any, get, post};
+use axum::{Json, Router};
+use pfc_proto::jobs::v1::job_service_client::JobServiceClient;
+use tokio::net::TcpListener;
+use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::{health_check_response::ServingStatus, HealthCheckRequest};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::trace::TraceLayer;
+
+pub use config::Config;
+pub use error::ApiError;
+
+/// What every handler shares: clients of the core (cheap to clone) and the metrics.
+#[derive(Clone)]
+pub struct AppState {
+    /// Client of `pfc.jobs.v1.JobService`.
+    pub jobs: JobServiceClient<Channel>,
+    /// Health client of the jobs core (`/readyz`).
+    pub health: HealthClient<Channel>,
+    jobs_channel: Channel,
+    auth_channel: Channel,
+    chat_channel: Channel,
+    metrics: Arc<metrics::Metrics>,
+    shutdown: pfc_runtime::Shutdown,
+    body_limit: usize,
+    request_timeout: Duration,
+    cors_origins: Vec<String>,
+}
+
+fn channel(url: &str, what: &str) -> anyhow::Result<Channel> {
+    Ok(Endpoint::from_shared(url.to_string())
+        .with_context(|| format!("invalid {what} url {url:?}"))?
+        .connect_timeout(Duration::from_secs(3))
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_while_idle(true)
+        .connect_lazy())
+}
+
+impl AppState {
+    /// Clients for the configured backends. Connections are lazy: the gateway starts (and
+    /// answers `/healthz`) while the core is still down, and `/readyz` says so.
+    pub fn new(config: &Config) -> anyhow::Result<Self> {
+        let jobs_channel = channel(&config.jobs_url, "jobs")?;
+        Ok(AppState {
+            jobs: JobServiceClient::new(jobs_channel.clone()),
+            health: HealthClient::new(jobs_channel.clone()),
+            jobs_channel,
+            auth_channel: channel(&config.auth_url, "auth")?,
+            chat_channel: channel(&config.chat_url, "chat")?,
+            metrics: Arc::default(),
+            shutdown: pfc_runtime::Shutdown::new(),
+            body_limit: config.body_limit,
+            request_timeout: config.request_timeout,
+            cors_origins: config
+                .cors_origins
+                .iter()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+        })
+    }
+
+    /// The shutdown that ends open SSE streams; [`run`] triggers it.
+    pub fn shutdown(&self) -> &pfc_runtime::Shutdown {
+        &self.shutdown
+    }
+}
+
+/// Liveness: the process runs.
+#[utoipa::path(get, path = "/healthz", tag = "ops",
+    responses((status = 200, description = "Alive", body = model::Health)))]
+pub async fn healthz() -> Json<model::Health> {
+    Json(model::Health {
+        status: "ok".into(),
+    })
+}
+
+/// Readiness: the jobs core answers its gRPC health check with SERVING.
+#[utoipa::path(get, path = "/readyz", tag = "ops",
+    responses(
+        (status = 200, description = "The core is reachable", body = model::Health),
+        (status = 503, description = "The core is unreachable or not serving", body = model::Health),
+    ))]
+pub async fn readyz(State(st): State<AppState>) -> impl IntoResponse {
+    let mut req = tonic::Request::new(HealthCheckRequest {
+        service: String::new(),
+    });
+    req.set_timeout(Duration::from_secs(2));
+    let serving = match st.health.clone().check(req).await {
+        Ok(r) => r.into_inner().status == ServingStatus::Serving as i32,
+        Err(e) => {
+            tracing::debug!(error = %e, "readyz: core health check failed");
+            false
+        }
+    };
+    let (code, status) = if serving && !st.shutdown.is_triggered() {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+    };
+    (
+        code,
+        Json(model::Health {
+            status: status.into(),
+        }),
+    )
+}
+
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok())
+                .collect::<Vec<_>>(),
+        )
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+            .allow_headers([
+                header::CONTENT_TYPE,
+                header::AUTHORIZATION,
+                header::ACCEPT,
+                header::HeaderName::from_static("idempotency-key"),
+                header::HeaderName::from_static("x-grpc-web"),
+                header::HeaderName::from_static("x-user-agent"),
+                header::HeaderName::from_static("grpc-timeout"),
+                header::HeaderName::from_static("connect-protocol-version"),
+                header::HeaderName::from_static("connect-timeout-ms"),
+            ])
+            .expose_headers([
+                header::HeaderName::from_static("grpc-status"),
+                header::HeaderName::from_static("grpc-message"),
+                header::HeaderName::from_static("grpc-status-details-bin"),
+                header::LOCATION,
+            ])
+            .max_age(Duration::from_secs(600)),
+    )
+}
+
+/// The whole HTTP surface. Tests drive it with `tower::ServiceExt::oneshot`.
+pub fn app(state: AppState) -> Router {
+    let rest = Router::new()
+        .route("/jobs", post(rest::origin_submit))
+        .route("/jobs/{job_id}", get(rest::origin_get))
+        .route("/api/v1/jobs", post(rest::submit).get(rest::list))
+        .route("/api/v1/jobs/{job_id}", get(rest::get))
+        .route("/api/v1/jobs/{job_id}/cancel", post(rest::cancel))
+        .route("/api/v1/jobs/{job_id}/events", get(sse::job_events))
+        .route("/api/v1/events", get(sse::all_events))
+        .route("/api/v1/stats", get(rest::stats))
+        .route("/api/v1/kinds", get(rest::kinds))
+        .route("/api", any(rest::api_not_found))
+        .route("/api/{*rest}", any(rest::api_not_found))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::metrics))
+        .route("/openapi.json", get(openapi::openapi_json));
+    let grpc = grpc_web::router(
+        state.jobs_channel.clone(),
+        state.auth_channel.clone(),
+        state.chat_channel.clone(),
+    );
+    let mut router = rest
+        .merge(grpc)
+        .fallback(assets::serve)
+        .method_not_allowed_fallback(rest::method_not_allowed);
+    if let Some(cors) = cors(&state.cors_origins) {
+        router = router.layer(cors);
+    }
+    router
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Serves the gateway on `listener` until `shutdown` resolves, then drains: new connections
+/// stop, SSE streams end, and in-flight requests get `config.drain_timeout` to finish.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let state = AppState::new(&config)?;
+    let sd = state.shutdown.clone();
+    sd.trigger_on(shutdown);
+    let addr = listener.local_addr().ok();
+    tracing::info!(?addr, jobs = %config.jobs_url, "gateway listening");
+    let server = axum::serve(listener, app(state)).with_graceful_shutdown(sd.wait());
+    let drain = async {
+        sd.wait().await;
+        tokio::time::sleep(config.drain_timeout).await;
+    };
+    tokio::select! {
+        res = server => res.context("gateway server failed")?,
+        () = drain => tracing::warn!("gateway drain timeout; closing remaining connections"),
+    }
+    Ok(())
+}

@@ -1,0 +1,42 @@
+//! The OpenAPI 3.1 document (`GET /openapi.json`), generated from the handlers' annotations.
+
+use axum::Json;
+use utoipa::OpenApi;
+
+use crate::{error, model, rest, sse};
+
+/// pfc's REST API.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "pfc",
+        description = "Asynchronous text-processing jobs. REST is a thin layer over the gRPC \
+            `pfc.jobs.v1.JobService`; browsers can also call every gRPC service directly over \
+            gRPC-web on the same port. Errors are `{\"error\": {\"code\", \"message\"}}`.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    paths(
+        rest::origin_submit, rest::origin_get,
+        rest::submit, rest::list, rest::get, rest::cancel, rest::stats, rest::kinds,
+        sse::job_events, sse::all_events,
+        crate::healthz, crate::readyz,
+    ),
+    components(schemas(
+        error::ErrorBody, error::ErrorDetail, model::Status, model::Job, model::JobEvent,
+        model::OriginSubmit, model::OriginSubmitted, model::OriginJob, model::SubmitJob,
+        model::Submitted, model::JobPage, model::Stats, model::Worker, model::Kind, model::Kinds,
+        model::Health,
+    )),
+    tags(
+        (name = "origin", description = "Routes compatible with the original FastAPI service"),
+        (name = "jobs", description = "The full jobs API"),
+        (name = "events", description = "Server-Sent Events"),
+        (name = "ops", description = "Health"),
+    )
+)]
+pub struct ApiDoc;
+
+/// `GET /openapi.json`.
+pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

@@ -1,0 +1,396 @@
+//! REST handlers: the origin-compatible routes (`/jobs`, `/jobs/{job_id}`) and the versioned
+//! API under `/api/v1/`. Each handler turns JSON into one `JobService` call and back; the
+//! behaviour (validation, limits, idempotency) is the core's.
+
+use std::time::Duration;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use pfc_proto::jobs::v1 as pb;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use crate::error::{ApiError, ErrorBody};
+use crate::model::{
+    Job, JobPage, Kind, Kinds, OriginJob, OriginSubmit, OriginSubmitted, Stats, Status, SubmitJob,
+    Submitted,
+};
+use crate::AppState;
+
+/// A JSON body read with the gateway's size limit and its error format: a missing
+/// content-type is accepted (as the origin's FastAPI did), any other non-JSON type is 415,
+/// invalid JSON 400, valid JSON of the wrong shape 422, too large 413.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
+            let ct = ct.to_str().unwrap_or_default().to_ascii_lowercase();
+            let essence = ct.split(';').next().unwrap_or_default().trim();
+            if essence != "application/json" && !essence.ends_with("+json") {
+                return Err(ApiError::UnsupportedMediaType);
+            }
+        }
+        let limit = state.body_limit;
+        let bytes = axum::body::to_bytes(req.into_body(), limit)
+            .await
+            .map_err(|_| ApiError::PayloadTooLarge(limit))?;
+        let mut de = serde_json::Deserializer::from_slice(&bytes);
+        let value = serde_path_to_error(&mut de)?;
+        de.end().map_err(|e| ApiError::InvalidJson(format!("invalid JSON: {e}")))?;
+        Ok(JsonBody(value))
+    }
+}
+
+/// Deserializes, telling syntax errors (400) from shape errors (422).
+fn serde_path_to_error<T: DeserializeOwned>(
+    de: &mut serde_json::Deserializer<serde_json::de::SliceRead<'_>>,
+) -> Result<T, ApiError> {
+    T::deserialize(de).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => ApiError::InvalidArgument(format!("invalid request: {e}")),
+        _ => ApiError::InvalidJson(format!("invalid JSON: {e}")),
+    })
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        ApiError::InvalidArgument(r.body_text())
+    }
+}
+
+impl AppState {
+    /// A request to the core with the REST deadline.
+    pub(crate) fn call<T>(&self, msg: T) -> tonic::Request<T> {
+        let mut req = tonic::Request::new(msg);
+        req.set_timeout(self.request_timeout);
+        req
+    }
+}
+
+// ---------------------------------------------------------------- origin-compatible routes
+
+/// Submit a job (origin-compatible): the text is uppercased.
+#[utoipa::path(
+    post, path = "/jobs", tag = "origin",
+    request_body = OriginSubmit,
+    responses(
+        (status = 200, description = "Job accepted", body = OriginSubmitted),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 422, description = "Missing, empty or oversized text", body = ErrorBody),
+        (status = 503, description = "Core unavailable", body = ErrorBody),
+    )
+)]
+pub async fn origin_submit(
+    State(st): State<AppState>,
+    JsonBody(body): JsonBody<OriginSubmit>,
+) -> Result<Json<OriginSubmitted>, ApiError> {
+    let resp = st
+        .jobs
+        .clone()
+        .submit_job(st.call(pb::SubmitJobRequest {
+            text: body.text,
+            ..Default::default()
+        }))
+        .await?
+        .into_inner();
+    Ok(Json(OriginSubmitted {
+        job_id: resp.job_id,
+    }))
+}
+
+/// Get a job's status and result (origin-compatible).
+#[utoipa::path(
+    get, path = "/jobs/{job_id}", tag = "origin",
+    params(("job_id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "The job", body = OriginJob),
+        (status = 404, description = "Unknown or expired id", body = ErrorBody),
+        (status = 503, description = "Core unavailable", body = ErrorBody),
+    )
+)]
+pub async fn origin_get(
+    State(st): State<AppState>,
+    Path(job_id): Path<String>,
+) -> Result<Json<OriginJob>, ApiError> {
+    let job = get_job(&st, &job_id).await?;
+    Ok(Json(OriginJob {
+        job_id: job.job_id,
+        status: job.status,
+        result: job.result,
+        error: job.error,
+        kind: job.kind,
+    }))
+}
+
+// ---------------------------------------------------------------- /api/v1
+
+async fn get_job(st: &AppState, job_id: &str) -> Result<Job, ApiError> {
+    let resp = st
+        .jobs
+        .clone()
+        .get_job(st.call(pb::GetJobRequest {
+            job_id: job_id.to_string(),
+        }))
+        .await
+        .map_err(|s| ApiError::lookup(s, job_id))?
+        .into_inner();
+    resp.job
+        .map(Job::from)
+        .ok_or_else(|| ApiError::Internal("GetJob answered without a job".into()))
+}
+
+/// Submit a job.
+///
+/// With an idempotency key (body field or `Idempotency-Key` header), a repeated submit returns
+/// the first job with `created: false` and status 200 instead of 201.
+#[utoipa::path(
+    post, path = "/api/v1/jobs", tag = "jobs",
+    request_body = SubmitJob,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Idempotency key (the body field wins)")),
+    responses(
+        (status = 201, description = "Job created", body = Submitted),
+        (status = 200, description = "Idempotency key matched an existing job", body = Submitted),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 422, description = "Invalid field: empty or oversized text, unknown kind, bad run_at, unknown field", body = ErrorBody),
+        (status = 429, description = "Queue full", body = ErrorBody),
+        (status = 503, description = "Core unavailable", body = ErrorBody),
+    )
+)]
+pub async fn submit(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<SubmitJob>,
+) -> Result<impl IntoResponse, ApiError> {
+    let header_key = match headers.get("idempotency-key") {
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| ApiError::InvalidArgument("Idempotency-Key must be ASCII".into()))?
+                .to_string(),
+        ),
+        None => None,
+    };
+    let run_at = match body.run_at.as_deref() {
+        Some(s) => {
+            let t = humantime::parse_rfc3339_weak(s).map_err(|e| {
+                ApiError::InvalidArgument(format!("run_at must be RFC 3339 (UTC): {e}"))
+            })?;
+            let ms = t
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0);
+            Some(pfc_proto::timestamp_from_ms(ms))
+        }
+        None => None,
+    };
+    let delay = body.delay_ms.map(|ms| {
+        let d = Duration::from_millis(ms);
+        prost_types::Duration {
+            seconds: d.as_secs() as i64,
+            nanos: d.subsec_nanos() as i32,
+        }
+    });
+    let resp = st
+        .jobs
+        .clone()
+        .submit_job(st.call(pb::SubmitJobRequest {
+            text: body.text,
+            kind: body.kind.unwrap_or_default(),
+            idempotency_key: body.idempotency_key.or(header_key).unwrap_or_default(),
+            run_at,
+            delay,
+            max_attempts: body.max_attempts.unwrap_or(0),
+            queue: String::new(),
+        }))
+        .await?
+        .into_inner();
+    let status = if resp.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let location = format!("/api/v1/jobs/{}", resp.job_id);
+    Ok((
+        status,
+        [(header::LOCATION, location)],
+        Json(Submitted {
+            job_id: resp.job_id,
+            created: resp.created,
+            job: resp.job.map(Job::from),
+        }),
+    ))
+}
+
+/// Get one job with its result or error.
+#[utoipa::path(
+    get, path = "/api/v1/jobs/{job_id}", tag = "jobs",
+    params(("job_id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "The job", body = Job),
+        (status = 404, description = "Unknown or expired id", body = ErrorBody),
+        (status = 503, description = "Core unavailable", body = ErrorBody),
+    )
+)]
+pub async fn get(
+    State(st): State<AppState>,
+    Path(job_id): Path<String>,
+) -> Result<Json<Job>, ApiError> {
+    get_job(&st, &job_id).await.map(Json)
+}
+
+/// Query of `GET /api/v1/jobs`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only jobs in this status (`scheduled|queued|processing|done|failed|cancelled`).
+    pub status: Option<String>,
+    /// Page size, 1..=200 (default 50).
+    pub page_size: Option<u32>,
+    /// `next_page_token` of the previous page.
+    pub page_token: Option<String>,
+}
+
+/// List jobs, newest first, optionally filtered by status.
+#[utoipa::path(
+    get, path = "/api/v1/jobs", tag = "jobs",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "One page of jobs", body = JobPage),
+        (status = 422, description = "Unknown status, bad page size or page token", body = ErrorBody),
+        (status = 503, description = "Core unavailable", body = ErrorBody),
+    )
+)]
+pub async fn list(
+    State(st): State<AppState>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<JobPage>, ApiError> {
+    let Query(q) = query?;
+    let status = match q.status.as_deref().filter(|s| !s.is_empty() && *s != "all") {
+        Some(s) => Status::parse(s)
+            .ok_or_else(|| {
+                ApiError::InvalidArgument(format!(
+                    "unknown status {s:?}; expected scheduled, queued, processing, done, failed or cancelled"
+                ))
+            })?
+            .to_proto(),
+        None => pb::JobStatus::Unspecified,
+    };
+    if let Some(n) = q.page_size {
+        if !(1..=200).contains(&n) {
+            return Err(ApiError::InvalidArgument("page_size must be between 1 and 200".into()));
+        }
+    }
+    let resp = st
+        .jobs
+        .clone()
+        .list_jobs(st.call(pb::ListJobsRequest {
+            status: status as i32,
+            page_size: q.page_size.unwrap_or(0),
+            page_token: q.page_token.unwrap_or_default(),
+        }))
+        .await?
+        .into_inner();
+    Ok(Json(JobPage {
+        jobs: resp.jobs.into_iter().map(Job::from).collect(),
+        next_page_token: (!resp.next_page_token.is_empty()).then_some(resp.next_page_token),
+        total_size: resp.total_size,
+    }))
+}
+
+/// Cancel a queued or scheduled job.
+#[utoipa::path(
+    post, path = "/api/v1/jobs/{job_id}/cancel", tag = "jobs",
+    params(("job_id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "The job, now cancelled", body = Job),
+        (status = 404, description = "Unknown or expired id", body = ErrorBody),
+        (status = 409, description = "The job is processing or finished", body = ErrorBody),
+        (status = 503, description = "Core unavailable", body = ErrorBody),
+    )
+)]
+pub async fn cancel(
+    State(st): State<AppState>,
+    Path(job_id): Path<String>,
+) -> Result<Json<Job>, ApiError> {
+    let resp = st
+        .jobs
+        .clone()
+        .cancel_job(st.call(pb::CancelJobRequest {
+            job_id: job_id.clone(),
+        }))
+        .await
+        .map_err(|s| ApiError::lookup(s, &job_id))?
+        .into_inner();
+    resp.job
+        .map(|j| Json(Job::from(j)))
+        .ok_or_else(|| ApiError::Internal("CancelJob answered without a job".into()))
+}
+
+/// Queue statistics: depth, in flight, counters, live workers.
+#[utoipa::path(
+    get, path = "/api/v1/stats", tag = "jobs",
+    responses(
+        (status = 200, description = "A snapshot of the queue", body = Stats),
+        (status = 503, description = "Core unavailable", body = ErrorBody),
+    )
+)]
+pub async fn stats(State(st): State<AppState>) -> Result<Json<Stats>, ApiError> {
+    let resp = st
+        .jobs
+        .clone()
+        .get_stats(st.call(pb::GetStatsRequest {}))
+        .await?
+        .into_inner();
+    Ok(Json(resp.into()))
+}
+
+/// The processors a job can name in `kind`.
+#[utoipa::path(
+    get, path = "/api/v1/kinds", tag = "jobs",
+    responses(
+        (status = 200, description = "The processors", body = Kinds),
+        (status = 503, description = "Core unavailable", body = ErrorBody),
+    )
+)]
+pub async fn kinds(State(st): State<AppState>) -> Result<Json<Kinds>, ApiError> {
+    let resp = st
+        .jobs
+        .clone()
+        .list_kinds(st.call(pb::ListKindsRequest {}))
+        .await?
+        .into_inner();
+    Ok(Json(Kinds {
+        kinds: resp
+            .kinds
+            .into_iter()
+            .map(|k| Kind {
+                name: k.name,
+                description: k.description,
+            })
+            .collect(),
+    }))
+}
+
+/// Any other path under `/api/`: a JSON 404 (never the UI's index.html).
+pub async fn api_not_found() -> ApiError {
+    ApiError::NotFound("no such route".into())
+}
+
+/// A known path with the wrong method.
+pub async fn method_not_allowed() -> impl IntoResponse {
+    let body = ErrorBody {
+        error: crate::error::ErrorDetail {
+            code: "method_not_allowed".into(),
+            message: "method not allowed on this route".into(),
+        },
+    };
+    (StatusCode::METHOD_NOT_ALLOWED, Json(body))
+}

@@ -1,0 +1,142 @@
+//! Server-Sent Events: the core's server-streaming RPCs as `text/event-stream`.
+//!
+//! - `GET /api/v1/jobs/{job_id}/events`: `WatchJob`; one `job` event per transition (the first
+//!   is the current state), each carrying the whole job; the stream ends after a terminal state.
+//! - `GET /api/v1/events`: `WatchJobs`; one `transition` event per transition of any job.
+//!
+//! Event ids are `"{job_id}:{version}"`. A stream that the core ends with an error sends one
+//! `error` event with the usual error body, then closes. Streams also close when the gateway
+//! starts shutting down, so draining never waits on an idle browser tab. A comment line is
+//! sent every 15 s to keep proxies from closing quiet streams.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::IntoResponse;
+use futures::{Stream, StreamExt};
+use pfc_proto::jobs::v1 as pb;
+
+use crate::error::{ApiError, ErrorBody, ErrorDetail};
+use crate::model::{Job, JobEvent};
+use crate::AppState;
+
+fn error_event(status: tonic::Status) -> Event {
+    let err = ApiError::from(status);
+    let (_, code) = err.status_and_code();
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: code.into(),
+            message: err.to_string(),
+        },
+    };
+    Event::default()
+        .event("error")
+        .data(serde_json::to_string(&body).unwrap_or_default())
+}
+
+fn json_event<T: serde::Serialize>(name: &str, id: String, value: &T) -> Event {
+    // Serializing these plain structs cannot fail (no maps with non-string keys, no I/O).
+    Event::default()
+        .event(name)
+        .id(id)
+        .data(serde_json::to_string(value).unwrap_or_default())
+}
+
+/// Maps a gRPC stream to SSE events: items via `f`, an error as one `error` event, then the end.
+fn to_events<T, F>(
+    st: &AppState,
+    stream: tonic::Streaming<T>,
+    f: F,
+) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static
+where
+    T: Send + 'static,
+    F: Fn(T) -> Option<Event> + Send + 'static,
+{
+    let shutdown = st.shutdown.wait();
+    stream
+        .scan(false, move |failed, item| {
+            let out = if *failed {
+                None
+            } else {
+                match item {
+                    Ok(msg) => Some(f(msg)),
+                    Err(status) => {
+                        *failed = true;
+                        Some(Some(error_event(status)))
+                    }
+                }
+            };
+            futures::future::ready(out)
+        })
+        .filter_map(|e| futures::future::ready(e.map(Ok)))
+        .take_until(shutdown)
+}
+
+fn sse<S>(stream: S) -> impl IntoResponse
+where
+    S: Stream<Item = Result<Event, Infallible>> + Send + 'static,
+{
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+/// Stream one job's transitions (Server-Sent Events).
+///
+/// Each `job` event's data is the whole job as JSON; the first event is the current state and
+/// the stream ends after `done`, `failed` or `cancelled`.
+#[utoipa::path(
+    get, path = "/api/v1/jobs/{job_id}/events", tag = "events",
+    params(("job_id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "`text/event-stream` of `job` events (data: Job)", content_type = "text/event-stream", body = Job),
+        (status = 404, description = "Unknown or expired id", body = ErrorBody),
+        (status = 503, description = "Core unavailable", body = ErrorBody),
+    )
+)]
+pub async fn job_events(
+    State(st): State<AppState>,
+    Path(job_id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let stream = st
+        .jobs
+        .clone()
+        .watch_job(pb::WatchJobRequest {
+            job_id: job_id.clone(),
+        })
+        .await
+        .map_err(|s| ApiError::lookup(s, &job_id))?
+        .into_inner();
+    Ok(sse(to_events(&st, stream, |m: pb::WatchJobResponse| {
+        m.job.map(|j| {
+            let job = Job::from(j);
+            json_event("job", format!("{}:{}", job.id, job.version), &job)
+        })
+    })))
+}
+
+/// Stream every job's transitions (Server-Sent Events).
+///
+/// Each `transition` event's data is a JobEvent as JSON. Only transitions that happen after
+/// the subscription are sent (use `GET /api/v1/jobs` for the current state).
+#[utoipa::path(
+    get, path = "/api/v1/events", tag = "events",
+    responses(
+        (status = 200, description = "`text/event-stream` of `transition` events (data: JobEvent)", content_type = "text/event-stream", body = JobEvent),
+        (status = 503, description = "Core unavailable", body = ErrorBody),
+    )
+)]
+pub async fn all_events(State(st): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let stream = st
+        .jobs
+        .clone()
+        .watch_jobs(pb::WatchJobsRequest {})
+        .await?
+        .into_inner();
+    Ok(sse(to_events(&st, stream, |m: pb::WatchJobsResponse| {
+        m.event.map(|e| {
+            let ev = JobEvent::from(e);
+            json_event("transition", format!("{}:{}", ev.job_id, ev.version), &ev)
+        })
+    })))
+}
