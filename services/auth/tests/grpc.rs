@@ -1,0 +1,177 @@
+//! The auth role served for real on 127.0.0.1:0 and called over gRPC.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use pfc_proto::auth::v1::auth_service_client::AuthServiceClient;
+use pfc_proto::auth::v1::{LoginRequest, VerifyRequest};
+use tokio::sync::oneshot;
+use tonic::Code;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+async fn health(
+    url: String,
+) -> Result<HealthClient<tonic::transport::Channel>, tonic::transport::Error> {
+    Ok(HealthClient::new(
+        tonic::transport::Endpoint::from_shared(url)
+            .unwrap()
+            .connect()
+            .await?,
+    ))
+}
+
+async fn start_server(
+    config: pfc_auth::Config,
+) -> (SocketAddr, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel();
+    let handle = tokio::spawn(async move {
+        pfc_auth::run(listener, config, async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    // Wait for readiness by polling health, not by sleeping.
+    let url = format!("http://{addr}");
+    for _ in 0..200 {
+        if let Ok(mut h) = health(url.clone()).await {
+            if h.check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .is_ok()
+            {
+                return (addr, tx, handle);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("auth did not become healthy");
+}
+
+/// Login issues a token that Verify accepts and that verifies locally with the JWKS from GetJwks.
+#[tokio::test]
+async fn login_verify_and_local_verification_via_jwks() {
+    let (addr, stop, handle) = start_server(pfc_auth::Config::default()).await;
+    let url = format!("http://{addr}");
+    let mut client = AuthServiceClient::connect(url.clone()).await.unwrap();
+    let login = client
+        .login(LoginRequest {
+            username: "alice".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(login.claims.as_ref().unwrap().subject, "alice");
+    let verified = client
+        .verify(VerifyRequest {
+            token: login.token.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(verified.claims.unwrap().subject, "alice");
+
+    let keys = pfc_auth::Keys::remote(url, Duration::from_secs(60), std::future::pending());
+    tokio::time::timeout(Duration::from_secs(5), keys.wait_loaded())
+        .await
+        .unwrap();
+    assert_eq!(keys.verify(&login.token).unwrap().sub, "alice");
+
+    stop.send(()).unwrap();
+    handle.await.unwrap();
+}
+
+/// Bad usernames are INVALID_ARGUMENT; garbage and foreign tokens are UNAUTHENTICATED.
+#[tokio::test]
+async fn bad_input_gets_clear_codes() {
+    let (addr, _stop, _handle) = start_server(pfc_auth::Config::default()).await;
+    let mut client = AuthServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let err = client
+        .login(LoginRequest {
+            username: "no spaces".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let err = client
+        .login(LoginRequest {
+            username: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let err = client
+        .verify(VerifyRequest {
+            token: "a.b.c".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    let other = pfc_auth::Issuer::new(
+        pfc_auth::SigningKey::generate(),
+        Duration::from_secs(60),
+        "pfc-auth",
+        "pfc",
+    );
+    let (foreign, _) = other.issue("alice").unwrap();
+    let err = client
+        .verify(VerifyRequest { token: foreign })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+}
+
+/// A PEM key file is used when configured: two servers with the same file accept each other's tokens.
+#[tokio::test]
+async fn key_file_is_shared_by_replicas() {
+    let dir = std::env::temp_dir().join(format!("pfc-auth-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("key.pem");
+    std::fs::write(&path, pfc_auth::SigningKey::generate_pem()).unwrap();
+    let config = pfc_auth::Config {
+        signing_key_file: Some(path),
+        ..Default::default()
+    };
+    let (a, _s1, _h1) = start_server(config.clone()).await;
+    let (b, _s2, _h2) = start_server(config).await;
+    let mut ca = AuthServiceClient::connect(format!("http://{a}"))
+        .await
+        .unwrap();
+    let mut cb = AuthServiceClient::connect(format!("http://{b}"))
+        .await
+        .unwrap();
+    let token = ca
+        .login(LoginRequest {
+            username: "bob".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
+    cb.verify(VerifyRequest { token }).await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Health reports SERVING overall and for pfc.auth.v1.AuthService.
+#[tokio::test]
+async fn health_per_service() {
+    let (addr, _stop, _handle) = start_server(pfc_auth::Config::default()).await;
+    let mut h = health(format!("http://{addr}")).await.unwrap();
+    for service in ["", "pfc.auth.v1.AuthService"] {
+        let status = h
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
+        assert_eq!(status, 1, "{service:?} should be SERVING");
+    }
+}
