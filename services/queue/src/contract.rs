@@ -1,0 +1,445 @@
+//! The contract every [`JobStore`] must honour, as async checks that panic on violation.
+//!
+//! `tests/contract.rs` runs each check against a [`crate::MemoryStore`] and a
+//! [`crate::RedisStore`] on a real redis-server, so both implementations stay equivalent.
+
+use std::time::Duration;
+
+use crate::model::*;
+use crate::JobStore;
+
+fn new_job(text: &str) -> NewJob {
+    NewJob {
+        kind: "uppercase".into(),
+        text: text.into(),
+        max_attempts: 3,
+        ..Default::default()
+    }
+}
+
+fn done(job: &Job, worker: &str, result: &str) -> Completion {
+    Completion {
+        job_id: job.id.clone(),
+        attempt: job.attempts,
+        worker_id: worker.into(),
+        outcome: Outcome::Done(result.into()),
+    }
+}
+
+/// Submit → take → complete: the job is done with its result, once.
+pub async fn submit_take_complete(s: &dyn JobStore) {
+    let sub = s.submit(new_job("bonjour le monde")).await.unwrap();
+    assert!(sub.created);
+    assert_eq!(sub.job.status, Status::Queued);
+    let got = s.get(&sub.job.id).await.unwrap().unwrap();
+    assert_eq!(got.text, "bonjour le monde");
+    assert_eq!(got.status, Status::Queued);
+
+    let taken = s.take("w1", 10, Duration::from_millis(100)).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    let job = &taken[0];
+    assert_eq!(job.status, Status::Processing);
+    assert_eq!(job.attempts, 1);
+    assert_eq!(job.worker_id.as_deref(), Some("w1"));
+    assert!(
+        s.take("w2", 10, Duration::from_millis(50))
+            .await
+            .unwrap()
+            .is_empty(),
+        "no double delivery"
+    );
+
+    let r = s
+        .complete(&[done(job, "w1", "BONJOUR LE MONDE")])
+        .await
+        .unwrap();
+    assert_eq!(r, [CompletionResult::Applied]);
+    let j = s.get(&job.id).await.unwrap().unwrap();
+    assert_eq!(j.status, Status::Done);
+    assert_eq!(j.result.as_deref(), Some("BONJOUR LE MONDE"));
+    assert!(j.finished_at.is_some());
+    // a second report of the same delivery is stale, not applied twice
+    assert_eq!(
+        s.complete(&[done(job, "w1", "X")]).await.unwrap(),
+        [CompletionResult::Stale]
+    );
+    let st = s.stats().await.unwrap();
+    assert_eq!(
+        (st.queued, st.processing, st.done_total, st.submitted_total),
+        (0, 0, 1, 1)
+    );
+}
+
+/// Jobs are delivered in submit order and `take` honours `max`.
+pub async fn fifo_and_batch(s: &dyn JobStore) {
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(s.submit(new_job(&format!("t{i}"))).await.unwrap().job.id);
+    }
+    let a = s.take("w", 3, Duration::ZERO).await.unwrap();
+    let b = s.take("w", 3, Duration::ZERO).await.unwrap();
+    assert_eq!(a.len(), 3);
+    assert_eq!(b.len(), 2);
+    let got: Vec<_> = a.iter().chain(&b).map(|j| j.id.clone()).collect();
+    assert_eq!(got, ids);
+}
+
+/// A waiting `take` is woken by a submit instead of sleeping out its timeout.
+pub async fn take_waits_for_submit(s: std::sync::Arc<dyn JobStore>) {
+    let s2 = s.clone();
+    let waiter = tokio::spawn(async move {
+        let t = std::time::Instant::now();
+        let jobs = s2.take("w", 1, Duration::from_secs(5)).await.unwrap();
+        (jobs, t.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let id = s.submit(new_job("wake")).await.unwrap().job.id;
+    let (jobs, elapsed) = waiter.await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].id, id);
+    assert!(elapsed < Duration::from_secs(2), "take slept {elapsed:?}");
+}
+
+/// A lease that is not renewed expires and the job is delivered again, with attempts counted;
+/// the old holder's completion is then stale.
+pub async fn expired_lease_redelivers(s: &dyn JobStore) {
+    let id = s.submit(new_job("x")).await.unwrap().job.id;
+    let first = s.take("dead", 1, Duration::ZERO).await.unwrap().remove(0);
+    assert_eq!(first.attempts, 1);
+    // lease in the test config is short; do not heartbeat
+    let again = s.take("alive", 1, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(again.len(), 1, "job redelivered after the lease expired");
+    assert_eq!(again[0].id, id);
+    assert_eq!(again[0].attempts, 2);
+    assert_eq!(
+        s.complete(&[done(&first, "dead", "late")]).await.unwrap(),
+        [CompletionResult::Stale]
+    );
+    assert_eq!(
+        s.complete(&[done(&again[0], "alive", "X")]).await.unwrap(),
+        [CompletionResult::Applied]
+    );
+    assert_eq!(
+        s.get(&id).await.unwrap().unwrap().result.as_deref(),
+        Some("X")
+    );
+}
+
+/// Heartbeats keep a lease alive past its duration; a lost lease is reported.
+pub async fn heartbeat_renews(s: &dyn JobStore, lease: Duration) {
+    s.submit(new_job("x")).await.unwrap();
+    let job = s.take("w", 1, Duration::ZERO).await.unwrap().remove(0);
+    let info = WorkerInfo {
+        id: "w".into(),
+        concurrency: 4,
+        in_flight: 1,
+        last_seen: 0,
+    };
+    let lref = LeaseRef {
+        job_id: job.id.clone(),
+        attempt: job.attempts,
+    };
+    let until = std::time::Instant::now() + lease * 2;
+    while std::time::Instant::now() < until {
+        assert!(s
+            .heartbeat(&info, std::slice::from_ref(&lref))
+            .await
+            .unwrap()
+            .is_empty());
+        s.maintain().await.unwrap();
+        tokio::time::sleep(lease / 4).await;
+    }
+    assert_eq!(
+        s.get(&job.id).await.unwrap().unwrap().status,
+        Status::Processing
+    );
+    let st = s.stats().await.unwrap();
+    assert_eq!(st.workers.len(), 1);
+    assert_eq!(st.workers[0].concurrency, 4);
+    let stale = LeaseRef {
+        job_id: job.id.clone(),
+        attempt: 99,
+    };
+    assert_eq!(
+        s.heartbeat(&info, std::slice::from_ref(&stale))
+            .await
+            .unwrap(),
+        [stale]
+    );
+    s.unregister_worker("w").await.unwrap();
+    assert!(s.stats().await.unwrap().workers.is_empty());
+}
+
+/// A failing job is retried with backoff (scheduled in between) and fails for good after
+/// max attempts, with its error kept; a permanent failure fails at once.
+pub async fn retries_then_fails(s: &dyn JobStore) {
+    let id = s
+        .submit(NewJob {
+            max_attempts: 2,
+            ..new_job("x")
+        })
+        .await
+        .unwrap()
+        .job
+        .id;
+    let fail = |j: &Job| Completion {
+        job_id: j.id.clone(),
+        attempt: j.attempts,
+        worker_id: "w".into(),
+        outcome: Outcome::Failed {
+            error: format!("boom {}", j.attempts),
+            retryable: true,
+        },
+    };
+    let j1 = s.take("w", 1, Duration::ZERO).await.unwrap().remove(0);
+    s.complete(&[fail(&j1)]).await.unwrap();
+    let mid = s.get(&id).await.unwrap().unwrap();
+    assert_eq!(mid.status, Status::Scheduled);
+    assert_eq!(mid.error.as_deref(), Some("boom 1"));
+    assert!(mid.run_at.is_some());
+    let j2 = s
+        .take("w", 1, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(j2.attempts, 2);
+    s.complete(&[fail(&j2)]).await.unwrap();
+    let end = s.get(&id).await.unwrap().unwrap();
+    assert_eq!(end.status, Status::Failed);
+    assert_eq!(end.error.as_deref(), Some("boom 2"));
+    let failed = s
+        .list(ListQuery {
+            status: Some(Status::Failed),
+            limit: 10,
+            before: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(failed.jobs.len(), 1, "dead letters are listed");
+
+    let id2 = s.submit(new_job("y")).await.unwrap().job.id;
+    let j = s.take("w", 1, Duration::ZERO).await.unwrap().remove(0);
+    s.complete(&[Completion {
+        job_id: j.id.clone(),
+        attempt: j.attempts,
+        worker_id: "w".into(),
+        outcome: Outcome::Failed {
+            error: "bad input".into(),
+            retryable: false,
+        },
+    }])
+    .await
+    .unwrap();
+    assert_eq!(s.get(&id2).await.unwrap().unwrap().status, Status::Failed);
+    let st = s.stats().await.unwrap();
+    assert_eq!((st.failed_total, st.retried_total), (2, 1));
+}
+
+/// A delayed job is scheduled until due, then delivered.
+pub async fn delayed_job(s: &dyn JobStore) {
+    let at = now_ms() + 400;
+    let sub = s
+        .submit(NewJob {
+            run_at: Some(at),
+            ..new_job("later")
+        })
+        .await
+        .unwrap();
+    assert_eq!(sub.job.status, Status::Scheduled);
+    assert!(s.take("w", 1, Duration::ZERO).await.unwrap().is_empty());
+    assert_eq!(s.stats().await.unwrap().scheduled, 1);
+    let jobs = s.take("w", 1, Duration::from_secs(3)).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert!(now_ms() >= at - 5, "delivered before its time");
+}
+
+/// The same idempotency key returns the first job instead of a second one.
+pub async fn idempotent_submit(s: &dyn JobStore) {
+    let a = s
+        .submit(NewJob {
+            idempotency_key: Some("k1".into()),
+            ..new_job("a")
+        })
+        .await
+        .unwrap();
+    let b = s
+        .submit(NewJob {
+            idempotency_key: Some("k1".into()),
+            ..new_job("b")
+        })
+        .await
+        .unwrap();
+    assert!(a.created);
+    assert!(!b.created);
+    assert_eq!(a.job.id, b.job.id);
+    assert_eq!(b.job.text, "a");
+    let c = s
+        .submit(NewJob {
+            idempotency_key: Some("k2".into()),
+            ..new_job("c")
+        })
+        .await
+        .unwrap();
+    assert_ne!(c.job.id, a.job.id);
+    assert_eq!(s.stats().await.unwrap().submitted_total, 2);
+}
+
+/// Queued and scheduled jobs can be cancelled and are never delivered; others can't.
+pub async fn cancel(s: &dyn JobStore) {
+    let q = s.submit(new_job("q")).await.unwrap().job.id;
+    let later = s
+        .submit(NewJob {
+            run_at: Some(now_ms() + 60_000),
+            ..new_job("s")
+        })
+        .await
+        .unwrap()
+        .job
+        .id;
+    assert_eq!(s.cancel(&q).await.unwrap().status, Status::Cancelled);
+    assert_eq!(s.cancel(&later).await.unwrap().status, Status::Cancelled);
+    assert!(s.take("w", 10, Duration::ZERO).await.unwrap().is_empty());
+    assert!(matches!(
+        s.cancel(&q).await,
+        Err(crate::StoreError::InvalidState { .. })
+    ));
+    assert!(matches!(
+        s.cancel("nope").await,
+        Err(crate::StoreError::NotFound(_))
+    ));
+    let p = s.submit(new_job("p")).await.unwrap().job.id;
+    s.take("w", 1, Duration::ZERO).await.unwrap();
+    assert!(matches!(
+        s.cancel(&p).await,
+        Err(crate::StoreError::InvalidState {
+            status: Status::Processing,
+            ..
+        })
+    ));
+    let st = s.stats().await.unwrap();
+    assert_eq!((st.queued, st.scheduled, st.cancelled_total), (0, 0, 2));
+}
+
+/// Finished jobs expire after the retention time (the store is built with a short one).
+pub async fn retention_expires(s: &dyn JobStore, retention: Duration) {
+    s.submit(new_job("x")).await.unwrap();
+    let j = s.take("w", 1, Duration::ZERO).await.unwrap().remove(0);
+    s.complete(&[done(&j, "w", "X")]).await.unwrap();
+    assert!(s.get(&j.id).await.unwrap().is_some());
+    tokio::time::sleep(retention + Duration::from_millis(300)).await;
+    s.maintain().await.unwrap();
+    assert!(
+        s.get(&j.id).await.unwrap().is_none(),
+        "expired job still there"
+    );
+    let page = s
+        .list(ListQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(page.jobs.is_empty());
+}
+
+/// Lists page newest first, filter by status, and count.
+pub async fn list_pages(s: &dyn JobStore) {
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        ids.push(s.submit(new_job(&format!("{i}"))).await.unwrap().job.id);
+    }
+    s.take("w", 2, Duration::ZERO).await.unwrap();
+    let p1 = s
+        .list(ListQuery {
+            limit: 3,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(p1.total, 7);
+    assert_eq!(
+        p1.jobs.iter().map(|j| &j.id).collect::<Vec<_>>(),
+        [&ids[6], &ids[5], &ids[4]]
+    );
+    let p2 = s
+        .list(ListQuery {
+            limit: 3,
+            before: p1.next.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(p2.jobs[0].id, ids[3]);
+    let p3 = s
+        .list(ListQuery {
+            limit: 3,
+            before: p2.next.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(p3.jobs.len(), 1);
+    assert!(p3.next.is_none());
+    let proc = s
+        .list(ListQuery {
+            status: Some(Status::Processing),
+            limit: 10,
+            before: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(proc.total, 2);
+    assert!(proc.jobs.iter().all(|j| j.status == Status::Processing));
+}
+
+/// Every transition is published, in order, with increasing versions.
+pub async fn events_are_published(s: &dyn JobStore) {
+    let mut rx = s.subscribe();
+    // the Redis listener subscribes asynchronously: give it a moment
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let id = s.submit(new_job("e")).await.unwrap().job.id;
+    let j = s.take("w", 1, Duration::ZERO).await.unwrap().remove(0);
+    s.complete(&[done(&j, "w", "E")]).await.unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let ev = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("event")
+            .unwrap();
+        if ev.job_id == id {
+            seen.push((ev.status, ev.version));
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            (Status::Queued, 1),
+            (Status::Processing, 2),
+            (Status::Done, 3)
+        ]
+    );
+}
+
+/// A released job (worker shutdown) is queued again at the front without using an attempt.
+pub async fn release_requeues(s: &dyn JobStore) {
+    let a = s.submit(new_job("a")).await.unwrap().job.id;
+    let b = s.submit(new_job("b")).await.unwrap().job.id;
+    let j = s.take("w", 1, Duration::ZERO).await.unwrap().remove(0);
+    assert_eq!(j.id, a);
+    s.release(
+        "w",
+        &[LeaseRef {
+            job_id: a.clone(),
+            attempt: 1,
+        }],
+    )
+    .await
+    .unwrap();
+    let got = s.get(&a).await.unwrap().unwrap();
+    assert_eq!((got.status, got.attempts), (Status::Queued, 0));
+    let next = s.take("w2", 2, Duration::ZERO).await.unwrap();
+    assert_eq!(
+        next.iter().map(|j| j.id.clone()).collect::<Vec<_>>(),
+        [a, b]
+    );
+}

@@ -1,0 +1,88 @@
+//! pfc's job store and reliable queue.
+//!
+//! One trait, [`JobStore`], with two implementations that pass the same contract tests:
+//! [`RedisStore`] for deployments (any number of `pfc jobs` and `pfc worker` processes share
+//! one Redis) and [`MemoryStore`] for the embedded `pfc dev` mode. The semantics — leases
+//! renewed by heartbeats, redelivery of expired leases, retries with backoff, delayed jobs,
+//! idempotent submit, retention — and the Redis layout are explained in `docs/design.md`.
+//!
+//! # Layout
+//! - `model`: jobs, statuses, events, outcomes, stats, tunables.
+//! - `error`: [`StoreError`].
+//! - `memory`: [`MemoryStore`].
+//! - `redis_store`: [`RedisStore`] and its Lua scripts (`src/lua/*.lua`).
+//! - `contract`: the behaviour both stores must have, as reusable async checks.
+
+pub mod contract;
+pub mod error;
+pub mod memory;
+pub mod model;
+pub mod redis_store;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::broadcast;
+
+pub use error::StoreError;
+pub use memory::MemoryStore;
+pub use model::*;
+pub use redis_store::RedisStore;
+
+/// Result alias for store calls.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The job store and queue: what the gRPC server and the workers need, nothing more.
+///
+/// Producer side (`submit`, `get`, `list`, `cancel`, `stats`, `subscribe`) is used by the
+/// JobService; consumer side (`take`, `heartbeat`, `complete`, `release`) by workers.
+/// Every state change is atomic and publishes a [`JobEvent`].
+#[async_trait]
+pub trait JobStore: Send + Sync + 'static {
+    /// Accepts a job: queued now, or scheduled when `run_at` is in the future. With an
+    /// idempotency key that is already known, returns that job with `created = false`.
+    async fn submit(&self, job: NewJob) -> Result<Submitted>;
+
+    /// One job, or `None` when unknown or expired.
+    async fn get(&self, id: &str) -> Result<Option<Job>>;
+
+    /// A page of jobs, newest first.
+    async fn list(&self, query: ListQuery) -> Result<Page>;
+
+    /// Cancels a queued or scheduled job.
+    async fn cancel(&self, id: &str) -> Result<Job>;
+
+    /// Queue depth, in-flight work, counters, live workers.
+    async fn stats(&self) -> Result<Stats>;
+
+    /// Live transitions of all jobs. Lagging receivers lose the oldest events (watchers
+    /// re-read the job after a lag), so a slow watcher never slows the queue.
+    fn subscribe(&self) -> broadcast::Receiver<JobEvent>;
+
+    /// Leases up to `max` due jobs to `worker`, waiting up to `wait` when none is available.
+    /// Each returned job is `Processing` with `attempts` incremented; the worker must
+    /// heartbeat within the lease time or the job is delivered again.
+    async fn take(&self, worker: &str, max: usize, wait: Duration) -> Result<Vec<Job>>;
+
+    /// Records the worker as live and renews the leases it holds. Returns the leases it no
+    /// longer holds (expired and redelivered, or cancelled): the worker should drop them.
+    async fn heartbeat(&self, worker: &WorkerInfo, leases: &[LeaseRef]) -> Result<Vec<LeaseRef>>;
+
+    /// Applies worker reports (batched: one round trip for many jobs).
+    async fn complete(&self, completions: &[Completion]) -> Result<Vec<CompletionResult>>;
+
+    /// Gives leased jobs back (graceful shutdown): queued again at the front, not counted
+    /// as a failure.
+    async fn release(&self, worker: &str, leases: &[LeaseRef]) -> Result<()>;
+
+    /// Removes a stopping worker from the live set.
+    async fn unregister_worker(&self, worker: &str) -> Result<()>;
+
+    /// Housekeeping: promotes due scheduled jobs, redelivers expired leases, sweeps expired
+    /// jobs from the indexes. `take` does it too; servers also call it on a timer so
+    /// recovery does not depend on an idle worker.
+    async fn maintain(&self) -> Result<()>;
+
+    /// Checks the backend is reachable (health).
+    async fn ping(&self) -> Result<()>;
+}

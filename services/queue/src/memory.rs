@@ -1,0 +1,512 @@
+//! In-memory [`JobStore`] for the embedded `pfc dev` mode and tests.
+//!
+//! Same semantics as the Redis store (the contract tests prove it), in one process: a mutex
+//! around plain collections, a [`Notify`] to wake waiting takers, a broadcast channel for
+//! events. Data lives as long as the process.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{broadcast, Notify};
+
+use crate::model::*;
+use crate::{JobStore, Result, StoreError};
+
+/// In-memory job store.
+pub struct MemoryStore {
+    config: StoreConfig,
+    inner: Mutex<Inner>,
+    wake: Notify,
+    events: broadcast::Sender<JobEvent>,
+}
+
+#[derive(Default)]
+struct Inner {
+    jobs: HashMap<String, Job>,
+    queue: VecDeque<String>,
+    scheduled: BTreeSet<(i64, String)>,
+    leases: BTreeSet<(i64, String)>,
+    lease_of: HashMap<String, i64>,
+    /// key -> (job id, expires at)
+    idem: HashMap<String, (String, i64)>,
+    /// all job ids (ULIDs sort by creation)
+    all: BTreeSet<String>,
+    by_status: HashMap<Status, BTreeSet<String>>,
+    /// (expires at, job id) of terminal jobs
+    expiry: BTreeSet<(i64, String)>,
+    workers: HashMap<String, WorkerInfo>,
+    counters: Stats,
+}
+
+impl MemoryStore {
+    /// A new, empty store.
+    pub fn new(config: StoreConfig) -> Self {
+        Self {
+            config,
+            inner: Mutex::new(Inner::default()),
+            wake: Notify::new(),
+            events: broadcast::channel(4096).0,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock would be a bug in this file; the data is still
+        // consistent per operation, so keep serving rather than poisoning every caller.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn emit(&self, job: &Job) {
+        let _ = self.events.send(JobEvent::of(job));
+    }
+}
+
+impl Inner {
+    fn set_status(&mut self, id: &str, from: Status, to: Status) {
+        if let Some(s) = self.by_status.get_mut(&from) {
+            s.remove(id);
+        }
+        self.by_status.entry(to).or_default().insert(id.to_owned());
+    }
+
+    fn transition(&mut self, id: &str, to: Status, now: i64) -> Option<&mut Job> {
+        let from = self.jobs.get(id)?.status;
+        self.set_status(id, from, to);
+        let job = self.jobs.get_mut(id)?;
+        job.status = to;
+        job.updated_at = now;
+        job.version += 1;
+        Some(job)
+    }
+
+    fn finish(&mut self, id: &str, to: Status, now: i64, retention: Duration) -> Option<Job> {
+        let job = self.transition(id, to, now)?;
+        job.finished_at = Some(now);
+        let job = job.clone();
+        self.expiry
+            .insert((now + retention.as_millis() as i64, id.to_owned()));
+        Some(job)
+    }
+
+    fn drop_lease(&mut self, id: &str) {
+        if let Some(d) = self.lease_of.remove(id) {
+            self.leases.remove(&(d, id.to_owned()));
+        }
+    }
+
+    /// Promote due scheduled jobs, redeliver expired leases, expire old jobs.
+    fn maintain(&mut self, config: &StoreConfig, now: i64) -> Vec<Job> {
+        let mut changed = Vec::new();
+        while let Some((at, id)) = self.scheduled.first().cloned() {
+            if at > now {
+                break;
+            }
+            self.scheduled.pop_first();
+            if let Some(job) = self.transition(&id, Status::Queued, now) {
+                job.run_at = None;
+                changed.push(job.clone());
+                self.queue.push_back(id);
+            }
+        }
+        while let Some((deadline, id)) = self.leases.first().cloned() {
+            if deadline > now {
+                break;
+            }
+            self.leases.pop_first();
+            self.lease_of.remove(&id);
+            let Some(job) = self.jobs.get(&id) else {
+                continue;
+            };
+            if job.attempts >= job.max_attempts {
+                let error = format!(
+                    "lease expired after {} deliveries (worker lost)",
+                    job.attempts
+                );
+                if let Some(job) = self.jobs.get_mut(&id) {
+                    job.error = Some(error);
+                }
+                if let Some(job) = self.finish(&id, Status::Failed, now, config.retention) {
+                    self.counters.failed_total += 1;
+                    changed.push(job);
+                }
+            } else if let Some(job) = self.transition(&id, Status::Queued, now) {
+                job.error = Some("lease expired (worker lost); redelivered".into());
+                changed.push(job.clone());
+                self.queue.push_front(id);
+            }
+        }
+        while let Some((at, id)) = self.expiry.first().cloned() {
+            if at > now {
+                break;
+            }
+            self.expiry.pop_first();
+            if let Some(job) = self.jobs.remove(&id) {
+                self.all.remove(&id);
+                if let Some(s) = self.by_status.get_mut(&job.status) {
+                    s.remove(&id);
+                }
+            }
+        }
+        self.idem.retain(|_, (_, exp)| *exp > now);
+        let ttl = config.worker_ttl.as_millis() as i64;
+        self.workers.retain(|_, w| w.last_seen + ttl > now);
+        changed
+    }
+}
+
+#[async_trait]
+impl JobStore for MemoryStore {
+    async fn submit(&self, new: NewJob) -> Result<Submitted> {
+        let now = now_ms();
+        let job = {
+            let mut g = self.lock();
+            if let Some(key) = &new.idempotency_key {
+                if let Some((id, exp)) = g.idem.get(key) {
+                    if *exp > now {
+                        if let Some(job) = g.jobs.get(id) {
+                            return Ok(Submitted {
+                                job: job.clone(),
+                                created: false,
+                            });
+                        }
+                    }
+                }
+            }
+            let id = new_job_id();
+            let scheduled = new.run_at.is_some_and(|t| t > now);
+            let status = if scheduled {
+                Status::Scheduled
+            } else {
+                Status::Queued
+            };
+            let job = Job {
+                id: id.clone(),
+                kind: new.kind,
+                queue: "default".into(),
+                status,
+                text: new.text,
+                result: None,
+                error: None,
+                attempts: 0,
+                max_attempts: new.max_attempts.max(1),
+                created_at: now,
+                updated_at: now,
+                run_at: if scheduled { new.run_at } else { None },
+                started_at: None,
+                finished_at: None,
+                idempotency_key: new.idempotency_key.clone(),
+                worker_id: None,
+                version: 1,
+                traceparent: new.traceparent,
+            };
+            if let Some(key) = new.idempotency_key {
+                let exp = now + self.config.retention.as_millis() as i64;
+                g.idem.insert(key, (id.clone(), exp));
+            }
+            g.all.insert(id.clone());
+            g.by_status.entry(status).or_default().insert(id.clone());
+            if scheduled {
+                g.scheduled.insert((job.run_at.unwrap_or(now), id.clone()));
+            } else {
+                g.queue.push_back(id.clone());
+            }
+            g.counters.submitted_total += 1;
+            g.jobs.insert(id, job.clone());
+            job
+        };
+        self.emit(&job);
+        self.wake.notify_one();
+        Ok(Submitted { job, created: true })
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Job>> {
+        Ok(self.lock().jobs.get(id).cloned())
+    }
+
+    async fn list(&self, q: ListQuery) -> Result<Page> {
+        let g = self.lock();
+        let empty = BTreeSet::new();
+        let set = match q.status {
+            Some(s) => g.by_status.get(&s).unwrap_or(&empty),
+            None => &g.all,
+        };
+        let limit = q.limit.max(1);
+        let iter: Box<dyn Iterator<Item = &String>> = match &q.before {
+            Some(b) => Box::new(set.range::<String, _>(..b.clone()).rev()),
+            None => Box::new(set.iter().rev()),
+        };
+        let jobs: Vec<Job> = iter
+            .take(limit + 1)
+            .filter_map(|id| g.jobs.get(id).cloned())
+            .collect();
+        let (jobs, next) = if jobs.len() > limit {
+            let page = jobs[..limit].to_vec();
+            let next = page.last().map(|j| j.id.clone());
+            (page, next)
+        } else {
+            (jobs, None)
+        };
+        Ok(Page {
+            jobs,
+            next,
+            total: set.len() as u64,
+        })
+    }
+
+    async fn cancel(&self, id: &str) -> Result<Job> {
+        let now = now_ms();
+        let job = {
+            let mut g = self.lock();
+            let job = g
+                .jobs
+                .get(id)
+                .ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
+            match job.status {
+                Status::Queued => {
+                    if let Some(pos) = g.queue.iter().rposition(|x| x == id) {
+                        g.queue.remove(pos);
+                    }
+                }
+                Status::Scheduled => {
+                    let at = job.run_at.unwrap_or(0);
+                    g.scheduled.remove(&(at, id.to_owned()));
+                }
+                status => {
+                    return Err(StoreError::InvalidState {
+                        id: id.to_owned(),
+                        status,
+                        action: "cancel",
+                    })
+                }
+            }
+            g.counters.cancelled_total += 1;
+            g.finish(id, Status::Cancelled, now, self.config.retention)
+                .ok_or_else(|| StoreError::NotFound(id.to_owned()))?
+        };
+        self.emit(&job);
+        Ok(job)
+    }
+
+    async fn stats(&self) -> Result<Stats> {
+        let now = now_ms();
+        let g = self.lock();
+        let ttl = self.config.worker_ttl.as_millis() as i64;
+        let mut workers: Vec<WorkerInfo> = g
+            .workers
+            .values()
+            .filter(|w| w.last_seen + ttl > now)
+            .cloned()
+            .collect();
+        workers.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(Stats {
+            queued: g.queue.len() as u64,
+            scheduled: g.scheduled.len() as u64,
+            processing: g.leases.len() as u64,
+            workers,
+            ..g.counters.clone()
+        })
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
+        self.events.subscribe()
+    }
+
+    async fn take(&self, worker: &str, max: usize, wait: Duration) -> Result<Vec<Job>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let notified = self.wake.notified();
+            let now = now_ms();
+            let (taken, changed, next_due) = {
+                let mut g = self.lock();
+                let changed = g.maintain(&self.config, now);
+                let mut taken = Vec::new();
+                while taken.len() < max {
+                    let Some(id) = g.queue.pop_front() else { break };
+                    let lease_until = now + self.config.lease.as_millis() as i64;
+                    let Some(job) = g.transition(&id, Status::Processing, now) else {
+                        continue;
+                    };
+                    job.attempts += 1;
+                    job.started_at = Some(now);
+                    job.worker_id = Some(worker.to_owned());
+                    let job = job.clone();
+                    g.leases.insert((lease_until, id.clone()));
+                    g.lease_of.insert(id, lease_until);
+                    taken.push(job);
+                }
+                let next_due = g
+                    .scheduled
+                    .first()
+                    .map(|(t, _)| *t)
+                    .into_iter()
+                    .chain(g.leases.first().map(|(t, _)| *t))
+                    .min();
+                (taken, changed, next_due)
+            };
+            for j in changed.iter().chain(taken.iter()) {
+                self.emit(j);
+            }
+            if !taken.is_empty() {
+                return Ok(taken);
+            }
+            let now_i = tokio::time::Instant::now();
+            if now_i >= deadline {
+                return Ok(taken);
+            }
+            let mut sleep_until = deadline;
+            if let Some(due) = next_due {
+                let d = Duration::from_millis((due - now).max(1) as u64);
+                sleep_until = sleep_until.min(now_i + d);
+            }
+            tokio::select! {
+                _ = notified => {}
+                _ = tokio::time::sleep_until(sleep_until) => {}
+            }
+        }
+    }
+
+    async fn heartbeat(&self, worker: &WorkerInfo, leases: &[LeaseRef]) -> Result<Vec<LeaseRef>> {
+        let now = now_ms();
+        let mut g = self.lock();
+        g.workers.insert(
+            worker.id.clone(),
+            WorkerInfo {
+                last_seen: now,
+                ..worker.clone()
+            },
+        );
+        let mut lost = Vec::new();
+        for l in leases {
+            let held = g.jobs.get(&l.job_id).is_some_and(|j| {
+                j.status == Status::Processing
+                    && j.attempts == l.attempt
+                    && j.worker_id.as_deref() == Some(worker.id.as_str())
+            });
+            if held {
+                g.drop_lease(&l.job_id);
+                let until = now + self.config.lease.as_millis() as i64;
+                g.leases.insert((until, l.job_id.clone()));
+                g.lease_of.insert(l.job_id.clone(), until);
+            } else {
+                lost.push(l.clone());
+            }
+        }
+        Ok(lost)
+    }
+
+    async fn complete(&self, completions: &[Completion]) -> Result<Vec<CompletionResult>> {
+        let now = now_ms();
+        let mut out = Vec::with_capacity(completions.len());
+        let mut changed = Vec::new();
+        let mut woke = false;
+        {
+            let mut g = self.lock();
+            for c in completions {
+                let held = g
+                    .jobs
+                    .get(&c.job_id)
+                    .is_some_and(|j| j.status == Status::Processing && j.attempts == c.attempt);
+                if !held {
+                    out.push(CompletionResult::Stale);
+                    continue;
+                }
+                g.drop_lease(&c.job_id);
+                let attempts = g.jobs[&c.job_id].attempts;
+                let max = g.jobs[&c.job_id].max_attempts;
+                let job = match &c.outcome {
+                    Outcome::Done(result) => {
+                        if let Some(j) = g.jobs.get_mut(&c.job_id) {
+                            j.result = Some(result.clone());
+                            j.error = None;
+                        }
+                        g.counters.done_total += 1;
+                        g.finish(&c.job_id, Status::Done, now, self.config.retention)
+                    }
+                    Outcome::Failed { error, retryable } if *retryable && attempts < max => {
+                        let at = now + self.config.backoff(attempts).as_millis() as i64;
+                        g.counters.retried_total += 1;
+                        g.scheduled.insert((at, c.job_id.clone()));
+                        woke = true;
+                        g.transition(&c.job_id, Status::Scheduled, now).map(|j| {
+                            j.error = Some(error.clone());
+                            j.run_at = Some(at);
+                            j.clone()
+                        })
+                    }
+                    Outcome::Failed { error, .. } => {
+                        if let Some(j) = g.jobs.get_mut(&c.job_id) {
+                            j.error = Some(error.clone());
+                        }
+                        g.counters.failed_total += 1;
+                        g.finish(&c.job_id, Status::Failed, now, self.config.retention)
+                    }
+                };
+                changed.extend(job);
+                out.push(CompletionResult::Applied);
+            }
+        }
+        for j in &changed {
+            self.emit(j);
+        }
+        if woke {
+            // a taker may be sleeping until a later due time; let it recompute
+            self.wake.notify_waiters();
+        }
+        Ok(out)
+    }
+
+    async fn release(&self, worker: &str, leases: &[LeaseRef]) -> Result<()> {
+        let now = now_ms();
+        let mut changed = Vec::new();
+        {
+            let mut g = self.lock();
+            for l in leases {
+                let held = g.jobs.get(&l.job_id).is_some_and(|j| {
+                    j.status == Status::Processing
+                        && j.attempts == l.attempt
+                        && j.worker_id.as_deref() == Some(worker)
+                });
+                if !held {
+                    continue;
+                }
+                g.drop_lease(&l.job_id);
+                if let Some(j) = g.transition(&l.job_id, Status::Queued, now) {
+                    // the delivery did not really happen: don't let it count towards max_attempts
+                    j.attempts = j.attempts.saturating_sub(1);
+                    changed.push(j.clone());
+                }
+                g.queue.push_front(l.job_id.clone());
+            }
+        }
+        for j in &changed {
+            self.emit(j);
+        }
+        self.wake.notify_waiters();
+        Ok(())
+    }
+
+    async fn unregister_worker(&self, worker: &str) -> Result<()> {
+        self.lock().workers.remove(worker);
+        Ok(())
+    }
+
+    async fn maintain(&self) -> Result<()> {
+        let changed = {
+            let mut g = self.lock();
+            g.maintain(&self.config, now_ms())
+        };
+        let requeued = changed.iter().any(|j| j.status == Status::Queued);
+        for j in &changed {
+            self.emit(j);
+        }
+        if requeued {
+            self.wake.notify_waiters();
+        }
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        Ok(())
+    }
+}
