@@ -1,0 +1,154 @@
+// The live job store shared by every jobs page: jobs seen so far, their transitions, and one
+// WatchJobs stream for the whole app (statuses change live; nothing is polled). The stream
+// reconnects with backoff; after a reconnect, pages reload their list to catch up.
+import type { Job, JobEvent } from "./gen/pfc/jobs/v1/jobs_pb.js";
+import { JobStatus } from "./gen/pfc/jobs/v1/jobs_pb.js";
+import { errorMessage, isAbort, jobs } from "./client.js";
+import { date, isTerminal } from "./util.js";
+
+export type Live = "connecting" | "live" | "offline";
+
+/** One step of a job's timeline. */
+export interface Step {
+  version: number;
+  status: JobStatus;
+  at?: Date;
+  attempts: number;
+  workerId: string;
+  error: string;
+}
+
+type Listener = () => void;
+
+class Store {
+  jobs = new Map<string, Job>();
+  steps = new Map<string, Map<number, Step>>();
+  live: Live = "connecting";
+  liveError = "";
+  private listeners = new Set<Listener>();
+  private resyncs = new Set<Listener>();
+  private scheduled = false;
+  private fetching = new Set<string>();
+
+  subscribe(fn: Listener): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  /** Called after the live stream (re)connects, so a page can reload what it shows. */
+  onResync(fn: Listener): () => void {
+    this.resyncs.add(fn);
+    return () => this.resyncs.delete(fn);
+  }
+
+  /** Notifies listeners once per animation frame, however many updates arrived. */
+  emit(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    requestAnimationFrame(() => {
+      this.scheduled = false;
+      for (const fn of this.listeners) fn();
+    });
+  }
+
+  /** Stores a job unless a newer version is already known. */
+  upsert(job: Job): void {
+    const cur = this.jobs.get(job.id);
+    if (cur && cur.version > job.version) return;
+    this.jobs.set(job.id, job);
+    this.addStep(job.id, {
+      version: Number(job.version),
+      status: job.status,
+      at: date(job.updatedAt),
+      attempts: job.attempts,
+      workerId: job.workerId,
+      error: job.error ?? "",
+    });
+    this.emit();
+  }
+
+  private addStep(id: string, step: Step): void {
+    let m = this.steps.get(id);
+    if (!m) this.steps.set(id, (m = new Map()));
+    if (!m.has(step.version)) m.set(step.version, step);
+  }
+
+  private onEvent(ev: JobEvent): void {
+    this.addStep(ev.jobId, {
+      version: Number(ev.version),
+      status: ev.status,
+      at: date(ev.at),
+      attempts: ev.attempts,
+      workerId: ev.workerId,
+      error: ev.error,
+    });
+    const cur = this.jobs.get(ev.jobId);
+    if (cur && ev.version > cur.version) {
+      // Apply what the event carries now; fetch the full job (result, error) when it ends.
+      this.jobs.set(ev.jobId, { ...cur, status: ev.status, attempts: ev.attempts, version: ev.version, workerId: ev.workerId || cur.workerId, updatedAt: ev.at });
+      this.emit();
+    }
+    if (!cur || isTerminal(ev.status)) void this.refresh(ev.jobId);
+  }
+
+  /** Fetches a job's latest state (one request at a time per job). */
+  async refresh(id: string): Promise<Job | undefined> {
+    if (this.fetching.has(id)) return this.jobs.get(id);
+    this.fetching.add(id);
+    try {
+      const res = await jobs.getJob({ jobId: id });
+      if (res.job) this.upsert(res.job);
+      return res.job;
+    } catch {
+      return undefined;
+    } finally {
+      this.fetching.delete(id);
+    }
+  }
+
+  /** Follows WatchJobs forever, reconnecting with backoff (0.5 s doubling to 10 s). */
+  async start(): Promise<void> {
+    let backoff = 500;
+    for (;;) {
+      const ctl = new AbortController();
+      try {
+        this.setLive("connecting");
+        const stream = jobs.watchJobs({}, { signal: ctl.signal });
+        let first = true;
+        // The stream sends nothing until a job changes, so mark it live once headers arrive:
+        // a tiny probe call confirms the server answers before the first event.
+        void jobs.listKinds({}).then(() => {
+          if (first) {
+            first = false;
+            this.setLive("live");
+            backoff = 500;
+            for (const fn of this.resyncs) fn();
+          }
+        }, () => {});
+        for await (const res of stream) {
+          if (first) {
+            first = false;
+            this.setLive("live");
+            for (const fn of this.resyncs) fn();
+          }
+          backoff = 500;
+          if (res.event) this.onEvent(res.event);
+        }
+        this.setLive("offline", "the live stream ended");
+      } catch (e) {
+        if (isAbort(e)) return;
+        this.setLive("offline", errorMessage(e));
+      }
+      await new Promise((r) => setTimeout(r, backoff));
+      backoff = Math.min(backoff * 2, 10_000);
+    }
+  }
+
+  private setLive(live: Live, err = ""): void {
+    this.live = live;
+    this.liveError = err;
+    this.emit();
+  }
+}
+
+export const store = new Store();
