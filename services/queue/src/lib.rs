@@ -11,8 +11,10 @@
 //! - `error`: [`StoreError`].
 //! - `memory`: [`MemoryStore`].
 //! - `redis_store`: [`RedisStore`] and its Lua scripts (`src/lua/*.lua`).
+//! - `config`: [`StoreArgs`], the command-line/env settings that open a store.
 //! - `contract`: the behaviour both stores must have, as reusable async checks.
 
+pub mod config;
 pub mod contract;
 pub mod error;
 pub mod memory;
@@ -24,6 +26,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::broadcast;
 
+pub use config::StoreArgs;
 pub use error::StoreError;
 pub use memory::MemoryStore;
 pub use model::*;

@@ -8,6 +8,9 @@
 //! - [`shutdown_signal`]: resolves on SIGINT or SIGTERM.
 //! - [`Shutdown`]: a cloneable "stop now" broadcast that many tasks can await.
 //! - [`bind`]: binds a TCP listener with a useful error message.
+//! - [`grpc`]: serves a set of tonic services with health, reflection and graceful shutdown.
+
+pub mod grpc;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -98,15 +101,22 @@ impl Shutdown {
 
 /// Binds a TCP listener, saying which address failed and why.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await.map_err(|e| {
-        std::io::Error::new(e.kind(), format!("failed to bind {addr}: {e}"))
-    })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("failed to bind {addr}: {e}")))
 }
 
 /// Turns a listener into the incoming-connection stream tonic's `serve_with_incoming*` wants,
 /// with `TCP_NODELAY` set (gRPC is latency-sensitive; Nagle adds up to 40 ms per message).
-pub fn incoming(listener: TcpListener) -> tokio_stream::wrappers::TcpListenerStream {
-    tokio_stream::wrappers::TcpListenerStream::new(listener)
+pub fn incoming(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> + Send + 'static {
+    use tokio_stream::StreamExt;
+    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|s| {
+        let s = s?;
+        s.set_nodelay(true)?;
+        Ok(s)
+    })
 }
 
 #[cfg(test)]

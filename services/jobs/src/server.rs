@@ -1,0 +1,153 @@
+//! The `pfc jobs` role: configuration, background duties and serving.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pfc_processors::Registry;
+use pfc_proto::jobs::v1::job_service_server::JobServiceServer;
+use pfc_queue::{JobStore, StoreArgs};
+use tokio::net::TcpListener;
+use tonic_health::server::HealthReporter;
+use tonic_health::ServingStatus;
+
+use crate::service::{Jobs, Limits};
+
+/// The gRPC service name, as health checks and reflection know it.
+pub const SERVICE_NAME: &str = "pfc.jobs.v1.JobService";
+
+/// Request limits (shared by `pfc jobs` and `pfc dev`).
+#[derive(Clone, Debug, clap::Args)]
+pub struct LimitArgs {
+    /// Largest accepted job text, in bytes.
+    #[arg(long, env = "PFC_MAX_TEXT_BYTES", default_value_t = 64 * 1024)]
+    pub max_text_bytes: usize,
+    /// Deliveries allowed per job when the submit does not say.
+    #[arg(long, env = "PFC_MAX_ATTEMPTS", default_value_t = 3)]
+    pub max_attempts: u32,
+}
+
+impl LimitArgs {
+    /// The limits these arguments describe.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_text_bytes: self.max_text_bytes,
+            default_max_attempts: self.max_attempts.max(1),
+        }
+    }
+}
+
+/// Configuration of the `pfc jobs` role.
+#[derive(Clone, Debug, clap::Args)]
+pub struct Config {
+    /// gRPC listen address.
+    #[arg(long, env = "PFC_GRPC_ADDR", default_value = "127.0.0.1:50051")]
+    pub grpc_addr: SocketAddr,
+    /// Job store.
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Request limits.
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// The JobService as a tonic service, with a decode limit that leaves room for the largest
+/// accepted text (larger messages are refused before they are buffered).
+pub fn service(
+    store: Arc<dyn JobStore>,
+    registry: Registry,
+    limits: Limits,
+) -> JobServiceServer<Jobs> {
+    let max = (limits.max_text_bytes + 64 * 1024).max(4 * 1024 * 1024);
+    JobServiceServer::new(Jobs::new(store, registry, limits)).max_decoding_message_size(max)
+}
+
+/// Background duties of a jobs server: health follows store connectivity (checked every
+/// second), and housekeeping (due scheduled jobs, expired leases, index sweep) runs every
+/// 500 ms so recovery never waits for an idle worker. Ends when `shutdown` resolves.
+pub async fn background(
+    store: Arc<dyn JobStore>,
+    reporter: HealthReporter,
+    services: Vec<String>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last: Option<bool> = None;
+    let mut n: u64 = 0;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tick.tick() => {}
+        }
+        n += 1;
+        if n % 2 == 1 {
+            let ok = store.ping().await.is_ok();
+            if last != Some(ok) {
+                let status = if ok {
+                    ServingStatus::Serving
+                } else {
+                    ServingStatus::NotServing
+                };
+                if ok {
+                    tracing::info!("job store reachable: SERVING");
+                } else {
+                    tracing::warn!("job store unreachable: NOT_SERVING");
+                }
+                reporter.set_service_status("", status).await;
+                for s in &services {
+                    reporter.set_service_status(s, status).await;
+                }
+                last = Some(ok);
+            }
+        }
+        if last == Some(true) {
+            if let Err(e) = store.maintain().await {
+                tracing::debug!(error = %e, "housekeeping failed");
+            }
+        }
+    }
+}
+
+/// Runs the `pfc jobs` role on `listener` until `shutdown` resolves.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let store = config
+        .store
+        .open(false)
+        .context("failed to open the job store")?;
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
+    reporter
+        .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
+        .await;
+    let stop = pfc_runtime::Shutdown::new();
+    stop.trigger_on(shutdown);
+    let bg = tokio::spawn(background(
+        store.clone(),
+        reporter.clone(),
+        vec![SERVICE_NAME.into()],
+        stop.wait(),
+    ));
+    let routes =
+        tonic::service::Routes::new(service(store, Registry::builtin(), config.limits.limits()));
+    let routes = pfc_runtime::grpc::with_health_and_reflection(routes, health)?;
+    pfc_runtime::grpc::serve(
+        listener,
+        routes,
+        reporter,
+        vec![SERVICE_NAME.into()],
+        stop.wait(),
+    )
+    .await?;
+    bg.abort();
+    Ok(())
+}

@@ -1,0 +1,386 @@
+//! The `pfc.jobs.v1.JobService` implementation: validation, then the store.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::Stream;
+use pfc_processors::Registry;
+use pfc_proto::jobs::v1 as pb;
+use pfc_proto::jobs::v1::job_service_server::JobService;
+use pfc_proto::timestamp_to_ms;
+use pfc_queue::{now_ms, JobStore, ListQuery, NewJob};
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+use tracing::Instrument;
+
+use crate::convert::*;
+use crate::error::JobError;
+
+/// Limits and defaults applied to requests.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Largest accepted `text`, in bytes.
+    pub max_text_bytes: usize,
+    /// `max_attempts` when the request leaves it 0.
+    pub default_max_attempts: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_text_bytes: 64 * 1024,
+            default_max_attempts: 3,
+        }
+    }
+}
+
+/// Longest accepted idempotency key, in bytes.
+pub const MAX_IDEMPOTENCY_KEY: usize = 128;
+/// Largest `max_attempts` a request may ask for.
+pub const MAX_ATTEMPTS_LIMIT: u32 = 25;
+/// Largest page of `ListJobs`.
+pub const MAX_PAGE_SIZE: u32 = 200;
+/// Furthest a job can be scheduled ahead.
+pub const MAX_DELAY: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// The JobService: stateless, cheap to clone.
+#[derive(Clone)]
+pub struct Jobs {
+    store: Arc<dyn JobStore>,
+    registry: Registry,
+    limits: Limits,
+}
+
+type EventStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+impl Jobs {
+    /// A JobService over `store`, accepting the kinds in `registry`.
+    pub fn new(store: Arc<dyn JobStore>, registry: Registry, limits: Limits) -> Self {
+        Self {
+            store,
+            registry,
+            limits,
+        }
+    }
+
+    fn validate_submit(&self, r: &pb::SubmitJobRequest) -> Result<NewJob, JobError> {
+        if r.text.is_empty() {
+            return Err(JobError::InvalidArgument("text must not be empty".into()));
+        }
+        if r.text.len() > self.limits.max_text_bytes {
+            return Err(JobError::InvalidArgument(format!(
+                "text is {} bytes; the limit is {} bytes",
+                r.text.len(),
+                self.limits.max_text_bytes
+            )));
+        }
+        let kind = if r.kind.is_empty() {
+            "uppercase"
+        } else {
+            r.kind.as_str()
+        };
+        if self.registry.get(kind).is_none() {
+            return Err(JobError::InvalidArgument(format!(
+                "unknown kind {kind:?}; known kinds: {}",
+                self.registry.names()
+            )));
+        }
+        if !(r.queue.is_empty() || r.queue == "default") {
+            return Err(JobError::InvalidArgument(format!(
+                "unknown queue {:?}; only \"default\" exists",
+                r.queue
+            )));
+        }
+        if r.idempotency_key.len() > MAX_IDEMPOTENCY_KEY {
+            return Err(JobError::InvalidArgument(format!(
+                "idempotency_key is {} bytes; the limit is {MAX_IDEMPOTENCY_KEY}",
+                r.idempotency_key.len()
+            )));
+        }
+        if r.max_attempts > MAX_ATTEMPTS_LIMIT {
+            return Err(JobError::InvalidArgument(format!(
+                "max_attempts is {}; the limit is {MAX_ATTEMPTS_LIMIT}",
+                r.max_attempts
+            )));
+        }
+        let now = now_ms();
+        let run_at = match (&r.run_at, &r.delay) {
+            (Some(t), _) => Some(timestamp_to_ms(t)),
+            (None, Some(d)) => {
+                if d.seconds < 0 || d.nanos < 0 {
+                    return Err(JobError::InvalidArgument(
+                        "delay must not be negative".into(),
+                    ));
+                }
+                let ms = d
+                    .seconds
+                    .saturating_mul(1000)
+                    .saturating_add(i64::from(d.nanos) / 1_000_000);
+                Some(now.saturating_add(ms))
+            }
+            (None, None) => None,
+        };
+        if let Some(t) = run_at {
+            if t - now > MAX_DELAY.as_millis() as i64 {
+                return Err(JobError::InvalidArgument(
+                    "run_at/delay is more than 30 days ahead".into(),
+                ));
+            }
+        }
+        Ok(NewJob {
+            kind: kind.to_owned(),
+            text: r.text.clone(),
+            idempotency_key: (!r.idempotency_key.is_empty()).then(|| r.idempotency_key.clone()),
+            run_at: run_at.filter(|t| *t > now),
+            max_attempts: if r.max_attempts == 0 {
+                self.limits.default_max_attempts
+            } else {
+                r.max_attempts
+            },
+            traceparent: None,
+        })
+    }
+
+    async fn get_job(&self, id: &str) -> Result<pb::Job, JobError> {
+        if id.is_empty() {
+            return Err(JobError::InvalidArgument("job_id must not be empty".into()));
+        }
+        match self.store.get(id).await? {
+            Some(j) => Ok(job_to_pb(j)),
+            None => Err(JobError::NotFound(id.to_owned())),
+        }
+    }
+}
+
+/// Continues the caller's trace when the request carries a W3C `traceparent` header.
+fn adopt_trace<T>(req: &Request<T>) {
+    if let Some(tp) = req
+        .metadata()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+    {
+        pfc_telemetry::set_parent(&tracing::Span::current(), tp);
+    }
+}
+
+#[tonic::async_trait]
+impl JobService for Jobs {
+    #[tracing::instrument(name = "SubmitJob", skip_all, fields(job_id, kind))]
+    async fn submit_job(
+        &self,
+        req: Request<pb::SubmitJobRequest>,
+    ) -> Result<Response<pb::SubmitJobResponse>, Status> {
+        adopt_trace(&req);
+        let mut new = self.validate_submit(req.get_ref())?;
+        new.traceparent = pfc_telemetry::current_traceparent();
+        tracing::Span::current().record("kind", new.kind.as_str());
+        let sub = self.store.submit(new).await.map_err(JobError::from)?;
+        tracing::Span::current().record("job_id", sub.job.id.as_str());
+        tracing::debug!(created = sub.created, "job submitted");
+        Ok(Response::new(pb::SubmitJobResponse {
+            job_id: sub.job.id.clone(),
+            created: sub.created,
+            job: Some(job_to_pb(sub.job)),
+        }))
+    }
+
+    #[tracing::instrument(name = "GetJob", skip_all, fields(job_id = %req.get_ref().job_id))]
+    async fn get_job(
+        &self,
+        req: Request<pb::GetJobRequest>,
+    ) -> Result<Response<pb::GetJobResponse>, Status> {
+        let job = self.get_job(&req.get_ref().job_id).await?;
+        Ok(Response::new(pb::GetJobResponse { job: Some(job) }))
+    }
+
+    type WatchJobStream = EventStream<pb::WatchJobResponse>;
+
+    #[tracing::instrument(name = "WatchJob", skip_all, fields(job_id = %req.get_ref().job_id))]
+    async fn watch_job(
+        &self,
+        req: Request<pb::WatchJobRequest>,
+    ) -> Result<Response<Self::WatchJobStream>, Status> {
+        let id = req.into_inner().job_id;
+        // subscribe before reading, so no transition falls between the read and the stream
+        let mut events = self.store.subscribe();
+        let first = self.get_job(&id).await?;
+        let (tx, rx) = mpsc::channel(16);
+        let this = self.clone();
+        tokio::spawn(
+            async move {
+                let mut last = first.version;
+                let mut terminal = is_terminal(&first);
+                if tx
+                    .send(Ok(pb::WatchJobResponse { job: Some(first) }))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                // a safety net only: transitions are pushed; this re-read covers events lost
+                // while the event subscription reconnects
+                let mut resync = tokio::time::interval(Duration::from_secs(5));
+                resync.tick().await;
+                while !terminal {
+                    let reread = tokio::select! {
+                        ev = events.recv() => match ev {
+                            Ok(ev) => ev.job_id == id && ev.version > last,
+                            Err(broadcast::error::RecvError::Lagged(_)) => true,
+                            Err(broadcast::error::RecvError::Closed) => return,
+                        },
+                        _ = resync.tick() => true,
+                        _ = tx.closed() => return,
+                    };
+                    if !reread {
+                        continue;
+                    }
+                    match this.get_job(&id).await {
+                        Ok(job) if job.version > last => {
+                            last = job.version;
+                            terminal = is_terminal(&job);
+                            if tx
+                                .send(Ok(pb::WatchJobResponse { job: Some(job) }))
+                                .await
+                                .is_err()
+                            {
+                                return;
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(JobError::NotFound(_)) => {
+                            let _ = tx
+                                .send(Err(Status::not_found(format!("job {id} expired"))))
+                                .await;
+                            return;
+                        }
+                        Err(e) => tracing::debug!(error = %e, "watch re-read failed; will retry"),
+                    }
+                }
+            }
+            .in_current_span(),
+        );
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    type WatchJobsStream = EventStream<pb::WatchJobsResponse>;
+
+    #[tracing::instrument(name = "WatchJobs", skip_all)]
+    async fn watch_jobs(
+        &self,
+        _req: Request<pb::WatchJobsRequest>,
+    ) -> Result<Response<Self::WatchJobsStream>, Status> {
+        let mut events = self.store.subscribe();
+        let (tx, rx) = mpsc::channel(256);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    ev = events.recv() => match ev {
+                        Ok(ev) => {
+                            if tx.send(Ok(pb::WatchJobsResponse { event: Some(event_to_pb(ev)) })).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            tracing::debug!(skipped = n, "WatchJobs subscriber lagging; events skipped");
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    },
+                    _ = tx.closed() => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    #[tracing::instrument(name = "ListJobs", skip_all)]
+    async fn list_jobs(
+        &self,
+        req: Request<pb::ListJobsRequest>,
+    ) -> Result<Response<pb::ListJobsResponse>, Status> {
+        let r = req.into_inner();
+        let status = pb::JobStatus::try_from(r.status)
+            .map_err(|_| JobError::InvalidArgument(format!("unknown status value {}", r.status)))?;
+        if r.page_size > MAX_PAGE_SIZE {
+            return Err(JobError::InvalidArgument(format!(
+                "page_size is {}; the limit is {MAX_PAGE_SIZE}",
+                r.page_size
+            ))
+            .into());
+        }
+        if !r.page_token.is_empty()
+            && (r.page_token.len() > 64 || !r.page_token.chars().all(|c| c.is_ascii_alphanumeric()))
+        {
+            return Err(JobError::InvalidArgument(
+                "page_token is not a token from a previous page".into(),
+            )
+            .into());
+        }
+        let page = self
+            .store
+            .list(ListQuery {
+                status: status_from_pb(status),
+                limit: if r.page_size == 0 {
+                    50
+                } else {
+                    r.page_size as usize
+                },
+                before: (!r.page_token.is_empty()).then_some(r.page_token),
+            })
+            .await
+            .map_err(JobError::from)?;
+        Ok(Response::new(pb::ListJobsResponse {
+            jobs: page.jobs.into_iter().map(job_to_pb).collect(),
+            next_page_token: page.next.unwrap_or_default(),
+            total_size: page.total,
+        }))
+    }
+
+    #[tracing::instrument(name = "CancelJob", skip_all, fields(job_id = %req.get_ref().job_id))]
+    async fn cancel_job(
+        &self,
+        req: Request<pb::CancelJobRequest>,
+    ) -> Result<Response<pb::CancelJobResponse>, Status> {
+        let id = &req.get_ref().job_id;
+        if id.is_empty() {
+            return Err(JobError::InvalidArgument("job_id must not be empty".into()).into());
+        }
+        let job = self.store.cancel(id).await.map_err(JobError::from)?;
+        Ok(Response::new(pb::CancelJobResponse {
+            job: Some(job_to_pb(job)),
+        }))
+    }
+
+    #[tracing::instrument(name = "GetStats", skip_all)]
+    async fn get_stats(
+        &self,
+        _req: Request<pb::GetStatsRequest>,
+    ) -> Result<Response<pb::GetStatsResponse>, Status> {
+        let stats = self.store.stats().await.map_err(JobError::from)?;
+        Ok(Response::new(stats_to_pb(stats)))
+    }
+
+    async fn list_kinds(
+        &self,
+        _req: Request<pb::ListKindsRequest>,
+    ) -> Result<Response<pb::ListKindsResponse>, Status> {
+        Ok(Response::new(pb::ListKindsResponse {
+            kinds: self
+                .registry
+                .iter()
+                .map(|p| pb::Kind {
+                    name: p.name().into(),
+                    description: p.description().into(),
+                })
+                .collect(),
+        }))
+    }
+}
+
+fn is_terminal(j: &pb::Job) -> bool {
+    matches!(
+        pb::JobStatus::try_from(j.status),
+        Ok(pb::JobStatus::Done | pb::JobStatus::Failed | pb::JobStatus::Cancelled)
+    )
+}

@@ -1,0 +1,78 @@
+//! Serving gRPC the same way in every role: health, reflection (v1 and v1alpha, so grpcurl
+//! and `buf curl` work without .proto files), TCP_NODELAY, and a shutdown that first turns
+//! health to `NOT_SERVING` so load balancers stop sending new calls, then drains.
+
+use std::future::Future;
+
+use tokio::net::TcpListener;
+use tonic::service::Routes;
+use tonic::transport::Server;
+use tonic_health::server::HealthReporter;
+use tonic_health::ServingStatus;
+
+/// Why a gRPC server stopped abnormally.
+#[derive(Debug)]
+pub struct ServeError(pub String);
+
+impl std::fmt::Display for ServeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ServeError {}
+
+/// Adds the health service and both reflection versions to `routes`.
+pub fn with_health_and_reflection(
+    routes: Routes,
+    health: tonic_health::pb::health_server::HealthServer<
+        impl tonic_health::pb::health_server::Health,
+    >,
+) -> Result<Routes, ServeError> {
+    let v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pfc_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| ServeError(format!("reflection v1: {e}")))?;
+    let v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pfc_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| ServeError(format!("reflection v1alpha: {e}")))?;
+    Ok(routes
+        .add_service(health)
+        .add_service(v1)
+        .add_service(v1alpha))
+}
+
+/// Serves `routes` (which must already include health, see [`with_health_and_reflection`])
+/// on `listener` until `shutdown` resolves; then marks every name in `services` (and the
+/// overall `""`) `NOT_SERVING` and drains in-flight calls.
+pub async fn serve(
+    listener: TcpListener,
+    routes: Routes,
+    reporter: HealthReporter,
+    services: Vec<String>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let addr = listener.local_addr().ok();
+    tracing::info!(?addr, "gRPC server listening");
+    let drain = async move {
+        shutdown.await;
+        reporter
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+        for s in &services {
+            reporter
+                .set_service_status(s, ServingStatus::NotServing)
+                .await;
+        }
+        tracing::info!("gRPC server draining");
+    };
+    Server::builder()
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(crate::incoming(listener), drain)
+        .await
+        .map_err(|e| ServeError(format!("gRPC server failed: {e}")))
+}
