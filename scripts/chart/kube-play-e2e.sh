@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# End-to-end test of the Helm chart without a cluster: render charts/pfc with values-local.yaml
+# (--skip-tests), run it in real containers with podman kube play (scripts/ci/kube-play.sh),
+# wait until every role is healthy, then do a job round trip through the gateway's REST API:
+# POST /jobs {"text":"bonjour le monde"} -> GET /jobs/{id} until done with "BONJOUR LE MONDE".
+#
+# Images (no registry here, everything is local):
+#   localhost/pfc:test        the host-built binary (BINARY, default target/release/pfc, built
+#                             with `cargo build --release --locked -p pfc` if missing) packaged
+#                             by compose/Dockerfile.prebuilt into the distroless stand-in
+#   localhost/pfc-redis:test  Debian's redis-server (compose/redis.Dockerfile)
+# Env: BINARY, NET (podman network, default pfc-chart-e2e), KEEP=1 (leave the pods running),
+#      TIMEOUT (seconds for health and for the job, default 90), SKIP_SETUP=1 (no tool installs),
+#      SKIP_BUILD=1 (use an existing localhost/pfc:test).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+CHART=charts/pfc
+BINARY="${BINARY:-target/release/pfc}"
+NET="${NET:-pfc-chart-e2e}"
+TIMEOUT="${TIMEOUT:-90}"
+start=$SECONDS
+say() { printf '\n== [%ss] %s\n' "$((SECONDS - start))" "$*"; }
+
+if [[ "${SKIP_SETUP:-0}" != 1 ]]; then
+  say "tools: helm, podman, local base images"
+  scripts/ci/install-helm-kubectl.sh >/dev/null
+  scripts/ci/setup-podman.sh >/dev/null
+  WITH_RUST=0 scripts/ci/make-local-images.sh >/dev/null
+fi
+
+say "images"
+if [[ "${SKIP_BUILD:-0}" == 1 ]]; then
+  podman image exists localhost/pfc:test || { echo "SKIP_BUILD=1 but localhost/pfc:test does not exist" >&2; exit 1; }
+elif [[ ! -x "$BINARY" ]]; then
+  echo "building $BINARY (cargo build --release --locked -p pfc)"
+  cargo build --release --locked -p pfc
+fi
+if [[ "${SKIP_BUILD:-0}" == 1 ]]; then
+  echo "using the existing localhost/pfc:test"
+elif [[ -f compose/Dockerfile.prebuilt ]]; then
+  podman build -q -f compose/Dockerfile.prebuilt --build-arg BINARY="$BINARY" -t localhost/pfc:test . >/dev/null
+else   # the same thing, should the compose fast path move
+  ctx="$(mktemp -d)"; cp "$BINARY" "$ctx/pfc"
+  printf '%s\n' 'FROM gcr.io/distroless/cc-debian12' 'COPY pfc /usr/local/bin/pfc' 'USER 65532:65532' \
+    'ENTRYPOINT ["/usr/local/bin/pfc"]' > "$ctx/Containerfile"
+  podman build -q -t localhost/pfc:test "$ctx" >/dev/null; rm -rf "$ctx"
+fi
+podman build -q -f compose/redis.Dockerfile -t localhost/pfc-redis:test compose/ >/dev/null
+podman run --rm localhost/pfc:test --version 2>/dev/null || podman run --rm localhost/pfc:test --help | head -3
+
+work="$(mktemp -d)"
+say "render: helm template --skip-tests -f values-local.yaml"
+helm template pfc "$CHART" -n pfc --skip-tests -f "$CHART/values-local.yaml" > "$work/rendered.yaml"
+# podman 4.3 reads a secret used by `secretKeyRef` as a flat JSON map {key: base64}, but a secret
+# mounted as a volume as a Secret object whose `data` values it writes out as they are, without
+# base64-decoding them (so: {data: {key: plain text}}; it ignores stringData with `items`). kube-play.sh writes the first form only, so the podman secrets are made here, in the
+# form each use needs, and the Secret documents are left out of what kube-play.sh sees.
+python3 - "$work" <<'PY'
+import base64, json, os, sys, yaml
+work = sys.argv[1]
+docs = [d for d in yaml.safe_load_all(open(os.path.join(work, "rendered.yaml"))) if d]
+mounted = set()
+for d in docs:
+    spec = ((d.get("spec") or {}).get("template") or {}).get("spec") or {}
+    mounted |= {v["secret"]["secretName"] for v in spec.get("volumes", []) if "secret" in v}
+os.makedirs(os.path.join(work, "secrets"))
+rest = []
+for d in docs:
+    if d["kind"] != "Secret":
+        rest.append(d)
+        continue
+    name, data = d["metadata"]["name"], dict(d.get("data") or {})
+    if name in mounted:
+        form = {"data": {k: base64.b64decode(v).decode() for k, v in data.items()}}
+    else:
+        form = data
+    with open(os.path.join(work, "secrets", name), "w") as f:
+        json.dump(form, f)
+yaml.safe_dump_all(rest, open(os.path.join(work, "play.yaml"), "w"), sort_keys=False)
+PY
+pods=$(python3 -c '
+import sys, yaml
+for d in yaml.safe_load_all(open(sys.argv[1])):
+    if d and d["kind"] in ("Deployment", "StatefulSet"):
+        for i in range(int(d["spec"].get("replicas", 1))): print(d["metadata"]["name"] + "-pod-" + str(i))
+' "$work/play.yaml")
+
+volumes=$(python3 -c '
+import sys, yaml
+for d in yaml.safe_load_all(open(sys.argv[1])):
+    if d and d["kind"] in ("ConfigMap", "Secret"): print(d["metadata"]["name"])
+' "$work/rendered.yaml")
+
+down() {
+  scripts/ci/kube-play.sh down "$work/play.yaml" || true
+  for p in $pods; do podman pod rm -f "$p" >/dev/null 2>&1 || true; done   # leftovers of a failed play
+  for f in "$work"/secrets/*; do podman secret rm "$(basename "$f")" >/dev/null 2>&1 || true; done
+  # podman 4.3 keeps ConfigMap/Secret volumes as named volumes and reuses them on the next play
+  # even when the content changed: remove them.
+  for v in $volumes; do podman volume rm -f "$v" >/dev/null 2>&1 || true; done
+}
+cleanup() {
+  rc=$?
+  if (( rc != 0 )); then
+    echo "--- FAILED (rc=$rc); last logs:" >&2
+    for p in $pods; do
+      for c in $(podman ps -a --filter "pod=$p" --format '{{.Names}}' | grep -v -- '-infra$'); do
+        echo "--- $c" >&2; podman logs --tail 15 "$c" >&2 2>&1 || true
+      done
+    done
+  fi
+  if [[ "${KEEP:-0}" == 1 ]]; then
+    echo "KEEP=1: pods left running; remove with: KEEP=0 $0 (or podman pod rm -f $pods)"
+  else
+    down >/dev/null 2>&1
+  fi
+  rm -rf "$work"
+  exit "$rc"
+}
+trap cleanup EXIT
+
+say "podman kube play (network $NET)"
+down >/dev/null 2>&1   # leftovers of an earlier run
+for f in "$work"/secrets/*; do podman secret create "$(basename "$f")" "$f" >/dev/null; done
+scripts/ci/kube-play.sh up "$work/play.yaml" "$NET"
+
+say "wait until every role is healthy (exec probes: pfc probe grpc|http, redis-cli ping)"
+scripts/ci/kube-play.sh wait-healthy "$work/play.yaml" "$TIMEOUT"
+
+gw_pod=$(printf '%s\n' $pods | grep -- '-gateway-pod-0$')
+infra=$(podman pod inspect "$gw_pod" --format '{{.InfraContainerID}}')
+ip=$(podman inspect "$infra" --format "{{(index .NetworkSettings.Networks \"$NET\").IPAddress}}")
+base="http://$ip:8000"
+say "gateway $base: /readyz"
+for _ in $(seq "$TIMEOUT"); do curl -fsS -o /dev/null "$base/readyz" 2>/dev/null && break; sleep 1; done
+curl -fsS "$base/readyz"; echo
+
+say "job round trip: POST /jobs, GET /jobs/{id} until done"
+resp=$(curl -fsS -X POST "$base/jobs" -H 'content-type: application/json' -d '{"text":"bonjour le monde"}')
+echo "POST /jobs -> $resp"
+id=$(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); d=d.get("job", d); print(d.get("job_id") or d.get("id") or "")' "$resp")
+[[ -n "$id" ]] || { echo "no job id in the answer" >&2; exit 1; }
+deadline=$((SECONDS + TIMEOUT))
+while :; do
+  job=$(curl -fsS "$base/jobs/$id")
+  status=$(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); d=d.get("job", d); print(str(d.get("status","")).lower())' "$job")
+  case "$status" in
+    *done) break ;;
+    *failed|*cancelled) echo "job ended $status: $job" >&2; exit 1 ;;
+  esac
+  (( SECONDS < deadline )) || { echo "job not done after ${TIMEOUT}s: $job" >&2; exit 1; }
+  sleep 0.5
+done
+echo "GET /jobs/$id -> $job"
+python3 -c 'import json,sys; d=json.loads(sys.argv[1]); d=d.get("job", d); r=d.get("result"); sys.exit(0 if r == "BONJOUR LE MONDE" else "unexpected result: %r" % r)' "$job"
+
+say "gRPC health of every role from inside its container (pfc probe grpc)"
+for p in $pods; do
+  c=$(podman ps --filter "pod=$p" --format '{{.Names}}' | grep -v -- '-infra$' | head -1)
+  case "$c" in
+    *-jobs) port=50051 ;; *-auth) port=50052 ;; *-chat) port=50053 ;; *-worker) port=50054 ;; *) continue ;;
+  esac
+  podman exec "$c" pfc probe grpc "127.0.0.1:$port" && echo "  $c: SERVING"
+done
+
+say "chart e2e OK: job $id done with BONJOUR LE MONDE"
