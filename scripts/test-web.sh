@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Browser end-to-end tests of the web UI: `scripts/test-web.sh` (called by scripts/test.sh).
+# Installs what they need when missing (Debian's chromium, the npm dev dependencies), builds
+# `pfc` once, then runs web/e2e/*.test.mjs with node's test runner against `pfc dev`.
+# In CI (CI=true) it also rebuilds the UI and fails if the committed web/dist is stale.
+# UPDATE_SCREENSHOTS=1 rewrites docs/screenshots/*.png.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+if [ ! -x /usr/bin/chromium ]; then
+  echo "installing chromium (Debian package) for the browser tests"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
+if [ ! -d web/node_modules/playwright-core ] || [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then
+  (cd web && npm ci --no-audit --no-fund)
+fi
+if [ "${CI:-}" = "true" ]; then
+  (cd web && npm run build >/dev/null)
+  if ! git diff --quiet -- web/dist || [ -n "$(git status --porcelain -- web/dist)" ]; then
+    echo "web/dist is stale: run 'cd web && npm run build' and commit web/dist" >&2
+    git status --short -- web/dist >&2
+    exit 1
+  fi
+fi
+cargo build -p pfc --locked
+PFC_BIN="$PWD/target/debug/pfc" node --test web/e2e/

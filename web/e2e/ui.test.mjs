@@ -1,0 +1,152 @@
+// End-to-end tests of the web UI in real headless Chromium (Debian's, driven by playwright-core).
+//
+// Starts `pfc dev` (all roles in one process, in-memory store) on free ports, then drives the
+// UI like a person: submit "bonjour le monde", watch the row turn done with "BONJOUR LE MONDE"
+// without reloading, open the detail, look at the queue stats. Run by scripts/test-web.sh;
+// PFC_BIN names the binary. UPDATE_SCREENSHOTS=1 rewrites docs/screenshots/*.png.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const repo = resolve(here, "../..");
+const PFC = process.env.PFC_BIN ?? join(repo, "target/debug/pfc");
+const SHOTS = process.env.UPDATE_SCREENSHOTS ? join(repo, "docs/screenshots") : null;
+const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+
+let server, base, ctx, page, logs = "";
+
+function freePort() {
+  return new Promise((ok, fail) => {
+    const s = net.createServer().listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => ok(port));
+    });
+    s.on("error", fail);
+  });
+}
+
+async function waitReady(url, ms) {
+  const end = Date.now() + ms;
+  for (;;) {
+    try {
+      const r = await fetch(url);
+      if (r.ok) return;
+    } catch {}
+    if (Date.now() > end) throw new Error(`${url} not ready after ${ms} ms; pfc output:\n${logs}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+before(async () => {
+  const [grpc, http] = [await freePort(), await freePort()];
+  base = `http://127.0.0.1:${http}`;
+  server = spawn(PFC, ["dev"], {
+    env: { ...process.env, PFC_GRPC_ADDR: `127.0.0.1:${grpc}`, PFC_HTTP_ADDR: `127.0.0.1:${http}`, PFC_LOG: "warn" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  server.stdout.on("data", (d) => (logs += d));
+  server.stderr.on("data", (d) => (logs += d));
+  await waitReady(`${base}/readyz`, 30_000);
+  ctx = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), "pfc-e2e-")), {
+    executablePath: CHROMIUM,
+    headless: true,
+    viewport: { width: 1280, height: 800 },
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  page = ctx.pages()[0] ?? (await ctx.newPage());
+  page.on("pageerror", (e) => (logs += `\n[pageerror] ${e}`));
+});
+
+after(async () => {
+  await ctx?.close();
+  if (server) {
+    server.kill("SIGTERM");
+    await new Promise((r) => server.once("exit", r));
+  }
+});
+
+const shot = async (name) => SHOTS && page.screenshot({ path: join(SHOTS, name), fullPage: true });
+
+test("the jobs page loads with processors and a live stream", async () => {
+  await page.goto(base + "/");
+  await page.locator("#conn.conn-live").waitFor({ timeout: 15_000 });
+  const kinds = await page.locator("#kind option").allTextContents();
+  assert.ok(kinds.includes("uppercase"), `kinds: ${kinds}`);
+});
+
+test("submitting 'bonjour le monde' shows BONJOUR LE MONDE and done without reloading", async () => {
+  await page.goto(base + "/#/jobs");
+  await page.evaluate(() => (window.__sameDocument = true));
+  await page.fill("#text", "bonjour le monde");
+  await page.click("#submit");
+  const row = page.locator('tr.job-row[data-status="done"]', { hasText: "BONJOUR LE MONDE" }).first();
+  await row.waitFor({ timeout: 20_000 });
+  assert.match(await row.textContent(), /bonjour le monde/);
+  assert.equal(await page.evaluate(() => window.__sameDocument), true, "the page reloaded");
+  await shot("01-jobs.png");
+});
+
+test("a job submitted by another client appears live, and its detail shows the timeline", async () => {
+  await page.goto(base + "/#/jobs");
+  await page.locator("#conn.conn-live").waitFor({ timeout: 15_000 });
+  const res = await fetch(`${base}/jobs`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ text: "salut depuis curl" }),
+  });
+  const { job_id } = await res.json();
+  const row = page.locator(`tr[data-job-id="${job_id}"][data-status="done"]`);
+  await row.waitFor({ timeout: 20_000 });
+  await row.locator("a").click();
+  await page.locator("#job-result").waitFor();
+  assert.equal(await page.locator("#job-result").textContent(), "SALUT DEPUIS CURL");
+  assert.equal(await page.locator("#job-status").getAttribute("data-status"), "done");
+  const steps = await page.locator("#timeline li").count();
+  assert.ok(steps >= 3, `timeline has ${steps} steps`);
+  await shot("02-job-detail.png");
+});
+
+test("a delayed job can be cancelled from its detail page", async () => {
+  const res = await fetch(`${base}/api/v1/jobs`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ text: "later", delay_ms: 600_000 }),
+  });
+  assert.equal(res.status, 201);
+  const { job_id } = await res.json();
+  await page.goto(`${base}/#/jobs/${job_id}`);
+  await page.locator('#job-status[data-status="scheduled"]').waitFor({ timeout: 10_000 });
+  await page.click("#cancel");
+  await page.locator('#job-status[data-status="cancelled"]').waitFor({ timeout: 10_000 });
+});
+
+test("the queue page shows depth, in flight, throughput and live workers", async () => {
+  await page.goto(base + "/#/stats");
+  await page.locator("#stat-workers .metric-value").waitFor({ timeout: 10_000 });
+  const workers = Number(await page.locator("#stat-workers .metric-value").textContent());
+  assert.ok(workers >= 1, `live workers: ${workers}`);
+  for (const id of ["queued", "processing", "throughput"]) {
+    assert.ok(await page.locator(`#stat-${id}`).isVisible(), id);
+  }
+  await page.waitForTimeout(4500); // a few samples so the throughput chart has a line
+  await shot("03-queue.png");
+});
+
+test("an unknown job shows a clear not-found state", async () => {
+  await page.goto(`${base}/#/jobs/01HZZZZZZZZZZZZZZZZZZZZZZZ`);
+  await page.getByText("Job not found").waitFor({ timeout: 10_000 });
+});
+
+test("the API docs page renders the OpenAPI document", async () => {
+  await page.goto(base + "/docs");
+  await page.getByText("/api/v1/jobs").first().waitFor({ timeout: 15_000 });
+  await shot("04-api-docs.png");
+});
