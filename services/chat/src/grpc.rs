@@ -1,0 +1,450 @@
+//! The `pfc.chat.v1.ChatService` and `pfc.chat.v1.PresenceService` implementations.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pfc_auth::Keys;
+use pfc_proto::chat::v1 as pb;
+use pfc_proto::chat::v1::chat_service_server::{ChatService, ChatServiceServer};
+use pfc_proto::chat::v1::presence_service_server::{PresenceService, PresenceServiceServer};
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::metadata::MetadataMap;
+use tonic::{Request, Response, Status};
+
+use crate::hub::Hub;
+use crate::ratelimit::RateLimiter;
+use crate::store::{now_ms, Member, StoredMessage};
+use crate::{ChatError, Limits, MessageId};
+
+/// Longest room name.
+pub const MAX_ROOM_LEN: usize = 64;
+/// Messages fetched per replay read.
+const REPLAY_BATCH: usize = 500;
+/// Messages buffered per subscriber stream.
+const STREAM_BUFFER: usize = 256;
+/// How often presence watchers re-read the online list (changes on other replicas, expiries).
+const PRESENCE_POLL: Duration = Duration::from_secs(1);
+
+/// Shared state of both services.
+pub struct ChatState {
+    hub: Arc<Hub>,
+    keys: Keys,
+    limits: Limits,
+    limiter: RateLimiter,
+}
+
+impl ChatState {
+    /// State over `hub`, verifying tokens with `keys`.
+    pub fn new(hub: Arc<Hub>, keys: Keys, limits: Limits) -> Arc<Self> {
+        let limiter = RateLimiter::new(limits.send_rate, limits.send_burst);
+        Arc::new(Self {
+            hub,
+            keys,
+            limits,
+            limiter,
+        })
+    }
+
+    /// The `ChatService` server.
+    pub fn chat_server(self: &Arc<Self>) -> ChatServiceServer<ChatGrpc> {
+        ChatServiceServer::new(ChatGrpc(self.clone()))
+    }
+
+    /// The `PresenceService` server.
+    pub fn presence_server(self: &Arc<Self>) -> PresenceServiceServer<PresenceGrpc> {
+        PresenceServiceServer::new(PresenceGrpc(self.clone()))
+    }
+
+    fn user(&self, md: &MetadataMap) -> Result<String, ChatError> {
+        Ok(self.keys.verify(pfc_auth::bearer(md)?)?.sub)
+    }
+
+    fn store(&self) -> &Arc<dyn crate::ChatStore> {
+        self.hub.store()
+    }
+
+    fn ttl(&self) -> Duration {
+        self.limits.presence_ttl
+    }
+}
+
+/// Checks a room name (1-64 characters: letters, digits, `_`, `-`, `.`).
+pub fn validate_room(room: &str) -> Result<(), ChatError> {
+    Ok(pfc_auth::validate_name("room", room, MAX_ROOM_LEN)?)
+}
+
+/// Checks a message text: not blank, at most `max` characters.
+pub fn validate_text(text: &str, max: usize) -> Result<(), ChatError> {
+    if text.trim().is_empty() {
+        return Err(ChatError::InvalidArgument("text must not be empty".into()));
+    }
+    let n = text.chars().count();
+    if n > max {
+        return Err(ChatError::InvalidArgument(format!(
+            "text is too long: {n} characters, the limit is {max}"
+        )));
+    }
+    Ok(())
+}
+
+fn members_proto(members: Vec<Member>) -> (Vec<pb::Member>, u32) {
+    let count = members.len() as u32;
+    let members = members
+        .into_iter()
+        .map(|(username, t)| pb::Member {
+            username,
+            last_seen_at: Some(pfc_proto::timestamp_from_ms(t)),
+        })
+        .collect();
+    (members, count)
+}
+
+/// `ChatService` over [`ChatState`].
+#[derive(Clone)]
+pub struct ChatGrpc(Arc<ChatState>);
+
+#[tonic::async_trait]
+impl ChatService for ChatGrpc {
+    #[tracing::instrument(skip_all, fields(room = %req.get_ref().room))]
+    async fn send_message(
+        &self,
+        req: Request<pb::SendMessageRequest>,
+    ) -> Result<Response<pb::SendMessageResponse>, Status> {
+        let s = &self.0;
+        let user = s.user(req.metadata())?;
+        let req = req.into_inner();
+        validate_room(&req.room)?;
+        validate_text(&req.text, s.limits.max_message_chars)?;
+        s.limiter
+            .check(&user)
+            .map_err(|retry_ms| ChatError::RateLimited {
+                rate: s.limiter.rate(),
+                burst: s.limiter.burst(),
+                retry_ms,
+            })?;
+        let msg = s.store().append(&req.room, &user, &req.text).await?;
+        Ok(Response::new(pb::SendMessageResponse {
+            message: Some(msg.to_proto()),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(room = %req.get_ref().room))]
+    async fn list_messages(
+        &self,
+        req: Request<pb::ListMessagesRequest>,
+    ) -> Result<Response<pb::ListMessagesResponse>, Status> {
+        let s = &self.0;
+        s.user(req.metadata())?;
+        let req = req.into_inner();
+        validate_room(&req.room)?;
+        let limit = match req.limit {
+            0 => 50,
+            n @ 1..=200 => n as usize,
+            _ => return Err(ChatError::InvalidArgument("limit must be 1-200".into()).into()),
+        };
+        let before = MessageId::parse_opt("before_id", &req.before_id)?;
+        let messages = s.store().history(&req.room, before, limit).await?;
+        let next_before_id = match messages.last() {
+            Some(m) if messages.len() == limit => m.id.to_string(),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListMessagesResponse {
+            messages: messages.iter().map(StoredMessage::to_proto).collect(),
+            next_before_id,
+        }))
+    }
+
+    type SubscribeStream = ReceiverStream<Result<pb::SubscribeResponse, Status>>;
+
+    #[tracing::instrument(skip_all, fields(room = %req.get_ref().room))]
+    async fn subscribe(
+        &self,
+        req: Request<pb::SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let s = self.0.clone();
+        s.user(req.metadata())?;
+        let req = req.into_inner();
+        validate_room(&req.room)?;
+        let after = match MessageId::parse_opt("after_id", &req.after_id)? {
+            Some(id) => id,
+            None => s.store().last_id(&req.room).await?,
+        };
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        // Subscribe before replaying, so nothing sent from now on can slip between the two.
+        let live = s.hub.subscribe(&req.room);
+        tokio::spawn(async move {
+            if let Err(status) = follow(&s, &req.room, after, live, &tx).await {
+                let _ = tx.send(Err(status)).await;
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn list_rooms(
+        &self,
+        req: Request<pb::ListRoomsRequest>,
+    ) -> Result<Response<pb::ListRoomsResponse>, Status> {
+        let s = &self.0;
+        s.user(req.metadata())?;
+        let limit = match req.get_ref().limit {
+            0 => 100,
+            n @ 1..=500 => n as usize,
+            _ => return Err(ChatError::InvalidArgument("limit must be 1-500".into()).into()),
+        };
+        let rooms = s.store().rooms(limit).await?;
+        Ok(Response::new(pb::ListRoomsResponse {
+            rooms: rooms
+                .into_iter()
+                .map(|(name, t)| pb::Room {
+                    name,
+                    last_activity_at: Some(pfc_proto::timestamp_from_ms(t)),
+                })
+                .collect(),
+        }))
+    }
+}
+
+type Tx = mpsc::Sender<Result<pb::SubscribeResponse, Status>>;
+
+/// Sends every stored message after `last` (up to `upto`, inclusive, when given); returns the
+/// new last id. `Ok(None)` when the client went away.
+async fn replay(
+    s: &ChatState,
+    room: &str,
+    mut last: MessageId,
+    upto: Option<MessageId>,
+    tx: &Tx,
+) -> Result<Option<MessageId>, Status> {
+    loop {
+        let page = s.store().after(room, last, REPLAY_BATCH).await?;
+        let full = page.len() == REPLAY_BATCH;
+        for m in page {
+            if upto.is_some_and(|u| m.id > u) {
+                return Ok(Some(last));
+            }
+            last = m.id;
+            if tx
+                .send(Ok(pb::SubscribeResponse {
+                    message: Some(m.to_proto()),
+                }))
+                .await
+                .is_err()
+            {
+                return Ok(None);
+            }
+        }
+        if !full {
+            return Ok(Some(last));
+        }
+    }
+}
+
+/// One subscriber: replay after `after`, then live batches, filling any gap from the store.
+async fn follow(
+    s: &Arc<ChatState>,
+    room: &str,
+    after: MessageId,
+    mut live: broadcast::Receiver<Arc<crate::hub::Batch>>,
+    tx: &Tx,
+) -> Result<(), Status> {
+    let stop = s.hub.shutdown().wait();
+    tokio::pin!(stop);
+    let Some(mut last) = replay(s, room, after, None, tx).await? else {
+        return Ok(());
+    };
+    loop {
+        let batch = tokio::select! {
+            _ = &mut stop => return Err(ChatError::ShuttingDown.into()),
+            _ = tx.closed() => return Ok(()),
+            b = live.recv() => b,
+        };
+        match batch {
+            Ok(batch) => {
+                if batch.from > last {
+                    // Messages between our last and this batch were read before we joined
+                    // (or dropped while we lagged): take them from the store.
+                    match replay(s, room, last, Some(batch.from), tx).await? {
+                        Some(l) => last = l,
+                        None => return Ok(()),
+                    }
+                }
+                for m in &batch.messages {
+                    if m.id <= last {
+                        continue;
+                    }
+                    last = m.id;
+                    if tx
+                        .send(Ok(pb::SubscribeResponse {
+                            message: Some(m.to_proto()),
+                        }))
+                        .await
+                        .is_err()
+                    {
+                        return Ok(());
+                    }
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                tracing::debug!(
+                    room,
+                    skipped = n,
+                    "subscriber lagged, catching up from the store"
+                );
+                match replay(s, room, last, None, tx).await? {
+                    Some(l) => last = l,
+                    None => return Ok(()),
+                }
+            }
+            Err(broadcast::error::RecvError::Closed) => {
+                // The room reader stopped (shutdown or error): follow a new one.
+                if s.hub.shutdown().is_triggered() {
+                    return Err(ChatError::ShuttingDown.into());
+                }
+                live = s.hub.subscribe(room);
+            }
+        }
+    }
+}
+
+/// `PresenceService` over [`ChatState`].
+#[derive(Clone)]
+pub struct PresenceGrpc(Arc<ChatState>);
+
+#[tonic::async_trait]
+impl PresenceService for PresenceGrpc {
+    #[tracing::instrument(skip_all, fields(room = %req.get_ref().room))]
+    async fn heartbeat(
+        &self,
+        req: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let s = &self.0;
+        let user = s.user(req.metadata())?;
+        let room = req.into_inner().room;
+        validate_room(&room)?;
+        let count = s.store().heartbeat(&room, &user, now_ms(), s.ttl()).await?;
+        s.hub.presence_changed(&room);
+        Ok(Response::new(pb::HeartbeatResponse {
+            ttl_seconds: s.ttl().as_secs().max(1) as u32,
+            online_count: count as u32,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(room = %req.get_ref().room))]
+    async fn leave(
+        &self,
+        req: Request<pb::LeaveRequest>,
+    ) -> Result<Response<pb::LeaveResponse>, Status> {
+        let s = &self.0;
+        let user = s.user(req.metadata())?;
+        let room = req.into_inner().room;
+        validate_room(&room)?;
+        let count = s.store().leave(&room, &user, now_ms(), s.ttl()).await?;
+        s.hub.presence_changed(&room);
+        Ok(Response::new(pb::LeaveResponse {
+            online_count: count as u32,
+        }))
+    }
+
+    async fn list_online(
+        &self,
+        req: Request<pb::ListOnlineRequest>,
+    ) -> Result<Response<pb::ListOnlineResponse>, Status> {
+        let s = &self.0;
+        s.user(req.metadata())?;
+        let room = req.into_inner().room;
+        validate_room(&room)?;
+        let (members, count) = members_proto(s.store().online(&room, now_ms(), s.ttl()).await?);
+        Ok(Response::new(pb::ListOnlineResponse { members, count }))
+    }
+
+    type WatchPresenceStream = ReceiverStream<Result<pb::WatchPresenceResponse, Status>>;
+
+    async fn watch_presence(
+        &self,
+        req: Request<pb::WatchPresenceRequest>,
+    ) -> Result<Response<Self::WatchPresenceStream>, Status> {
+        let s = self.0.clone();
+        s.user(req.metadata())?;
+        let room = req.into_inner().room;
+        validate_room(&room)?;
+        let (tx, rx) = mpsc::channel(16);
+        let mut changes = s.hub.presence_changes();
+        tokio::spawn(async move {
+            let stop = s.hub.shutdown().wait();
+            tokio::pin!(stop);
+            let mut previous: Option<Vec<String>> = None;
+            let mut tick = tokio::time::interval(PRESENCE_POLL);
+            loop {
+                match s.store().online(&room, now_ms(), s.ttl()).await {
+                    Ok(members) => {
+                        let names: Vec<String> = members.iter().map(|m| m.0.clone()).collect();
+                        if previous.as_ref() != Some(&names) {
+                            previous = Some(names);
+                            let (members, count) = members_proto(members);
+                            if tx
+                                .send(Ok(pb::WatchPresenceResponse { members, count }))
+                                .await
+                                .is_err()
+                            {
+                                return;
+                            }
+                        }
+                    }
+                    Err(err) => tracing::warn!(room = %room, error = %err, "presence read failed"),
+                }
+                // Wake on a local change to this room, on the poll tick (other replicas,
+                // expiries), or stop.
+                loop {
+                    tokio::select! {
+                        _ = &mut stop => {
+                            let _ = tx.send(Err(ChatError::ShuttingDown.into())).await;
+                            return;
+                        }
+                        _ = tx.closed() => return,
+                        _ = tick.tick() => break,
+                        c = changes.recv() => match c {
+                            Ok(r) if r == room => break,
+                            Ok(_) => {}
+                            Err(broadcast::error::RecvError::Lagged(_)) => break,
+                            Err(broadcast::error::RecvError::Closed) => return,
+                        },
+                    }
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Text must be non-blank and within the limit; errors say which rule broke.
+    #[test]
+    fn text_rules() {
+        assert!(validate_text("hi", 10).is_ok());
+        assert!(
+            validate_text(&"é".repeat(10), 10).is_ok(),
+            "limit counts characters, not bytes"
+        );
+        assert!(validate_text("   \n", 10)
+            .unwrap_err()
+            .to_string()
+            .contains("empty"));
+        assert!(validate_text(&"a".repeat(11), 10)
+            .unwrap_err()
+            .to_string()
+            .contains("limit is 10"));
+    }
+
+    /// Room names follow the same alphabet as usernames, up to 64 characters.
+    #[test]
+    fn room_rules() {
+        assert!(validate_room("general").is_ok());
+        assert!(validate_room(&"r".repeat(64)).is_ok());
+        assert!(validate_room(&"r".repeat(65)).is_err());
+        assert!(validate_room("{tag}").is_err());
+    }
+}

@@ -1,0 +1,339 @@
+//! [`RedisStore`]: rooms in Redis, so any number of chat replicas agree.
+//!
+//! Key layout (every per-room key carries the room as a hash tag, so one room's keys live in
+//! one Redis Cluster slot):
+//! - `pfc:chat:{<room>}:messages`: a stream; entry fields `a` (author) and `t` (text), capped
+//!   with `XADD MAXLEN ~`. Stream ids are the message ids.
+//! - `pfc:chat:{<room>}:presence`: a sorted set, member = username, score = last heartbeat (ms).
+//! - `pfc:chat:rooms`: a sorted set, member = room, score = last message (ms).
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_redis::{Pool, Runtime};
+use redis::aio::MultiplexedConnection;
+use redis::AsyncConnectionConfig;
+
+use super::{now_ms, ChatStore, Member, StoredMessage};
+use crate::{ChatError, MessageId};
+
+/// Key names.
+pub mod keys {
+    /// The room's message stream.
+    pub fn messages(room: &str) -> String {
+        format!("pfc:chat:{{{room}}}:messages")
+    }
+    /// The room's presence sorted set.
+    pub fn presence(room: &str) -> String {
+        format!("pfc:chat:{{{room}}}:presence")
+    }
+    /// The index of rooms by last activity.
+    pub const ROOMS: &str = "pfc:chat:rooms";
+}
+
+/// One stream entry as Redis returns it: id and flat field/value list.
+type Entry = (String, Vec<String>);
+
+/// A Redis-backed [`ChatStore`].
+pub struct RedisStore {
+    pool: Pool,
+    client: redis::Client,
+    /// Idle dedicated connections for blocking `XREAD`s (a blocked read must not stall the
+    /// multiplexed pool connections other commands share).
+    blocking: Mutex<Vec<MultiplexedConnection>>,
+    history_len: usize,
+}
+
+impl RedisStore {
+    /// Connects (lazily) to `url`, keeping about `history_len` messages per room.
+    pub fn new(url: &str, history_len: usize) -> Result<Self, ChatError> {
+        let pool = deadpool_redis::Config::from_url(url)
+            .create_pool(Some(Runtime::Tokio1))
+            .map_err(|e| ChatError::InvalidArgument(format!("bad redis url: {e}")))?;
+        let client = redis::Client::open(url)?;
+        Ok(Self {
+            pool,
+            client,
+            blocking: Mutex::new(Vec::new()),
+            history_len: history_len.max(1),
+        })
+    }
+
+    async fn blocking_conn(&self, block: Duration) -> Result<MultiplexedConnection, ChatError> {
+        if let Some(c) = self
+            .blocking
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+        {
+            return Ok(c);
+        }
+        let config = AsyncConnectionConfig::new()
+            .set_response_timeout(Some(block + Duration::from_secs(5)))
+            .set_connection_timeout(Some(Duration::from_secs(2)));
+        Ok(self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?)
+    }
+
+    fn parse(room: &str, entries: Vec<Entry>) -> Result<Vec<StoredMessage>, ChatError> {
+        entries
+            .into_iter()
+            .map(|(id, fields)| {
+                let id: MessageId = id
+                    .parse()
+                    .map_err(|_| ChatError::Corrupt(format!("stream id {id:?}")))?;
+                let (mut author, mut text) = (None, None);
+                for pair in fields.chunks(2) {
+                    if let [k, v] = pair {
+                        match k.as_str() {
+                            "a" => author = Some(v.clone()),
+                            "t" => text = Some(v.clone()),
+                            _ => {}
+                        }
+                    }
+                }
+                Ok(StoredMessage {
+                    id,
+                    room: room.to_string(),
+                    author: author
+                        .ok_or_else(|| ChatError::Corrupt(format!("entry {id} has no author")))?,
+                    text: text.unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl ChatStore for RedisStore {
+    async fn append(
+        &self,
+        room: &str,
+        author: &str,
+        text: &str,
+    ) -> Result<StoredMessage, ChatError> {
+        let mut conn = self.pool.get().await?;
+        let (id,): (String,) = redis::pipe()
+            .cmd("XADD")
+            .arg(keys::messages(room))
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(self.history_len)
+            .arg("*")
+            .arg("a")
+            .arg(author)
+            .arg("t")
+            .arg(text)
+            .cmd("ZADD")
+            .arg(keys::ROOMS)
+            .arg(now_ms())
+            .arg(room)
+            .ignore()
+            .query_async(&mut conn)
+            .await?;
+        let id = id
+            .parse()
+            .map_err(|_| ChatError::Corrupt(format!("stream id {id:?}")))?;
+        Ok(StoredMessage {
+            id,
+            room: room.into(),
+            author: author.into(),
+            text: text.into(),
+        })
+    }
+
+    async fn history(
+        &self,
+        room: &str,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, ChatError> {
+        let end = match before {
+            None => "+".to_string(),
+            Some(b) => match b.prev() {
+                Some(p) => p.to_string(),
+                None => return Ok(Vec::new()),
+            },
+        };
+        let mut conn = self.pool.get().await?;
+        let entries: Vec<Entry> = redis::cmd("XREVRANGE")
+            .arg(keys::messages(room))
+            .arg(end)
+            .arg("-")
+            .arg("COUNT")
+            .arg(limit)
+            .query_async(&mut conn)
+            .await?;
+        Self::parse(room, entries)
+    }
+
+    async fn after(
+        &self,
+        room: &str,
+        after: MessageId,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, ChatError> {
+        let mut conn = self.pool.get().await?;
+        let entries: Vec<Entry> = redis::cmd("XRANGE")
+            .arg(keys::messages(room))
+            .arg(format!("({after}"))
+            .arg("+")
+            .arg("COUNT")
+            .arg(limit)
+            .query_async(&mut conn)
+            .await?;
+        Self::parse(room, entries)
+    }
+
+    async fn wait_after(
+        &self,
+        room: &str,
+        after: MessageId,
+        limit: usize,
+        block: Duration,
+    ) -> Result<Vec<StoredMessage>, ChatError> {
+        let mut conn = self.blocking_conn(block).await?;
+        let reply: Option<Vec<(String, Vec<Entry>)>> = redis::cmd("XREAD")
+            .arg("COUNT")
+            .arg(limit)
+            .arg("BLOCK")
+            .arg(block.as_millis().max(1) as u64)
+            .arg("STREAMS")
+            .arg(keys::messages(room))
+            .arg(after.to_string())
+            .query_async(&mut conn)
+            .await?;
+        // Only a connection that answered goes back for reuse.
+        self.blocking
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(conn);
+        let entries = reply.into_iter().flatten().flat_map(|(_, e)| e).collect();
+        Self::parse(room, entries)
+    }
+
+    async fn last_id(&self, room: &str) -> Result<MessageId, ChatError> {
+        let mut conn = self.pool.get().await?;
+        let entries: Vec<Entry> = redis::cmd("XREVRANGE")
+            .arg(keys::messages(room))
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut conn)
+            .await?;
+        Ok(Self::parse(room, entries)?
+            .first()
+            .map(|m| m.id)
+            .unwrap_or_default())
+    }
+
+    async fn rooms(&self, limit: usize) -> Result<Vec<(String, i64)>, ChatError> {
+        let mut conn = self.pool.get().await?;
+        let rooms: Vec<(String, f64)> = redis::cmd("ZREVRANGE")
+            .arg(keys::ROOMS)
+            .arg(0)
+            .arg(limit.saturating_sub(1))
+            .arg("WITHSCORES")
+            .query_async(&mut conn)
+            .await?;
+        Ok(rooms.into_iter().map(|(r, s)| (r, s as i64)).collect())
+    }
+
+    async fn heartbeat(
+        &self,
+        room: &str,
+        user: &str,
+        now_ms: i64,
+        ttl: Duration,
+    ) -> Result<usize, ChatError> {
+        let key = keys::presence(room);
+        let ttl_ms = ttl.as_millis() as i64;
+        let mut conn = self.pool.get().await?;
+        let (count,): (usize,) = redis::pipe()
+            .atomic()
+            .cmd("ZADD")
+            .arg(&key)
+            .arg(now_ms)
+            .arg(user)
+            .ignore()
+            .cmd("ZREMRANGEBYSCORE")
+            .arg(&key)
+            .arg("-inf")
+            .arg(now_ms - ttl_ms)
+            .ignore()
+            .cmd("ZCARD")
+            .arg(&key)
+            .cmd("PEXPIRE")
+            .arg(&key)
+            .arg(ttl_ms * 2)
+            .ignore()
+            .query_async(&mut conn)
+            .await?;
+        Ok(count)
+    }
+
+    async fn leave(
+        &self,
+        room: &str,
+        user: &str,
+        now_ms: i64,
+        ttl: Duration,
+    ) -> Result<usize, ChatError> {
+        let key = keys::presence(room);
+        let mut conn = self.pool.get().await?;
+        let (count,): (usize,) = redis::pipe()
+            .atomic()
+            .cmd("ZREM")
+            .arg(&key)
+            .arg(user)
+            .ignore()
+            .cmd("ZCOUNT")
+            .arg(&key)
+            .arg(format!("({}", now_ms - ttl.as_millis() as i64))
+            .arg("+inf")
+            .query_async(&mut conn)
+            .await?;
+        Ok(count)
+    }
+
+    async fn online(
+        &self,
+        room: &str,
+        now_ms: i64,
+        ttl: Duration,
+    ) -> Result<Vec<Member>, ChatError> {
+        let mut conn = self.pool.get().await?;
+        let members: Vec<(String, f64)> = redis::cmd("ZRANGEBYSCORE")
+            .arg(keys::presence(room))
+            .arg(format!("({}", now_ms - ttl.as_millis() as i64))
+            .arg("+inf")
+            .arg("WITHSCORES")
+            .query_async(&mut conn)
+            .await?;
+        let mut members: Vec<Member> = members.into_iter().map(|(u, s)| (u, s as i64)).collect();
+        members.sort();
+        Ok(members)
+    }
+
+    async fn ping(&self) -> Result<(), ChatError> {
+        let mut conn = self.pool.get().await?;
+        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::keys;
+
+    /// Per-room keys share the room as hash tag (one Cluster slot per room).
+    #[test]
+    fn key_layout_uses_hash_tags() {
+        assert_eq!(keys::messages("lobby"), "pfc:chat:{lobby}:messages");
+        assert_eq!(keys::presence("lobby"), "pfc:chat:{lobby}:presence");
+    }
+}

@@ -1,0 +1,222 @@
+//! One contract, two stores: every test here runs against [`MemoryStore`] and against
+//! [`RedisStore`] on a real redis-server (pfc-testkit), so `pfc dev` and production behave alike.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pfc_chat::store::now_ms;
+use pfc_chat::{ChatStore, MemoryStore, MessageId, RedisStore};
+use pfc_testkit::RedisServer;
+
+/// A store under test, plus the redis-server it needs (if any).
+struct Fixture {
+    store: Arc<dyn ChatStore>,
+    _redis: Option<RedisServer>,
+}
+
+fn memory(history_len: usize) -> Fixture {
+    Fixture {
+        store: Arc::new(MemoryStore::new(history_len)),
+        _redis: None,
+    }
+}
+
+fn redis(history_len: usize) -> Fixture {
+    let server = RedisServer::start();
+    let store = RedisStore::new(&server.url(), history_len).unwrap();
+    Fixture {
+        store: Arc::new(store),
+        _redis: Some(server),
+    }
+}
+
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod memory_store { $(
+            #[tokio::test]
+            async fn $name() { super::$name(super::memory).await }
+        )* }
+        mod redis_store { $(
+            #[tokio::test]
+            async fn $name() { super::$name(super::redis).await }
+        )* }
+    };
+}
+
+contract!(
+    ids_increase_and_history_pages_newest_first,
+    after_is_exclusive_and_ordered,
+    wait_after_wakes_on_append_and_times_out,
+    history_is_capped,
+    rooms_are_isolated_and_listed_by_activity,
+    presence_counts_expires_and_leaves,
+);
+
+/// Appends get increasing ids; history pages newest first with an exclusive `before` cursor.
+async fn ids_increase_and_history_pages_newest_first(make: fn(usize) -> Fixture) {
+    let f = make(1000);
+    let mut ids = Vec::new();
+    for i in 0..25 {
+        let m = f
+            .store
+            .append("lobby", "alice", &format!("m{i}"))
+            .await
+            .unwrap();
+        assert_eq!(m.author, "alice");
+        ids.push(m.id);
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids increase");
+    assert_eq!(f.store.last_id("lobby").await.unwrap(), ids[24]);
+    let page1 = f.store.history("lobby", None, 10).await.unwrap();
+    assert_eq!(
+        page1.iter().map(|m| m.text.as_str()).collect::<Vec<_>>()[..3],
+        ["m24", "m23", "m22"]
+    );
+    let page2 = f
+        .store
+        .history("lobby", Some(page1[9].id), 10)
+        .await
+        .unwrap();
+    assert_eq!(page2[0].text, "m14");
+    let page3 = f
+        .store
+        .history("lobby", Some(page2[9].id), 10)
+        .await
+        .unwrap();
+    assert_eq!(page3.len(), 5);
+    assert_eq!(page3[4].text, "m0");
+    assert!(f
+        .store
+        .history("lobby", Some(ids[0]), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(f.store.history("empty", None, 10).await.unwrap().is_empty());
+    assert_eq!(f.store.last_id("empty").await.unwrap(), MessageId::ZERO);
+}
+
+/// `after` returns strictly newer messages, oldest first, limited.
+async fn after_is_exclusive_and_ordered(make: fn(usize) -> Fixture) {
+    let f = make(1000);
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(
+            f.store
+                .append("r", "bob", &format!("{i}"))
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let got = f.store.after("r", ids[1], 100).await.unwrap();
+    assert_eq!(
+        got.iter().map(|m| m.id).collect::<Vec<_>>(),
+        ids[2..].to_vec()
+    );
+    assert_eq!(
+        f.store.after("r", MessageId::ZERO, 2).await.unwrap().len(),
+        2
+    );
+    assert!(f.store.after("r", ids[4], 100).await.unwrap().is_empty());
+}
+
+/// A blocked live read returns as soon as a message is appended, and empty after its timeout.
+async fn wait_after_wakes_on_append_and_times_out(make: fn(usize) -> Fixture) {
+    let f = make(1000);
+    let last = f.store.last_id("live").await.unwrap();
+    let store = f.store.clone();
+    let waiter = tokio::spawn(async move {
+        store
+            .wait_after("live", last, 10, Duration::from_secs(5))
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let sent = f.store.append("live", "carol", "hello").await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(2), waiter)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, vec![sent.clone()]);
+    let t = std::time::Instant::now();
+    let none = f
+        .store
+        .wait_after("live", sent.id, 10, Duration::from_millis(200))
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    assert!(t.elapsed() >= Duration::from_millis(150));
+}
+
+/// History keeps about `history_len` messages (Redis trims approximately: never fewer).
+async fn history_is_capped(make: fn(usize) -> Fixture) {
+    let f = make(10);
+    for i in 0..300 {
+        f.store.append("cap", "dan", &format!("{i}")).await.unwrap();
+    }
+    let all = f.store.after("cap", MessageId::ZERO, 1000).await.unwrap();
+    assert!(all.len() >= 10 && all.len() < 300, "kept {}", all.len());
+    assert_eq!(all.last().unwrap().text, "299");
+}
+
+/// Rooms don't see each other's messages; the room list is ordered by last activity.
+async fn rooms_are_isolated_and_listed_by_activity(make: fn(usize) -> Fixture) {
+    let f = make(1000);
+    f.store.append("a", "u", "in a").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    f.store.append("b", "u", "in b").await.unwrap();
+    assert_eq!(f.store.history("a", None, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        f.store.history("b", None, 10).await.unwrap()[0].text,
+        "in b"
+    );
+    let rooms: Vec<String> = f
+        .store
+        .rooms(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.0)
+        .collect();
+    assert_eq!(rooms, ["b", "a"]);
+    assert_eq!(f.store.rooms(1).await.unwrap().len(), 1);
+}
+
+/// Presence counts distinct users, drops those silent for longer than the TTL, and Leave is immediate.
+async fn presence_counts_expires_and_leaves(make: fn(usize) -> Fixture) {
+    let f = make(1000);
+    let ttl = Duration::from_secs(30);
+    let t0 = now_ms();
+    assert_eq!(f.store.heartbeat("p", "alice", t0, ttl).await.unwrap(), 1);
+    assert_eq!(
+        f.store
+            .heartbeat("p", "bob", t0 + 1_000, ttl)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        f.store
+            .heartbeat("p", "alice", t0 + 2_000, ttl)
+            .await
+            .unwrap(),
+        2,
+        "heartbeats don't double count"
+    );
+    let online = f.store.online("p", t0 + 3_000, ttl).await.unwrap();
+    assert_eq!(
+        online,
+        vec![("alice".into(), t0 + 2_000), ("bob".into(), t0 + 1_000)]
+    );
+    // 31.5 s after bob's last heartbeat he is gone; alice (2 s later) is still there.
+    let later = t0 + 1_000 + 30_500;
+    assert_eq!(f.store.online("p", later, ttl).await.unwrap().len(), 1);
+    assert_eq!(f.store.leave("p", "alice", later, ttl).await.unwrap(), 0);
+    assert!(f.store.online("p", later, ttl).await.unwrap().is_empty());
+    assert!(f
+        .store
+        .online("nobody-here", t0, ttl)
+        .await
+        .unwrap()
+        .is_empty());
+}

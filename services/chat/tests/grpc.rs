@@ -1,0 +1,635 @@
+//! The chat role served for real (127.0.0.1:0) over a real redis-server, with tokens from a
+//! real auth role whose public key chat fetches over gRPC.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pfc_auth::{Issuer, SigningKey};
+use pfc_proto::auth::v1::auth_service_client::AuthServiceClient;
+use pfc_proto::auth::v1::LoginRequest;
+use pfc_proto::chat::v1::chat_service_client::ChatServiceClient;
+use pfc_proto::chat::v1::presence_service_client::PresenceServiceClient;
+use pfc_proto::chat::v1::*;
+use pfc_testkit::{wait_until, RedisServer};
+use tokio::sync::oneshot;
+use tokio_stream::StreamExt;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request};
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+struct Auth {
+    url: String,
+    key_file: PathBuf,
+    _stop: oneshot::Sender<()>,
+}
+
+async fn channel(addr: SocketAddr) -> Channel {
+    Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+async fn serving(addr: SocketAddr, service: &str) -> bool {
+    let Ok(ch) = Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+    else {
+        return false;
+    };
+    let req = HealthCheckRequest {
+        service: service.into(),
+    };
+    matches!(HealthClient::new(ch).check(req).await, Ok(r) if r.get_ref().status == 1)
+}
+
+/// Starts the auth role with a key file the test can also sign with.
+async fn start_auth() -> Auth {
+    let dir = std::env::temp_dir().join(format!(
+        "pfc-chat-test-{}-{}",
+        std::process::id(),
+        pfc_testkit::free_port()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key_file = dir.join("key.pem");
+    std::fs::write(&key_file, SigningKey::generate_pem()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel();
+    let config = pfc_auth::Config {
+        signing_key_file: Some(key_file.clone()),
+        ..Default::default()
+    };
+    tokio::spawn(async move {
+        pfc_auth::run(listener, config, async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap()
+    });
+    wait_until("auth healthy", Duration::from_secs(10), || async {
+        serving(addr, "").await.then_some(())
+    })
+    .await;
+    Auth {
+        url: format!("http://{addr}"),
+        key_file,
+        _stop: tx,
+    }
+}
+
+impl Auth {
+    async fn login(&self, user: &str) -> String {
+        let mut c = AuthServiceClient::connect(self.url.clone()).await.unwrap();
+        c.login(LoginRequest {
+            username: user.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .token
+    }
+
+    fn local_issuer(&self) -> Issuer {
+        Issuer::new(
+            SigningKey::load(&self.key_file).unwrap(),
+            Duration::from_secs(3600),
+            "pfc-auth",
+            "pfc",
+        )
+    }
+}
+
+/// Starts the chat role (`pfc_chat::run`: Redis store, keys fetched from auth) and waits for health.
+async fn start_chat(
+    redis: &RedisServer,
+    auth: &Auth,
+    limits: pfc_chat::Limits,
+) -> (SocketAddr, oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel();
+    let config = pfc_chat::Config {
+        grpc_addr: addr,
+        redis_url: redis.url(),
+        redis_password: None,
+        auth_url: auth.url.clone(),
+        limits,
+    };
+    tokio::spawn(async move {
+        pfc_chat::run(listener, config, async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap()
+    });
+    wait_until("chat healthy", Duration::from_secs(10), || async {
+        serving(addr, "").await.then_some(())
+    })
+    .await;
+    (addr, tx)
+}
+
+fn authed<T>(token: &str, msg: T) -> Request<T> {
+    let mut r = Request::new(msg);
+    r.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    r
+}
+
+async fn send(c: &mut ChatServiceClient<Channel>, token: &str, room: &str, text: &str) -> Message {
+    c.send_message(authed(
+        token,
+        SendMessageRequest {
+            room: room.into(),
+            text: text.into(),
+        },
+    ))
+    .await
+    .unwrap()
+    .into_inner()
+    .message
+    .unwrap()
+}
+
+/// Two chat replicas on one Redis share history, live messages and presence.
+#[tokio::test]
+async fn two_replicas_share_messages_and_presence() {
+    let redis = RedisServer::start();
+    let auth = start_auth().await;
+    let (a, _sa) = start_chat(&redis, &auth, Default::default()).await;
+    let (b, _sb) = start_chat(&redis, &auth, Default::default()).await;
+    let alice = auth.login("alice").await;
+    let bob = auth.login("bob").await;
+    let mut ca = ChatServiceClient::new(channel(a).await);
+    let mut cb = ChatServiceClient::new(channel(b).await);
+
+    let mut live_b = cb
+        .subscribe(authed(
+            &bob,
+            SubscribeRequest {
+                room: "lobby".into(),
+                after_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let sent = send(&mut ca, &alice, "lobby", "hello from a").await;
+    assert_eq!(sent.author, "alice", "author comes from the token");
+    let got = tokio::time::timeout(Duration::from_secs(5), live_b.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.message.unwrap(), sent);
+    let hist = cb
+        .list_messages(authed(
+            &bob,
+            ListMessagesRequest {
+                room: "lobby".into(),
+                limit: 10,
+                before_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(hist.messages, vec![sent]);
+
+    let mut pa = PresenceServiceClient::new(channel(a).await);
+    let mut pb = PresenceServiceClient::new(channel(b).await);
+    pa.heartbeat(authed(
+        &alice,
+        HeartbeatRequest {
+            room: "lobby".into(),
+        },
+    ))
+    .await
+    .unwrap();
+    let hb = pb
+        .heartbeat(authed(
+            &bob,
+            HeartbeatRequest {
+                room: "lobby".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(hb.online_count, 2);
+    assert_eq!(hb.ttl_seconds, 30);
+    let online = pa
+        .list_online(authed(
+            &alice,
+            ListOnlineRequest {
+                room: "lobby".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(online.count, 2);
+    assert_eq!(
+        online
+            .members
+            .iter()
+            .map(|m| m.username.as_str())
+            .collect::<Vec<_>>(),
+        ["alice", "bob"]
+    );
+    let left = pb
+        .leave(authed(
+            &bob,
+            LeaveRequest {
+                room: "lobby".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(left.online_count, 1);
+    let rooms = ca
+        .list_rooms(authed(&alice, ListRoomsRequest { limit: 0 }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(rooms.rooms[0].name, "lobby");
+}
+
+/// A subscriber that drops and resumes from its last id gets every message sent meanwhile
+/// (including on the other replica), exactly once and in order, then continues live.
+#[tokio::test]
+async fn resume_after_id_misses_nothing_and_duplicates_nothing() {
+    let redis = RedisServer::start();
+    let auth = start_auth().await;
+    let (a, _sa) = start_chat(&redis, &auth, Default::default()).await;
+    let (b, _sb) = start_chat(
+        &redis,
+        &auth,
+        pfc_chat::Limits {
+            send_rate: 10_000.0,
+            send_burst: 10_000.0,
+            ..Default::default()
+        },
+    )
+    .await;
+    let token = auth.login("reader").await;
+    let writer = auth.login("writer").await;
+    let mut ca = ChatServiceClient::new(channel(a).await);
+    let mut cb = ChatServiceClient::new(channel(b).await);
+
+    let mut sent = Vec::new();
+    let mut received = Vec::new();
+    let mut stream = ca
+        .subscribe(authed(
+            &token,
+            SubscribeRequest {
+                room: "r".into(),
+                after_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    for i in 0..10 {
+        sent.push(send(&mut cb, &writer, "r", &format!("{i}")).await.id);
+    }
+    while received.len() < 10 {
+        let m = tokio::time::timeout(Duration::from_secs(5), stream.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        received.push(m.message.unwrap().id);
+    }
+    drop(stream); // disconnect
+
+    // Sent while nobody listens, and while the resumed stream replays and goes live.
+    for i in 10..60 {
+        sent.push(send(&mut cb, &writer, "r", &format!("{i}")).await.id);
+    }
+    let last = received.last().unwrap().clone();
+    let mut resumed = ca
+        .subscribe(authed(
+            &token,
+            SubscribeRequest {
+                room: "r".into(),
+                after_id: last,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut cb2 = cb.clone();
+    let writer2 = writer.clone();
+    let more = tokio::spawn(async move {
+        let mut ids = Vec::new();
+        for i in 60..200 {
+            ids.push(send(&mut cb2, &writer2, "r", &format!("{i}")).await.id);
+        }
+        ids
+    });
+    while received.len() < 200 {
+        let m = tokio::time::timeout(Duration::from_secs(5), resumed.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        received.push(m.message.unwrap().id);
+    }
+    sent.extend(more.await.unwrap());
+    assert_eq!(received, sent, "every message exactly once, in send order");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), resumed.next())
+            .await
+            .is_err(),
+        "no extra message"
+    );
+}
+
+/// Missing, `alg: none`, tampered, expired and foreign-key tokens are all UNAUTHENTICATED.
+#[tokio::test]
+async fn bad_tokens_are_unauthenticated() {
+    use base64::Engine as _;
+    let redis = RedisServer::start();
+    let auth = start_auth().await;
+    let (a, _sa) = start_chat(&redis, &auth, Default::default()).await;
+    let mut c = ChatServiceClient::new(channel(a).await);
+    let good = auth.login("alice").await;
+    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    let parts: Vec<&str> = good.split('.').collect();
+    let payload = String::from_utf8(
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(parts[1])
+            .unwrap(),
+    )
+    .unwrap();
+    let alg_none = format!("{}.{}.", b64(r#"{"alg":"none","typ":"JWT"}"#), parts[1]);
+    let tampered = format!(
+        "{}.{}.{}",
+        parts[0],
+        b64(&payload.replace("alice", "admin")),
+        parts[2]
+    );
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let (expired, _) = auth
+        .local_issuer()
+        .issue_at("alice", t - 7200, t - 3600)
+        .unwrap();
+    let foreign = Issuer::new(
+        SigningKey::generate(),
+        Duration::from_secs(60),
+        "pfc-auth",
+        "pfc",
+    )
+    .issue("alice")
+    .unwrap()
+    .0;
+
+    let req = || SendMessageRequest {
+        room: "lobby".into(),
+        text: "hi".into(),
+    };
+    let err = c.send_message(Request::new(req())).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    assert!(err.message().contains("Bearer"), "{}", err.message());
+    for (what, token) in [
+        ("alg none", alg_none),
+        ("tampered", tampered),
+        ("expired", expired),
+        ("wrong key", foreign),
+    ] {
+        let err = c.send_message(authed(&token, req())).await.unwrap_err();
+        assert_eq!(err.code(), Code::Unauthenticated, "{what}: {err:?}");
+        let err = c
+            .subscribe(authed(
+                &token,
+                SubscribeRequest {
+                    room: "lobby".into(),
+                    after_id: String::new(),
+                },
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::Unauthenticated, "{what} (subscribe)");
+    }
+    // The locally signed, valid token is accepted (the key was fetched from auth).
+    send(
+        &mut c,
+        &auth.local_issuer().issue("alice").unwrap().0,
+        "lobby",
+        "ok",
+    )
+    .await;
+}
+
+/// Empty, blank and oversized texts, bad rooms and bad ids are INVALID_ARGUMENT with a clear
+/// message; sending too fast is RESOURCE_EXHAUSTED.
+#[tokio::test]
+async fn invalid_input_and_rate_limit() {
+    let redis = RedisServer::start();
+    let auth = start_auth().await;
+    let limits = pfc_chat::Limits {
+        max_message_chars: 100,
+        send_rate: 1.0,
+        send_burst: 3.0,
+        ..Default::default()
+    };
+    let (a, _sa) = start_chat(&redis, &auth, limits).await;
+    let mut c = ChatServiceClient::new(channel(a).await);
+    let t = auth.login("alice").await;
+    let cases = [
+        ("lobby", String::new(), "empty"),
+        ("lobby", "  \n ".to_string(), "empty"),
+        ("lobby", "x".repeat(101), "limit is 100"),
+        ("bad room", "hi".to_string(), "room may only contain"),
+        ("", "hi".to_string(), "room must not be empty"),
+    ];
+    for (room, text, expect) in cases {
+        let err = c
+            .send_message(authed(
+                &t,
+                SendMessageRequest {
+                    room: room.into(),
+                    text,
+                },
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert!(
+            err.message().contains(expect),
+            "{} should contain {expect}",
+            err.message()
+        );
+    }
+    let err = c
+        .list_messages(authed(
+            &t,
+            ListMessagesRequest {
+                room: "lobby".into(),
+                limit: 10,
+                before_id: "nope".into(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    for _ in 0..3 {
+        send(&mut c, &t, "lobby", "burst").await;
+    }
+    let err = c
+        .send_message(authed(
+            &t,
+            SendMessageRequest {
+                room: "lobby".into(),
+                text: "one too many".into(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    assert!(err.message().contains("rate limit"), "{}", err.message());
+    // Another user has their own bucket.
+    send(&mut c, &auth.login("bob").await, "lobby", "fine").await;
+}
+
+/// A member that stops heartbeating vanishes after the TTL; WatchPresence reports join and expiry.
+#[tokio::test]
+async fn presence_expires_after_ttl() {
+    let redis = RedisServer::start();
+    let auth = start_auth().await;
+    let limits = pfc_chat::Limits {
+        presence_ttl: Duration::from_millis(1500),
+        ..Default::default()
+    };
+    let (a, _sa) = start_chat(&redis, &auth, limits).await;
+    let mut p = PresenceServiceClient::new(channel(a).await);
+    let alice = auth.login("alice").await;
+    let mut watch = p
+        .watch_presence(authed(&alice, WatchPresenceRequest { room: "p".into() }))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = tokio::time::timeout(Duration::from_secs(5), watch.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.count, 0);
+    p.heartbeat(authed(&alice, HeartbeatRequest { room: "p".into() }))
+        .await
+        .unwrap();
+    let joined = tokio::time::timeout(Duration::from_secs(5), watch.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(joined.count, 1);
+    assert_eq!(joined.members[0].username, "alice");
+    // No more heartbeats: gone after the TTL, seen by ListOnline and by the watcher.
+    let gone = tokio::time::timeout(Duration::from_secs(5), watch.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(gone.count, 0);
+    let online = p
+        .list_online(authed(&alice, ListOnlineRequest { room: "p".into() }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(online.count, 0);
+}
+
+/// Health follows Redis: NOT_SERVING while it is down, SERVING again once it is back.
+#[tokio::test]
+async fn health_follows_redis() {
+    let mut redis = RedisServer::start();
+    let auth = start_auth().await;
+    let (a, stop) = start_chat(&redis, &auth, Default::default()).await;
+    assert!(serving(a, "pfc.chat.v1.ChatService").await);
+    assert!(serving(a, "pfc.chat.v1.PresenceService").await);
+    redis.stop();
+    wait_until("not serving", Duration::from_secs(10), || async {
+        (!serving(a, "").await).then_some(())
+    })
+    .await;
+    redis.restart();
+    wait_until("serving again", Duration::from_secs(10), || async {
+        serving(a, "").await.then_some(())
+    })
+    .await;
+    stop.send(()).unwrap();
+}
+
+/// The same services over the in-memory store with fixed keys (the embedded `pfc dev` shape).
+#[tokio::test]
+async fn memory_store_serves_the_same_api() {
+    let issuer = Issuer::new(
+        SigningKey::generate(),
+        Duration::from_secs(60),
+        "pfc-auth",
+        "pfc",
+    );
+    let stop = pfc_runtime::Shutdown::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let store: Arc<dyn pfc_chat::ChatStore> = Arc::new(pfc_chat::MemoryStore::new(100));
+    let keys = pfc_auth::Keys::fixed(issuer.verifier());
+    let server = tokio::spawn(pfc_chat::serve(
+        listener,
+        store,
+        keys,
+        Default::default(),
+        stop.clone(),
+    ));
+    wait_until("chat healthy", Duration::from_secs(10), || async {
+        serving(addr, "").await.then_some(())
+    })
+    .await;
+    let token = issuer.issue("dev").unwrap().0;
+    let mut c = ChatServiceClient::new(channel(addr).await);
+    let mut live = c
+        .subscribe(authed(
+            &token,
+            SubscribeRequest {
+                room: "dev".into(),
+                after_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let m = send(&mut c, &token, "dev", "<script>alert(1)</script>").await;
+    let got = tokio::time::timeout(Duration::from_secs(5), live.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        got.message.unwrap().text,
+        m.text,
+        "text is stored verbatim; clients render it as text"
+    );
+    // Shutdown ends open streams and the server.
+    stop.trigger();
+    let end = tokio::time::timeout(Duration::from_secs(5), live.next())
+        .await
+        .unwrap();
+    assert!(matches!(end, Some(Err(_)) | None));
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
