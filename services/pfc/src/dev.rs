@@ -1,0 +1,101 @@
+//! `pfc dev`: every role in one process, composed from the same library functions the
+//! separate roles use. One gRPC port serves every gRPC service; the gateway serves HTTP.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use pfc_processors::Registry;
+use pfc_queue::StoreArgs;
+use tonic_health::ServingStatus;
+
+/// Configuration of `pfc dev`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct DevConfig {
+    /// gRPC listen address (every gRPC service).
+    #[arg(long, env = "PFC_GRPC_ADDR", default_value = "127.0.0.1:50051")]
+    pub grpc_addr: SocketAddr,
+    /// HTTP listen address (UI, REST, gRPC-web).
+    #[arg(long, env = "PFC_HTTP_ADDR", default_value = "127.0.0.1:8000")]
+    pub http_addr: SocketAddr,
+    /// Job store (in-memory unless --redis-url is set).
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Request limits.
+    #[command(flatten)]
+    pub limits: pfc_jobs::LimitArgs,
+    /// In-process worker.
+    #[command(flatten)]
+    pub worker: pfc_worker::WorkerArgs,
+}
+
+/// Runs everything until `shutdown` resolves, then drains every part.
+pub async fn run(
+    config: DevConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let stop = pfc_runtime::Shutdown::new();
+    stop.trigger_on(shutdown);
+    let store = config
+        .store
+        .open(true)
+        .context("failed to open the job store")?;
+    let backend = if config.store.redis_url.is_some() {
+        "redis"
+    } else {
+        "in-memory"
+    };
+
+    let grpc_listener = pfc_runtime::bind(config.grpc_addr).await?;
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
+    let mut services = vec![pfc_jobs::SERVICE_NAME.to_owned()];
+    let mut routes = tonic::service::Routes::new(pfc_jobs::service(
+        store.clone(),
+        Registry::builtin(),
+        config.limits.limits(),
+    ));
+    // (auth and chat register their services here)
+    let _ = &mut routes;
+    let _ = &mut services;
+    let routes = pfc_runtime::grpc::with_health_and_reflection(routes, health)?;
+
+    let bg = tokio::spawn(pfc_jobs::background(
+        store.clone(),
+        reporter.clone(),
+        services.clone(),
+        stop.wait(),
+    ));
+    let grpc = tokio::spawn(pfc_runtime::grpc::serve(
+        grpc_listener,
+        routes,
+        reporter,
+        services,
+        stop.wait(),
+    ));
+    let worker = pfc_worker::Worker::new(
+        store.clone(),
+        Registry::builtin(),
+        config.worker.clone(),
+        config.store.lease,
+    );
+    let worker = tokio::spawn(worker.run(stop.wait()));
+
+    tracing::info!(
+        grpc = %config.grpc_addr,
+        http = %config.http_addr,
+        store = backend,
+        "pfc dev is up: UI http://{}  gRPC {}",
+        config.http_addr,
+        config.grpc_addr
+    );
+    // (the gateway is started here)
+
+    stop.wait().await;
+    let _ = worker.await;
+    grpc.await.context("gRPC server task")??;
+    bg.abort();
+    Ok(())
+}

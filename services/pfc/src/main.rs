@@ -1,0 +1,73 @@
+//! `pfc`: one binary, one subcommand per deployable role, plus `pfc dev` (everything in one
+//! process) and tools (`probe`, `bench`). Each role's logic lives in its own crate; this file
+//! only parses flags, sets up telemetry and hands over. See `docs/roles.md`.
+
+mod dev;
+mod probe;
+
+use clap::{Parser, Subcommand};
+
+/// pfc: jobs and chat on a Rust gRPC core.
+#[derive(Parser)]
+#[command(name = "pfc", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    /// Log format: text or json.
+    #[arg(long, env = "PFC_LOG_FORMAT", default_value = "text", global = true)]
+    log_format: pfc_telemetry::LogFormat,
+    /// Log filter (RUST_LOG syntax), e.g. `info` or `pfc_jobs=debug,info`.
+    #[arg(long = "log", env = "PFC_LOG", default_value = "info", global = true)]
+    log_filter: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Everything in one process: JobService, workers, auth, chat and the gateway (in-memory
+    /// store unless --redis-url is given). UI on http://localhost:8000, gRPC on :50051.
+    Dev(dev::DevConfig),
+    /// The jobs core: gRPC JobService in front of Redis.
+    Jobs(pfc_jobs::Config),
+    /// A worker: runs jobs from Redis.
+    Worker(pfc_worker::Config),
+    /// Health probe for container healthchecks: exit 0 when the target is healthy.
+    Probe(probe::ProbeArgs),
+}
+
+impl Command {
+    fn role(&self) -> &'static str {
+        match self {
+            Command::Dev(_) => "dev",
+            Command::Jobs(_) => "jobs",
+            Command::Worker(_) => "worker",
+            Command::Probe(_) => "probe",
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Command::Probe(args) = cli.command {
+        return probe::run(args).await;
+    }
+    let telemetry = pfc_telemetry::init(cli.command.role(), cli.log_format, &cli.log_filter)?;
+    let shutdown = pfc_runtime::shutdown_signal();
+    let result = match cli.command {
+        Command::Dev(c) => dev::run(c, shutdown).await,
+        Command::Jobs(c) => {
+            let l = pfc_runtime::bind(c.grpc_addr).await?;
+            pfc_jobs::run(l, c, shutdown).await
+        }
+        Command::Worker(c) => {
+            let l = pfc_runtime::bind(c.grpc_addr).await?;
+            pfc_worker::run(l, c, shutdown).await
+        }
+        Command::Probe(_) => unreachable!("handled above"),
+    };
+    telemetry.shutdown();
+    if let Err(e) = &result {
+        tracing::error!(error = format!("{e:#}"), "exiting with error");
+    }
+    result
+}
