@@ -127,7 +127,7 @@ scripts/ci/kube-play.sh up "$work/play.yaml" "$NET"
 say "wait until every role is healthy (exec probes: pfc probe grpc|http, redis-cli ping)"
 scripts/ci/kube-play.sh wait-healthy "$work/play.yaml" "$TIMEOUT"
 
-gw_pod=$(printf '%s\n' $pods | grep -- '-gateway-pod-0$')
+gw_pod=$(printf '%s\n' "$pods" | grep -- '-gateway-pod-0$')
 infra=$(podman pod inspect "$gw_pod" --format '{{.InfraContainerID}}')
 ip=$(podman inspect "$infra" --format "{{(index .NetworkSettings.Networks \"$NET\").IPAddress}}")
 base="http://$ip:8000"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Static verification of the Helm chart charts/pfc, offline (no cluster, no registry):
-#   1. yamllint      values files, Chart.yaml and every rendered manifest
+#   1. yamllint      values files, Chart.yaml and every rendered manifest; every value has a
+#                    `# --` comment and the README values table is current (values-table.py)
 #   2. helm lint --strict and helm template for the defaults, each preset and the ci/ value sets
 #      (plus values the schema or the templates must reject)
 #   3. contract      scripts/chart/check-contract.py: roles, ports, env vars, probes and security
@@ -56,6 +57,14 @@ rules:
   indentation: {spaces: 2, indent-sequences: whatever}
 EOF
 yamllint -s -c "$tmp/yamllint.yaml" "$CHART"/Chart.yaml "$CHART"/values*.yaml "$CHART"/ci/*.yaml
+
+if command -v shellcheck >/dev/null; then
+  say "shellcheck scripts/chart"
+  shellcheck scripts/chart/*.sh
+fi
+
+say "values documentation: a \`# --\` comment on every value, README table up to date"
+python3 scripts/chart/values-table.py --check
 
 say "helm lint --strict + helm template (kube $lowest): ${names[*]}"
 for n in "${names[@]}"; do
