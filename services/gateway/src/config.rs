@@ -41,19 +41,20 @@ pub struct Config {
 }
 
 impl Config {
-    /// A config with every default, pointing at the given jobs core (tests, `pfc dev`).
-    pub fn with_jobs_url(jobs_url: impl Into<String>) -> Self {
+    /// The configuration from the environment (`PFC_*`, else the defaults), pointing at the
+    /// given jobs core; auth and chat default to the same address. `pfc dev` and tests use it.
+    pub fn from_env(jobs_url: impl Into<String>) -> Result<Self, clap::Error> {
         use clap::Parser;
         #[derive(clap::Parser)]
         struct Wrapper {
             #[command(flatten)]
             config: Config,
         }
-        // Parsing an empty command line cannot fail: every field has a default.
-        let mut config = Wrapper::try_parse_from(["pfc-gateway"])
-            .expect("every gateway flag has a default")
-            .config;
-        config.jobs_url = jobs_url.into();
-        config
+        let mut config = Wrapper::try_parse_from(["pfc-gateway"])?.config;
+        let url = jobs_url.into();
+        config.jobs_url = url.clone();
+        config.auth_url = url.clone();
+        config.chat_url = url;
+        Ok(config)
     }
 }

@@ -11,7 +11,7 @@ use tower::ServiceExt;
 
 fn state() -> AppState {
     // Port 1 on loopback: nothing listens there, connections are refused at once.
-    let mut config = Config::with_jobs_url("http://127.0.0.1:1");
+    let mut config = Config::from_env("http://127.0.0.1:1").unwrap();
     config.body_limit = 4096;
     AppState::new(&config).expect("valid config")
 }
@@ -203,7 +203,7 @@ async fn cors_closed_by_default() {
 /// With PFC_CORS_ORIGINS set, a listed origin gets a preflight answer for gRPC-web headers.
 #[tokio::test]
 async fn cors_allows_configured_origin() {
-    let mut config = Config::with_jobs_url("http://127.0.0.1:1");
+    let mut config = Config::from_env("http://127.0.0.1:1").unwrap();
     config.cors_origins = vec!["https://ui.example".into()];
     let router = app(AppState::new(&config).unwrap());
     let req = Request::options("/pfc.jobs.v1.JobService/GetStats")

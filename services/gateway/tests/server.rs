@@ -86,7 +86,7 @@ async fn start() -> Stack {
     // The gateway.
     let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let http_addr = http.local_addr().unwrap();
-    let config = pfc_gateway::Config::with_jobs_url(format!("http://{grpc_addr}"));
+    let config = pfc_gateway::Config::from_env(format!("http://{grpc_addr}")).unwrap();
     tokio::spawn(pfc_gateway::run(http, config, stop.wait()));
 
     let stack = Stack {
