@@ -39,6 +39,9 @@ pub use names::{validate_name, validate_username, MAX_USERNAME_LEN};
 pub use remote::{fetch, Keys};
 pub use token::{bearer, Claims, Issuer, Verifier, LEEWAY_SECS};
 
+/// The gRPC service name, as health checks and reflection know it.
+pub const SERVICE_NAME: &str = "pfc.auth.v1.AuthService";
+
 /// Builds the issuer from the config: the key file when set, else an ephemeral key (with a
 /// warning: tokens then die with the process and replicas can't verify each other's tokens).
 pub fn issuer_from_config(config: &Config) -> anyhow::Result<Issuer> {
@@ -75,32 +78,10 @@ pub async fn run(
     let issuer = Arc::new(issuer_from_config(&config)?);
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_serving::<AuthServiceServer<AuthGrpc>>().await;
-    reporter
-        .set_service_status("", ServingStatus::Serving)
-        .await;
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pfc_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pfc_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
-    tracing::info!(addr = %listener.local_addr()?, "auth serving gRPC");
-    tonic::transport::Server::builder()
-        .add_service(health)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(AuthGrpc::new(issuer).into_server())
-        .serve_with_incoming_shutdown(pfc_runtime::incoming(listener), async move {
-            shutdown.await;
-            reporter
-                .set_not_serving::<AuthServiceServer<AuthGrpc>>()
-                .await;
-            reporter
-                .set_service_status("", ServingStatus::NotServing)
-                .await;
-        })
+    reporter.set_service_status("", ServingStatus::Serving).await;
+    let routes = tonic::service::Routes::new(AuthGrpc::new(issuer).into_server());
+    let routes = pfc_runtime::grpc::with_health_and_reflection(routes, health)?;
+    pfc_runtime::grpc::serve(listener, routes, reporter, vec![SERVICE_NAME.to_string()], shutdown)
         .await
         .context("auth gRPC server failed")
 }

@@ -94,35 +94,31 @@ impl Default for Limits {
 impl Config {
     /// The Redis URL with the password (if any) spliced in.
     pub fn redis_url_with_password(&self) -> String {
-        with_password(&self.redis_url, self.redis_password.as_deref())
+        match self.redis_password.as_deref() {
+            Some(pw) if !pw.is_empty() => with_password(&self.redis_url, pw),
+            _ => self.redis_url.clone(),
+        }
     }
 }
 
-/// Adds `password` to a `redis://` URL that has none.
-pub fn with_password(url: &str, password: Option<&str>) -> String {
-    match (password, url.split_once("://")) {
-        (Some(pw), Some((scheme, rest))) if !pw.is_empty() && !rest.contains('@') => {
-            format!("{scheme}://:{pw}@{rest}")
-        }
-        _ => url.to_string(),
-    }
-}
+pub use pfc_queue::config::with_password;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The password goes into a URL without credentials and never overrides existing ones.
+    /// The password (from its own variable, e.g. a Kubernetes Secret) goes into the URL.
     #[test]
     fn password_is_spliced_in() {
-        assert_eq!(
-            with_password("redis://r:6379", Some("s3")),
-            "redis://:s3@r:6379"
-        );
-        assert_eq!(
-            with_password("redis://:a@r:6379", Some("s3")),
-            "redis://:a@r:6379"
-        );
-        assert_eq!(with_password("redis://r:6379", None), "redis://r:6379");
+        let c = |pw: Option<&str>| Config {
+            grpc_addr: ([127, 0, 0, 1], 0).into(),
+            redis_url: "redis://r:6379".into(),
+            redis_password: pw.map(String::from),
+            auth_url: String::new(),
+            limits: Limits::default(),
+        };
+        assert_eq!(c(Some("s3")).redis_url_with_password(), "redis://:s3@r:6379");
+        assert_eq!(c(None).redis_url_with_password(), "redis://r:6379");
+        assert_eq!(c(Some("")).redis_url_with_password(), "redis://r:6379");
     }
 }

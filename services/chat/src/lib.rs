@@ -15,9 +15,11 @@
 //! - [`RateLimiter`] (`ratelimit.rs`): per-user token bucket on sends.
 //! - [`grpc`]: `ChatService` and `PresenceService`.
 //! - [`run`]: serve the role (services, health, reflection) until shutdown; [`ChatState`] and
-//!   [`spawn_health`] let `pfc dev` compose the same services into its own server.
+//!   [`spawn_health`] let other servers compose the same services.
+//! - [`embedded`] (`embedded.rs`): auth + chat inside `pfc dev`'s one gRPC server.
 
 mod config;
+mod embedded;
 mod error;
 pub mod grpc;
 pub mod hub;
@@ -38,6 +40,7 @@ use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
 pub use config::{with_password, Config, Limits};
+pub use embedded::{embedded, Embedded};
 pub use error::ChatError;
 pub use grpc::{validate_room, validate_text, ChatGrpc, ChatState, PresenceGrpc};
 pub use hub::Hub;
@@ -132,23 +135,11 @@ pub async fn serve(
     let hub = Hub::new(store.clone(), stop.clone());
     let state = ChatState::new(hub, keys.clone(), limits);
     let (reporter, health) = tonic_health::server::health_reporter();
-    let health_task = spawn_health(reporter, store, keys, stop.clone(), true);
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pfc_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pfc_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
-    tracing::info!(addr = %listener.local_addr()?, "chat serving gRPC");
-    let result = tonic::transport::Server::builder()
-        .add_service(health)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(state.chat_server())
-        .add_service(state.presence_server())
-        .serve_with_incoming_shutdown(pfc_runtime::incoming(listener), stop.wait())
+    let health_task = spawn_health(reporter.clone(), store, keys, stop.clone(), true);
+    let routes = tonic::service::Routes::new(state.chat_server()).add_service(state.presence_server());
+    let routes = pfc_runtime::grpc::with_health_and_reflection(routes, health)?;
+    let services = SERVICE_NAMES.iter().map(|s| s.to_string()).collect();
+    let result = pfc_runtime::grpc::serve(listener, routes, reporter, services, stop.wait())
         .await
         .context("chat gRPC server failed");
     let _ = health_task.await;

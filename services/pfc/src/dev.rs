@@ -57,7 +57,15 @@ pub async fn run(
         Registry::builtin(),
         config.limits.limits(),
     ));
-    // (auth and chat register their services here)
+    // auth + chat (issue 5): ephemeral signing key, chat store in memory or on --redis-url.
+    let chat = pfc_chat::embedded(
+        config.store.effective_redis_url().as_deref(),
+        pfc_chat::Limits::default(),
+        reporter.clone(),
+        stop.clone(),
+    )
+    .context("failed to set up auth and chat")?;
+    routes = chat.add_to(routes);
     let _ = &mut routes;
     let _ = &mut services;
     let routes = pfc_runtime::grpc::with_health_and_reflection(routes, health)?;

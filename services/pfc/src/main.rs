@@ -30,6 +30,10 @@ enum Command {
     Jobs(pfc_jobs::Config),
     /// A worker: runs jobs from Redis.
     Worker(pfc_worker::Config),
+    /// The auth service: issues and verifies EdDSA JWTs, publishes its JWKS.
+    Auth(pfc_auth::Config),
+    /// The chat service: rooms, history, live messages and presence, over Redis.
+    Chat(pfc_chat::Config),
     /// Health probe for container healthchecks: exit 0 when the target is healthy.
     Probe(probe::ProbeArgs),
 }
@@ -40,6 +44,8 @@ impl Command {
             Command::Dev(_) => "dev",
             Command::Jobs(_) => "jobs",
             Command::Worker(_) => "worker",
+            Command::Auth(_) => "auth",
+            Command::Chat(_) => "chat",
             Command::Probe(_) => "probe",
         }
     }
@@ -62,6 +68,14 @@ async fn main() -> anyhow::Result<()> {
         Command::Worker(c) => {
             let l = pfc_runtime::bind(c.grpc_addr).await?;
             pfc_worker::run(l, c, shutdown).await
+        }
+        Command::Auth(c) => {
+            let l = pfc_runtime::bind(c.grpc_addr).await?;
+            pfc_auth::run(l, c, shutdown).await
+        }
+        Command::Chat(c) => {
+            let l = pfc_runtime::bind(c.grpc_addr).await?;
+            pfc_chat::run(l, c, shutdown).await
         }
         Command::Probe(_) => unreachable!("handled above"),
     };
