@@ -1,0 +1,196 @@
+//! Shared harness for the end-to-end tests: real servers on loopback, real redis-server,
+//! real `pfc` processes.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use pfc_proto::jobs::v1 as pb;
+use pfc_proto::jobs::v1::job_service_client::JobServiceClient;
+use pfc_queue::StoreArgs;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+/// Store arguments for a Redis URL, with test-friendly timings.
+pub fn store_args(redis_url: Option<String>) -> StoreArgs {
+    StoreArgs {
+        redis_url,
+        redis_password: None,
+        job_ttl: Duration::from_secs(3600),
+        lease: Duration::from_secs(3),
+        retry_backoff: Duration::from_millis(100),
+    }
+}
+
+/// A `pfc jobs` server running in this process.
+pub struct JobsServer {
+    pub addr: SocketAddr,
+    pub stop: pfc_runtime::Shutdown,
+    pub task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl JobsServer {
+    /// Starts `pfc jobs` on 127.0.0.1:0 against `store`.
+    pub async fn start(store: StoreArgs) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let config = pfc_jobs::Config {
+            grpc_addr: addr,
+            store,
+            limits: pfc_jobs::LimitArgs {
+                max_text_bytes: 64 * 1024,
+                max_attempts: 3,
+            },
+        };
+        let stop = pfc_runtime::Shutdown::new();
+        let task = tokio::spawn(pfc_jobs::run(listener, config, stop.wait()));
+        let s = Self { addr, stop, task };
+        s.wait_serving().await;
+        s
+    }
+
+    /// Waits until the server's health says SERVING.
+    pub async fn wait_serving(&self) {
+        let addr = self.addr;
+        pfc_testkit::wait_until(
+            "jobs server SERVING",
+            Duration::from_secs(10),
+            || async move { (health(addr).await == Some(true)).then_some(()) },
+        )
+        .await;
+    }
+
+    /// A client of this server.
+    pub async fn client(&self) -> JobServiceClient<Channel> {
+        client(self.addr).await
+    }
+}
+
+/// A JobService client for `addr`.
+pub async fn client(addr: SocketAddr) -> JobServiceClient<Channel> {
+    let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    JobServiceClient::new(ch)
+}
+
+/// Overall health of the server at `addr`: Some(true) = SERVING, None = unreachable.
+pub async fn health(addr: SocketAddr) -> Option<bool> {
+    use tonic_health::pb::{
+        health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
+    };
+    let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .ok()?
+        .connect()
+        .await
+        .ok()?;
+    let r = HealthClient::new(ch)
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .ok()?;
+    Some(r.into_inner().status() == ServingStatus::Serving)
+}
+
+/// A worker running in this process.
+pub fn start_worker(
+    store: std::sync::Arc<dyn pfc_queue::JobStore>,
+    concurrency: usize,
+) -> (pfc_runtime::Shutdown, JoinHandle<()>) {
+    let stop = pfc_runtime::Shutdown::new();
+    let args = pfc_worker::WorkerArgs {
+        concurrency,
+        shutdown_timeout: Duration::from_secs(5),
+        job_timeout: Duration::from_secs(60),
+    };
+    let w = pfc_worker::Worker::new(
+        store,
+        pfc_processors::Registry::builtin(),
+        args,
+        Duration::from_secs(3),
+    );
+    let task = tokio::spawn(w.run(stop.wait()));
+    (stop, task)
+}
+
+/// A real `pfc worker` process; killed on drop.
+pub struct WorkerProcess(pub Child);
+
+impl WorkerProcess {
+    /// Spawns `pfc worker` against `redis_url`.
+    pub fn spawn(redis_url: &str, concurrency: usize) -> Self {
+        let port = pfc_testkit::free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_pfc"))
+            .args(["worker", "--redis-url", redis_url])
+            .args(["--concurrency", &concurrency.to_string()])
+            .args(["--grpc-addr", &format!("127.0.0.1:{port}")])
+            .env("PFC_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn pfc worker");
+        Self(child)
+    }
+
+    /// SIGKILL: the process dies without any chance to clean up.
+    pub fn kill9(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Submits `text` with `kind`, returns the job id.
+pub async fn submit(c: &mut JobServiceClient<Channel>, kind: &str, text: &str) -> String {
+    c.submit_job(pb::SubmitJobRequest {
+        text: text.into(),
+        kind: kind.into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .job_id
+}
+
+/// Fetches a job.
+pub async fn get(c: &mut JobServiceClient<Channel>, id: &str) -> pb::Job {
+    c.get_job(pb::GetJobRequest { job_id: id.into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .job
+        .unwrap()
+}
+
+/// Polls until the job is terminal; returns it.
+pub async fn wait_terminal(
+    c: &mut JobServiceClient<Channel>,
+    id: &str,
+    timeout: Duration,
+) -> pb::Job {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let job = get(c, id).await;
+        if matches!(
+            job.status(),
+            pb::JobStatus::Done | pb::JobStatus::Failed | pb::JobStatus::Cancelled
+        ) {
+            return job;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "job {id} not terminal after {timeout:?}: {job:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
