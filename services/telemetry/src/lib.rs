@@ -111,6 +111,8 @@ fn otlp_configured() -> bool {
 pub fn init(service: &str, format: LogFormat, filter: &str) -> Result<Telemetry, TelemetryError> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    // the log filter applies to log output only: exported traces keep every info span even
+    // when the logs are turned down to warnings
     let fmt = match format {
         LogFormat::Text => tracing_subscriber::fmt::layer().with_target(true).boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
@@ -118,7 +120,8 @@ pub fn init(service: &str, format: LogFormat, filter: &str) -> Result<Telemetry,
             .with_current_span(true)
             .with_span_list(false)
             .boxed(),
-    };
+    }
+    .with_filter(filter);
     let provider = if otlp_configured() {
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
@@ -137,11 +140,12 @@ pub fn init(service: &str, format: LogFormat, filter: &str) -> Result<Telemetry,
     } else {
         None
     };
-    let otel = provider
-        .as_ref()
-        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("pfc")));
+    let otel = provider.as_ref().map(|p| {
+        tracing_opentelemetry::layer()
+            .with_tracer(p.tracer("pfc"))
+            .with_filter(tracing_subscriber::filter::LevelFilter::INFO)
+    });
     tracing_subscriber::registry()
-        .with(filter)
         .with(fmt)
         .with(otel)
         .try_init()

@@ -1,0 +1,151 @@
+//! Trace context travels with the job: a real `pfc dev` process exports its spans over
+//! OTLP/HTTP to a receiver running inside this test, and the SubmitJob span and the worker's
+//! job span carry the same trace id.
+
+use std::collections::HashMap;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use pfc_proto::jobs::v1 as pb;
+use prost::Message;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+/// Span name → trace ids seen.
+type Seen = Arc<Mutex<HashMap<String, Vec<Vec<u8>>>>>;
+
+/// A minimal OTLP/HTTP receiver: accepts `POST /v1/traces` with a protobuf body.
+async fn receiver(listener: tokio::net::TcpListener, seen: Seen) {
+    loop {
+        let Ok((sock, _)) = listener.accept().await else {
+            return;
+        };
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            let mut r = BufReader::new(sock);
+            loop {
+                let mut len = 0usize;
+                let mut line = String::new();
+                if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                loop {
+                    let mut h = String::new();
+                    if r.read_line(&mut h).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let h = h.trim_end();
+                    if h.is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = h.split_once(':') {
+                        if k.eq_ignore_ascii_case("content-length") {
+                            len = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                }
+                let mut body = vec![0; len];
+                if r.read_exact(&mut body).await.is_err() {
+                    return;
+                }
+                if let Ok(req) = ExportTraceServiceRequest::decode(body.as_slice()) {
+                    let mut s = seen.lock().unwrap();
+                    for rs in req.resource_spans {
+                        for ss in rs.scope_spans {
+                            for span in ss.spans {
+                                s.entry(span.name).or_default().push(span.trace_id);
+                            }
+                        }
+                    }
+                }
+                let resp = "HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n";
+                if r.get_mut().write_all(resp.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// The submitter's span and the worker's job span share one trace id.
+#[tokio::test]
+async fn submit_and_job_spans_share_a_trace() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let otlp = listener.local_addr().unwrap();
+    let seen: Seen = Arc::default();
+    tokio::spawn(receiver(listener, seen.clone()));
+
+    let grpc = pfc_testkit::free_port();
+    let http = pfc_testkit::free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pfc"))
+        .args(["dev", "--grpc-addr", &format!("127.0.0.1:{grpc}")])
+        .args(["--http-addr", &format!("127.0.0.1:{http}")])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}"))
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .env("PFC_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn pfc dev");
+
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{grpc}").parse().unwrap();
+    let mut c = pfc_testkit::wait_until("pfc dev up", Duration::from_secs(20), || async move {
+        let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .ok()?
+            .connect()
+            .await
+            .ok()?;
+        Some(pb::job_service_client::JobServiceClient::new(ch))
+    })
+    .await;
+    let id = c
+        .submit_job(pb::SubmitJobRequest {
+            text: "trace me".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .job_id;
+    let job = pfc_testkit::wait_until("job done", Duration::from_secs(10), || {
+        let mut c = c.clone();
+        let id = id.clone();
+        async move {
+            let j = c
+                .get_job(pb::GetJobRequest { job_id: id })
+                .await
+                .ok()?
+                .into_inner()
+                .job?;
+            (j.status() == pb::JobStatus::Done).then_some(j)
+        }
+    })
+    .await;
+    assert!(
+        !job.traceparent.is_empty(),
+        "the job carries its submitter's traceparent"
+    );
+
+    let (submit, run) =
+        pfc_testkit::wait_until("both spans exported", Duration::from_secs(15), || {
+            let seen = seen.clone();
+            async move {
+                let s = seen.lock().unwrap();
+                Some((s.get("SubmitJob")?.clone(), s.get("job")?.clone()))
+            }
+        })
+        .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let trace_hex: String = submit[0].iter().map(|b| format!("{b:02x}")).collect();
+    assert!(
+        job.traceparent.contains(&trace_hex),
+        "{} vs {trace_hex}",
+        job.traceparent
+    );
+    assert_eq!(
+        submit[0], run[0],
+        "SubmitJob and job spans are in one trace"
+    );
+}
