@@ -47,6 +47,15 @@ pub async fn run(
     };
 
     let grpc_listener = pfc_runtime::bind(config.grpc_addr).await?;
+    let http_listener = pfc_runtime::bind(config.http_addr).await?;
+    // The gateway calls the gRPC server below over loopback, as a separate deployment would.
+    let mut grpc_local = grpc_listener.local_addr()?;
+    if grpc_local.ip().is_unspecified() {
+        grpc_local.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let mut gateway_config = pfc_gateway::Config::from_env(format!("http://{grpc_local}"))
+        .context("invalid gateway configuration")?;
+    gateway_config.http_addr = config.http_addr;
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
         .set_service_status("", ServingStatus::NotServing)
@@ -99,9 +108,10 @@ pub async fn run(
         config.http_addr,
         config.grpc_addr
     );
-    // (the gateway is started here)
+    let gateway = tokio::spawn(pfc_gateway::run(http_listener, gateway_config, stop.wait()));
 
     stop.wait().await;
+    gateway.await.context("gateway task")??;
     let _ = worker.await;
     grpc.await.context("gRPC server task")??;
     bg.abort();

@@ -34,6 +34,8 @@ enum Command {
     Auth(pfc_auth::Config),
     /// The chat service: rooms, history, live messages and presence, over Redis.
     Chat(pfc_chat::Config),
+    /// The HTTP gateway: web UI, REST (origin-compatible and /api/v1), SSE, gRPC-web, OpenAPI.
+    Gateway(pfc_gateway::Config),
     /// Health probe for container healthchecks: exit 0 when the target is healthy.
     Probe(probe::ProbeArgs),
 }
@@ -46,6 +48,7 @@ impl Command {
             Command::Worker(_) => "worker",
             Command::Auth(_) => "auth",
             Command::Chat(_) => "chat",
+            Command::Gateway(_) => "gateway",
             Command::Probe(_) => "probe",
         }
     }
@@ -76,6 +79,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Chat(c) => {
             let l = pfc_runtime::bind(c.grpc_addr).await?;
             pfc_chat::run(l, c, shutdown).await
+        }
+        Command::Gateway(c) => {
+            let l = pfc_runtime::bind(c.http_addr).await?;
+            pfc_gateway::run(l, c, shutdown).await
         }
         Command::Probe(_) => unreachable!("handled above"),
     };
