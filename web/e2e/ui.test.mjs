@@ -18,7 +18,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const repo = resolve(here, "../..");
 const PFC = process.env.PFC_BIN ?? join(repo, "target/debug/pfc");
 const SHOTS = process.env.UPDATE_SCREENSHOTS ? join(repo, "docs/screenshots") : null;
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const CHROMIUM = process.env.CHROMIUM ?? process.env.CHROME_PATH ?? "/usr/bin/chromium";
 
 let server, base, ctx, page, logs = "";
 

@@ -213,7 +213,8 @@ function renderList(root: HTMLElement): () => void {
         h("td", { class: "wide" },
           h("span", { class: "text" }, truncate(job.text, 60)),
           out ? h("span", { class: "arrow", "aria-hidden": "true" }, " → ") : null,
-          out ? h("span", { class: job.error && !job.result ? "result err" : "result" }, truncate(out, 60)) : null),
+          out ? h("span", { class: job.error && !job.result ? "result err" : "result" }, truncate(out, 60)) : null,
+          !out && job.status === JobStatus.SCHEDULED && job.runAt ? h("span", { class: "muted due" }, ` · due ${ago(date(job.runAt))}`) : null),
         h("td", { class: "num" }, `${job.attempts}/${job.maxAttempts}`),
         h("td", { class: "muted", title: date(job.createdAt)?.toISOString() ?? "" }, ago(date(job.createdAt))),
       );
