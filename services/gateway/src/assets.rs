@@ -86,7 +86,13 @@ mod tests {
     use super::*;
 
     fn files(p: &str) -> bool {
-        ["index.html", "assets/app-1234.js", "docs/index.html", "favicon.svg"].contains(&p)
+        [
+            "index.html",
+            "assets/app-1234.js",
+            "docs/index.html",
+            "favicon.svg",
+        ]
+        .contains(&p)
     }
 
     /// Files are served, directories serve their index, file-like misses are 404s and every
@@ -95,7 +101,10 @@ mod tests {
     fn path_rule() {
         let f = |s: &str| Resolved::File(s.into());
         assert_eq!(resolve("/", files), f("index.html"));
-        assert_eq!(resolve("/assets/app-1234.js", files), f("assets/app-1234.js"));
+        assert_eq!(
+            resolve("/assets/app-1234.js", files),
+            f("assets/app-1234.js")
+        );
         assert_eq!(resolve("/favicon.svg", files), f("favicon.svg"));
         assert_eq!(resolve("/docs", files), f("docs/index.html"));
         assert_eq!(resolve("/docs/", files), f("docs/index.html"));

@@ -119,11 +119,9 @@ impl From<tonic::Status> for ApiError {
             Code::PermissionDenied => ApiError::PermissionDenied(msg),
             Code::Unavailable | Code::Cancelled => ApiError::Unavailable,
             Code::DeadlineExceeded => ApiError::Timeout,
-            Code::Ok
-            | Code::Unknown
-            | Code::Unimplemented
-            | Code::Internal
-            | Code::DataLoss => ApiError::Internal(format!("core answered {:?}: {msg}", s.code())),
+            Code::Ok | Code::Unknown | Code::Unimplemented | Code::Internal | Code::DataLoss => {
+                ApiError::Internal(format!("core answered {:?}: {msg}", s.code()))
+            }
         }
     }
 }

@@ -66,7 +66,9 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        out.push_str("# HELP pfc_gateway_http_requests_total HTTP requests answered by the gateway.\n");
+        out.push_str(
+            "# HELP pfc_gateway_http_requests_total HTTP requests answered by the gateway.\n",
+        );
         out.push_str("# TYPE pfc_gateway_http_requests_total counter\n");
         for ((m, r, s), v) in &map {
             let _ = writeln!(
@@ -76,7 +78,9 @@ impl Metrics {
                 v.count
             );
         }
-        out.push_str("# HELP pfc_gateway_http_request_duration_seconds Time to the response head.\n");
+        out.push_str(
+            "# HELP pfc_gateway_http_request_duration_seconds Time to the response head.\n",
+        );
         out.push_str("# TYPE pfc_gateway_http_request_duration_seconds histogram\n");
         for ((m, r, s), v) in &map {
             let labels = format!("method=\"{m}\",route=\"{}\",status=\"{s}\"", escape(r));
@@ -93,14 +97,24 @@ impl Metrics {
                 out,
                 "pfc_gateway_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {cum}"
             );
-            let _ = writeln!(out, "pfc_gateway_http_request_duration_seconds_sum{{{labels}}} {}", v.sum);
-            let _ = writeln!(out, "pfc_gateway_http_request_duration_seconds_count{{{labels}}} {}", v.count);
+            let _ = writeln!(
+                out,
+                "pfc_gateway_http_request_duration_seconds_sum{{{labels}}} {}",
+                v.sum
+            );
+            let _ = writeln!(
+                out,
+                "pfc_gateway_http_request_duration_seconds_count{{{labels}}} {}",
+                v.count
+            );
         }
     }
 }
 
 fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Middleware recording every request.
@@ -119,7 +133,10 @@ pub async fn track(State(st): State<AppState>, req: Request, next: Next) -> Resp
 }
 
 fn gauge(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+    );
 }
 
 /// `GET /metrics`: Prometheus text format.
@@ -131,24 +148,93 @@ pub async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
     match st.jobs.clone().get_stats(req).await {
         Ok(s) => {
             let s = s.into_inner();
-            gauge(&mut out, "pfc_core_up", "gauge", "1 when the jobs core answered GetStats.", 1);
-            gauge(&mut out, "pfc_queue_queued", "gauge", "Jobs waiting for a worker (queue depth).", s.queued);
-            gauge(&mut out, "pfc_queue_scheduled", "gauge", "Jobs waiting for their run time or a retry.", s.scheduled);
-            gauge(&mut out, "pfc_queue_processing", "gauge", "Jobs leased by workers (in flight).", s.processing);
-            gauge(&mut out, "pfc_jobs_submitted_total", "counter", "Jobs accepted since the store started.", s.submitted_total);
-            gauge(&mut out, "pfc_jobs_done_total", "counter", "Jobs finished since the store started.", s.done_total);
-            gauge(&mut out, "pfc_jobs_failed_total", "counter", "Jobs failed for good since the store started.", s.failed_total);
-            gauge(&mut out, "pfc_jobs_cancelled_total", "counter", "Jobs cancelled since the store started.", s.cancelled_total);
-            gauge(&mut out, "pfc_jobs_retried_total", "counter", "Deliveries that failed and were retried.", s.retried_total);
-            gauge(&mut out, "pfc_workers_live", "gauge", "Workers that sent a heartbeat recently.", s.live_workers);
+            gauge(
+                &mut out,
+                "pfc_core_up",
+                "gauge",
+                "1 when the jobs core answered GetStats.",
+                1,
+            );
+            gauge(
+                &mut out,
+                "pfc_queue_queued",
+                "gauge",
+                "Jobs waiting for a worker (queue depth).",
+                s.queued,
+            );
+            gauge(
+                &mut out,
+                "pfc_queue_scheduled",
+                "gauge",
+                "Jobs waiting for their run time or a retry.",
+                s.scheduled,
+            );
+            gauge(
+                &mut out,
+                "pfc_queue_processing",
+                "gauge",
+                "Jobs leased by workers (in flight).",
+                s.processing,
+            );
+            gauge(
+                &mut out,
+                "pfc_jobs_submitted_total",
+                "counter",
+                "Jobs accepted since the store started.",
+                s.submitted_total,
+            );
+            gauge(
+                &mut out,
+                "pfc_jobs_done_total",
+                "counter",
+                "Jobs finished since the store started.",
+                s.done_total,
+            );
+            gauge(
+                &mut out,
+                "pfc_jobs_failed_total",
+                "counter",
+                "Jobs failed for good since the store started.",
+                s.failed_total,
+            );
+            gauge(
+                &mut out,
+                "pfc_jobs_cancelled_total",
+                "counter",
+                "Jobs cancelled since the store started.",
+                s.cancelled_total,
+            );
+            gauge(
+                &mut out,
+                "pfc_jobs_retried_total",
+                "counter",
+                "Deliveries that failed and were retried.",
+                s.retried_total,
+            );
+            gauge(
+                &mut out,
+                "pfc_workers_live",
+                "gauge",
+                "Workers that sent a heartbeat recently.",
+                s.live_workers,
+            );
         }
         Err(status) => {
             tracing::debug!(error = %status, "metrics: GetStats failed");
-            gauge(&mut out, "pfc_core_up", "gauge", "1 when the jobs core answered GetStats.", 0);
+            gauge(
+                &mut out,
+                "pfc_core_up",
+                "gauge",
+                "1 when the jobs core answered GetStats.",
+                0,
+            );
         }
     }
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         out,
     )
 }

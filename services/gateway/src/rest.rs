@@ -42,7 +42,8 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
             .map_err(|_| ApiError::PayloadTooLarge(limit))?;
         let mut de = serde_json::Deserializer::from_slice(&bytes);
         let value = serde_path_to_error(&mut de)?;
-        de.end().map_err(|e| ApiError::InvalidJson(format!("invalid JSON: {e}")))?;
+        de.end()
+            .map_err(|e| ApiError::InvalidJson(format!("invalid JSON: {e}")))?;
         Ok(JsonBody(value))
     }
 }
@@ -52,7 +53,9 @@ fn serde_path_to_error<T: DeserializeOwned>(
     de: &mut serde_json::Deserializer<serde_json::de::SliceRead<'_>>,
 ) -> Result<T, ApiError> {
     T::deserialize(de).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => ApiError::InvalidArgument(format!("invalid request: {e}")),
+        serde_json::error::Category::Data => {
+            ApiError::InvalidArgument(format!("invalid request: {e}"))
+        }
         _ => ApiError::InvalidJson(format!("invalid JSON: {e}")),
     })
 }
@@ -285,7 +288,9 @@ pub async fn list(
     };
     if let Some(n) = q.page_size {
         if !(1..=200).contains(&n) {
-            return Err(ApiError::InvalidArgument("page_size must be between 1 and 200".into()));
+            return Err(ApiError::InvalidArgument(
+                "page_size must be between 1 and 200".into(),
+            ));
         }
     }
     let resp = st

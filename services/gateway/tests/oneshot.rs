@@ -24,7 +24,13 @@ async fn send(req: Request<Body>) -> (StatusCode, String, Vec<u8>) {
         .get(header::CONTENT_TYPE)
         .map(|v| v.to_str().unwrap().to_string())
         .unwrap_or_default();
-    let body = resp.into_body().collect().await.unwrap().to_bytes().to_vec();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
     (status, ct, body)
 }
 
@@ -43,11 +49,18 @@ fn get(uri: &str) -> Request<Body> {
 /// Asserts a JSON error body with the given status and code.
 async fn expect_error(req: Request<Body>, status: u16, code: &str) -> Value {
     let (st, ct, body) = send(req).await;
-    assert_eq!(st.as_u16(), status, "body: {}", String::from_utf8_lossy(&body));
+    assert_eq!(
+        st.as_u16(),
+        status,
+        "body: {}",
+        String::from_utf8_lossy(&body)
+    );
     assert!(ct.starts_with("application/json"), "content-type {ct}");
     let v: Value = serde_json::from_slice(&body).expect("JSON error body");
     assert_eq!(v["error"]["code"], code, "{v}");
-    assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+    assert!(v["error"]["message"]
+        .as_str()
+        .is_some_and(|m| !m.is_empty()));
     v
 }
 
@@ -56,7 +69,10 @@ async fn expect_error(req: Request<Body>, status: u16, code: &str) -> Value {
 async fn healthz_is_ok_without_core() {
     let (st, _, body) = send(get("/healthz")).await;
     assert_eq!(st, StatusCode::OK);
-    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap(), serde_json::json!({"status": "ok"}));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap(),
+        serde_json::json!({"status": "ok"})
+    );
 }
 
 /// `/readyz` is 503 while the core is unreachable.
@@ -64,15 +80,28 @@ async fn healthz_is_ok_without_core() {
 async fn readyz_is_unavailable_without_core() {
     let (st, _, body) = send(get("/readyz")).await;
     assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["status"], "unavailable");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap()["status"],
+        "unavailable"
+    );
 }
 
 /// Malformed JSON is a 400 on both the origin and the v1 route, before the core is called.
 #[tokio::test]
 async fn malformed_json_is_400() {
     for uri in ["/jobs", "/api/v1/jobs"] {
-        expect_error(post(uri, Some("application/json"), "{\"text\": "), 400, "invalid_json").await;
-        expect_error(post(uri, Some("application/json"), "not json"), 400, "invalid_json").await;
+        expect_error(
+            post(uri, Some("application/json"), "{\"text\": "),
+            400,
+            "invalid_json",
+        )
+        .await;
+        expect_error(
+            post(uri, Some("application/json"), "not json"),
+            400,
+            "invalid_json",
+        )
+        .await;
     }
 }
 
@@ -80,30 +109,62 @@ async fn malformed_json_is_400() {
 #[tokio::test]
 async fn missing_or_mistyped_text_is_422() {
     for uri in ["/jobs", "/api/v1/jobs"] {
-        expect_error(post(uri, Some("application/json"), "{}"), 422, "invalid_argument").await;
-        expect_error(post(uri, Some("application/json"), "{\"text\": 5}"), 422, "invalid_argument").await;
+        expect_error(
+            post(uri, Some("application/json"), "{}"),
+            422,
+            "invalid_argument",
+        )
+        .await;
+        expect_error(
+            post(uri, Some("application/json"), "{\"text\": 5}"),
+            422,
+            "invalid_argument",
+        )
+        .await;
     }
     let v = expect_error(
-        post("/api/v1/jobs", Some("application/json"), r#"{"text":"a","colour":"red"}"#),
+        post(
+            "/api/v1/jobs",
+            Some("application/json"),
+            r#"{"text":"a","colour":"red"}"#,
+        ),
         422,
         "invalid_argument",
     )
     .await;
-    assert!(v["error"]["message"].as_str().unwrap().contains("colour"), "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("colour"),
+        "{v}"
+    );
 }
 
 /// A body over the limit is a 413, and a non-JSON content type a 415.
 #[tokio::test]
 async fn oversized_and_non_json_bodies() {
     let big = format!("{{\"text\": \"{}\"}}", "a".repeat(10_000));
-    expect_error(post("/jobs", Some("application/json"), big), 413, "payload_too_large").await;
-    expect_error(post("/jobs", Some("text/plain"), "{\"text\":\"a\"}"), 415, "unsupported_media_type").await;
+    expect_error(
+        post("/jobs", Some("application/json"), big),
+        413,
+        "payload_too_large",
+    )
+    .await;
+    expect_error(
+        post("/jobs", Some("text/plain"), "{\"text\":\"a\"}"),
+        415,
+        "unsupported_media_type",
+    )
+    .await;
 }
 
 /// A valid request while the core is down is a 503 with the JSON error body, not a hang or a 500.
 #[tokio::test]
 async fn core_down_is_503() {
-    expect_error(post("/jobs", None, r#"{"text":"bonjour"}"#), 503, "unavailable").await;
+    expect_error(
+        post("/jobs", None, r#"{"text":"bonjour"}"#),
+        503,
+        "unavailable",
+    )
+    .await;
     expect_error(get("/api/v1/stats"), 503, "unavailable").await;
 }
 
@@ -113,7 +174,9 @@ async fn unknown_api_routes() {
     expect_error(get("/api/v1/nope"), 404, "not_found").await;
     expect_error(get("/api"), 404, "not_found").await;
     expect_error(
-        Request::delete("/api/v1/stats").body(Body::empty()).unwrap(),
+        Request::delete("/api/v1/stats")
+            .body(Body::empty())
+            .unwrap(),
         405,
         "method_not_allowed",
     )
@@ -181,10 +244,21 @@ async fn metrics_text() {
     let _ = router.clone().oneshot(get("/healthz")).await.unwrap();
     let resp = router.oneshot(get("/metrics")).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
-    let text = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
-    assert!(text.contains(
-        "pfc_gateway_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 1"
-    ), "{text}");
+    let text = String::from_utf8(
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(
+        text.contains(
+            "pfc_gateway_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 1"
+        ),
+        "{text}"
+    );
     assert!(text.contains("pfc_gateway_http_request_duration_seconds_bucket{method=\"GET\",route=\"/healthz\",status=\"200\",le=\"+Inf\"} 1"));
     assert!(text.contains("pfc_core_up 0"));
 }
@@ -197,7 +271,10 @@ async fn cors_closed_by_default() {
         .body(Body::empty())
         .unwrap();
     let resp = app(state()).oneshot(req).await.unwrap();
-    assert!(resp.headers().get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
+    assert!(resp
+        .headers()
+        .get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+        .is_none());
 }
 
 /// With PFC_CORS_ORIGINS set, a listed origin gets a preflight answer for gRPC-web headers.
@@ -209,12 +286,17 @@ async fn cors_allows_configured_origin() {
     let req = Request::options("/pfc.jobs.v1.JobService/GetStats")
         .header(header::ORIGIN, "https://ui.example")
         .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
-        .header(header::ACCESS_CONTROL_REQUEST_HEADERS, "content-type,x-grpc-web")
+        .header(
+            header::ACCESS_CONTROL_REQUEST_HEADERS,
+            "content-type,x-grpc-web",
+        )
         .body(Body::empty())
         .unwrap();
     let resp = router.clone().oneshot(req).await.unwrap();
     assert_eq!(
-        resp.headers().get(header::ACCESS_CONTROL_ALLOW_ORIGIN).unwrap(),
+        resp.headers()
+            .get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+            .unwrap(),
         "https://ui.example"
     );
     let req = Request::get("/healthz")
@@ -222,5 +304,8 @@ async fn cors_allows_configured_origin() {
         .body(Body::empty())
         .unwrap();
     let resp = router.oneshot(req).await.unwrap();
-    assert!(resp.headers().get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
+    assert!(resp
+        .headers()
+        .get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+        .is_none());
 }
