@@ -12,3 +12,5 @@ if ! command -v redis-server >/dev/null; then
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends redis-server >/dev/null
 fi
 cargo test --workspace --locked "$@"
+# Browser end-to-end tests of the web UI in headless Chromium against `pfc dev` (docs/gateway.md).
+scripts/test-web.sh
