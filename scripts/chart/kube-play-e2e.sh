@@ -9,6 +9,7 @@
 #                             with `cargo build --release --locked -p pfc` if missing) packaged
 #                             by compose/Dockerfile.prebuilt into the distroless stand-in
 #   localhost/pfc-redis:test  Debian's redis-server (compose/redis.Dockerfile)
+# `kube-play-e2e.sh down` removes what a KEEP=1 run left behind.
 # Env: BINARY, NET (podman network, default pfc-chart-e2e), KEEP=1 (leave the pods running),
 #      TIMEOUT (seconds for health and for the job, default 90), SKIP_SETUP=1 (no tool installs),
 #      SKIP_BUILD=1 (use an existing localhost/pfc:test).
@@ -20,7 +21,12 @@ NET="${NET:-pfc-chart-e2e}"
 TIMEOUT="${TIMEOUT:-90}"
 start=$SECONDS
 say() { printf '\n== [%ss] %s\n' "$((SECONDS - start))" "$*"; }
+mode="${1:-run}"
+[[ "$mode" == run || "$mode" == down ]] || { echo "usage: $0 [run|down]" >&2; exit 2; }
 
+if [[ "$mode" == down ]]; then
+  SKIP_SETUP=1; SKIP_BUILD=1
+fi
 if [[ "${SKIP_SETUP:-0}" != 1 ]]; then
   say "tools: helm, podman, local base images"
   scripts/ci/install-helm-kubectl.sh >/dev/null
@@ -29,7 +35,9 @@ if [[ "${SKIP_SETUP:-0}" != 1 ]]; then
 fi
 
 say "images"
-if [[ "${SKIP_BUILD:-0}" == 1 ]]; then
+if [[ "$mode" == down ]]; then
+  :
+elif [[ "${SKIP_BUILD:-0}" == 1 ]]; then
   podman image exists localhost/pfc:test || { echo "SKIP_BUILD=1 but localhost/pfc:test does not exist" >&2; exit 1; }
 elif [[ ! -x "$BINARY" ]]; then
   echo "building $BINARY (cargo build --release --locked -p pfc)"
@@ -45,8 +53,10 @@ else   # the same thing, should the compose fast path move
     'ENTRYPOINT ["/usr/local/bin/pfc"]' > "$ctx/Containerfile"
   podman build -q -t localhost/pfc:test "$ctx" >/dev/null; rm -rf "$ctx"
 fi
-podman build -q -f compose/redis.Dockerfile -t localhost/pfc-redis:test compose/ >/dev/null
-podman run --rm localhost/pfc:test --version 2>/dev/null || podman run --rm localhost/pfc:test --help | head -3
+if [[ "$mode" == run ]]; then
+  podman build -q -f compose/redis.Dockerfile -t localhost/pfc-redis:test compose/ >/dev/null
+  podman run --rm localhost/pfc:test --version
+fi
 
 work="$(mktemp -d)"
 say "render: helm template --skip-tests -f values-local.yaml"
@@ -110,13 +120,16 @@ cleanup() {
     done
   fi
   if [[ "${KEEP:-0}" == 1 ]]; then
-    echo "KEEP=1: pods left running; remove with: KEEP=0 $0 (or podman pod rm -f $pods)"
+    echo "KEEP=1: pods left running; remove them with: $0 down"
   else
     down >/dev/null 2>&1
   fi
   rm -rf "$work"
   exit "$rc"
 }
+if [[ "$mode" == down ]]; then
+  down; rm -rf "$work"; echo "removed: $pods"; exit 0
+fi
 trap cleanup EXIT
 
 say "podman kube play (network $NET)"
@@ -153,6 +166,11 @@ while :; do
 done
 echo "GET /jobs/$id -> $job"
 python3 -c 'import json,sys; d=json.loads(sys.argv[1]); d=d.get("job", d); r=d.get("result"); sys.exit(0 if r == "BONJOUR LE MONDE" else "unexpected result: %r" % r)' "$job"
+
+say "the helm test script (templates/tests/test-job-roundtrip.yaml), run from the host"
+helm template pfc "$CHART" -n pfc -f "$CHART/values-local.yaml" -s templates/tests/test-job-roundtrip.yaml \
+  | python3 -c 'import sys, yaml; print(yaml.safe_load(sys.stdin)["spec"]["containers"][0]["args"][0])' > "$work/helm-test.sh"
+GATEWAY="$base" TIMEOUT="$TIMEOUT" sh "$work/helm-test.sh"
 
 say "gRPC health of every role from inside its container (pfc probe grpc)"
 for p in $pods; do
