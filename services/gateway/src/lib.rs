@@ -16,8 +16,10 @@
 //! - [`metrics`]: request metrics and the core's queue gauges in Prometheus text.
 //! - [`openapi`]: the OpenAPI 3.1 document.
 //! - [`assets`]: the embedded UI and its path rule.
+//! - [`chat`]: chat REST and SSE over the auth and chat services.
 
 pub mod assets;
+pub mod chat;
 pub mod config;
 pub mod error;
 pub mod grpc_web;
@@ -200,7 +202,8 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::metrics))
-        .route("/openapi.json", get(openapi::openapi_json));
+        .route("/openapi.json", get(openapi::openapi_json))
+        .merge(chat::router());
     let grpc = grpc_web::router(
         state.jobs_channel.clone(),
         state.auth_channel.clone(),

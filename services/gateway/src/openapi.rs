@@ -38,5 +38,7 @@ pub struct ApiDoc;
 
 /// `GET /openapi.json`.
 pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+    let mut doc = ApiDoc::openapi();
+    doc.merge(crate::chat::ChatApi::openapi()); // chat routes (src/chat.rs)
+    Json(doc)
 }
