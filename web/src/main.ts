@@ -3,13 +3,14 @@ import "./style.css";
 import { pages, registerPage, type Page } from "./pages.js";
 import { jobsPage } from "./jobs.js";
 import { statsPage } from "./stats.js";
+import { chatPage } from "./chat/index.js";
 import { store } from "./store.js";
 import { h } from "./util.js";
 
 registerPage(jobsPage);
 registerPage(statsPage);
-// Extension pages go in the separated "ext" nav slot. The Chat page registers on the next line:
-// registerPage(chatPage);  // import { chatPage } from "./chat/index.js";
+// Extension pages go in the separated "ext" nav slot (the Chat page lives in src/chat/):
+registerPage(chatPage);
 
 const main = document.getElementById("main")!;
 const navMain = document.getElementById("nav-main")!;
