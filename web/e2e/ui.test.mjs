@@ -91,7 +91,6 @@ test("submitting 'bonjour le monde' shows BONJOUR LE MONDE and done without relo
   await row.waitFor({ timeout: 20_000 });
   assert.match(await row.textContent(), /bonjour le monde/);
   assert.equal(await page.evaluate(() => window.__sameDocument), true, "the page reloaded");
-  await shot("01-jobs.png");
 });
 
 test("a job submitted by another client appears live, and its detail shows the timeline", async () => {
@@ -128,6 +127,21 @@ test("a delayed job can be cancelled from its detail page", async () => {
   await page.locator('#job-status[data-status="cancelled"]').waitFor({ timeout: 10_000 });
 });
 
+test("a failing job shows its retries, error and failed status live", async () => {
+  const res = await fetch(`${base}/api/v1/jobs`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ text: "boom", kind: "fail", max_attempts: 2 }),
+  });
+  const { job_id } = await res.json();
+  await page.goto(`${base}/#/jobs/${job_id}`);
+  await page.locator('#job-status[data-status="failed"]').waitFor({ timeout: 20_000 });
+  assert.match(await page.locator("#job-error").textContent(), /always fails/);
+  const processing = await page.locator('#timeline li[data-status="processing"]').count();
+  assert.equal(processing, 2, "two deliveries in the timeline");
+  await shot("07-job-failed.png");
+});
+
 test("the queue page shows depth, in flight, throughput and live workers", async () => {
   await page.goto(base + "/#/stats");
   await page.locator("#stat-workers .metric-value").waitFor({ timeout: 10_000 });
@@ -136,8 +150,6 @@ test("the queue page shows depth, in flight, throughput and live workers", async
   for (const id of ["queued", "processing", "throughput"]) {
     assert.ok(await page.locator(`#stat-${id}`).isVisible(), id);
   }
-  await page.waitForTimeout(4500); // a few samples so the throughput chart has a line
-  await shot("03-queue.png");
 });
 
 test("an unknown job shows a clear not-found state", async () => {
@@ -149,4 +161,34 @@ test("the API docs page renders the OpenAPI document", async () => {
   await page.goto(base + "/docs");
   await page.getByText("/api/v1/jobs").first().waitFor({ timeout: 15_000 });
   await shot("04-api-docs.png");
+});
+
+test("screenshots of the main views (UPDATE_SCREENSHOTS=1)", { skip: !SHOTS }, async () => {
+  // A realistic mix: several processors, one still running, one scheduled, one cancelled.
+  const submit = (body) => fetch(`${base}/api/v1/jobs`, {
+    method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body),
+  }).then((r) => r.json());
+  await page.goto(base + "/#/stats");
+  for (let i = 0; i < 6; i++) {
+    await Promise.all(Array.from({ length: 20 }, (_, j) => submit({ text: `load ${i}-${j}`, kind: j % 2 ? "reverse" : "uppercase" })));
+    await page.waitForTimeout(700);
+  }
+  await submit({ text: "Le cœur a ses raisons que la raison ne connaît point", kind: "wordcount" });
+  await submit({ text: "hello world", kind: "sha256" });
+  await submit({ text: "25000", kind: "sleep" });
+  await submit({ text: "send the weekly report", delay_ms: 900_000 });
+  const c = await submit({ text: "never mind", delay_ms: 900_000 });
+  await fetch(`${base}/api/v1/jobs/${c.job_id}/cancel`, { method: "POST" });
+  await submit({ text: "Bonjour le monde", kind: "reverse" });
+  await page.waitForTimeout(2500);
+  await shot("03-queue.png");
+  await page.goto(base + "/#/jobs");
+  await page.locator("tr.job-row").first().waitFor();
+  await page.fill("#text", "bonjour le monde");
+  await page.waitForTimeout(800);
+  await page.screenshot({ path: join(SHOTS, "01-jobs.png") });
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.waitForTimeout(300);
+  await page.screenshot({ path: join(SHOTS, "05-jobs-mobile.png") });
+  await page.setViewportSize({ width: 1280, height: 800 });
 });

@@ -33,7 +33,7 @@ export function renderDetail(root: HTMLElement, id: string): () => void {
     } else {
       for (const s of steps) {
         if (s.version <= 1 && s.status === JobStatus.QUEUED) continue; // same as "Submitted"
-        const note = [s.status === JobStatus.PROCESSING ? `attempt ${s.attempts}` : "", s.workerId && s.status === JobStatus.PROCESSING ? `on ${s.workerId}` : "", s.error].filter(Boolean).join(" · ");
+        const note = [s.status === JobStatus.PROCESSING ? `attempt ${s.attempts}` : "", s.workerId && s.status === JobStatus.PROCESSING ? `on ${s.workerId}` : "", s.status === JobStatus.SCHEDULED || s.status === JobStatus.FAILED ? s.error : ""].filter(Boolean).join(" · ");
         items.push({ at: s.at, status: statusName(s.status), label: cap(statusName(s.status)), note, cls: statusName(s.status) });
       }
     }

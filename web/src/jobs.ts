@@ -172,10 +172,10 @@ function renderList(root: HTMLElement): () => void {
     h("thead", {}, h("tr", {},
       h("th", { scope: "col" }, "Status"),
       h("th", { scope: "col" }, "Job"),
-      h("th", { scope: "col" }, "Kind"),
+      h("th", { scope: "col", class: "opt" }, "Kind"),
       h("th", { scope: "col", class: "wide" }, "Text → result"),
-      h("th", { scope: "col", class: "num" }, "Attempts"),
-      h("th", { scope: "col" }, "Created"),
+      h("th", { scope: "col", class: "num opt" }, "Attempts"),
+      h("th", { scope: "col", class: "opt" }, "Created"),
     )),
     tbody);
   const empty = h("div", { class: "empty", id: "jobs-empty", hidden: true });
@@ -209,14 +209,14 @@ function renderList(root: HTMLElement): () => void {
       tr.replaceChildren(
         h("td", {}, badge(job.status)),
         h("td", {}, h("a", { href: `#/jobs/${job.id}`, class: "mono", title: job.id }, shortId(job.id))),
-        h("td", {}, job.kind),
+        h("td", { class: "opt" }, job.kind),
         h("td", { class: "wide" },
           h("span", { class: "text" }, truncate(job.text, 60)),
           out ? h("span", { class: "arrow", "aria-hidden": "true" }, " → ") : null,
           out ? h("span", { class: job.error && !job.result ? "result err" : "result" }, truncate(out, 60)) : null,
           !out && job.status === JobStatus.SCHEDULED && job.runAt ? h("span", { class: "muted due" }, ` · due ${ago(date(job.runAt))}`) : null),
-        h("td", { class: "num" }, `${job.attempts}/${job.maxAttempts}`),
-        h("td", { class: "muted", title: date(job.createdAt)?.toISOString() ?? "" }, ago(date(job.createdAt))),
+        h("td", { class: "num opt" }, `${job.attempts}/${job.maxAttempts}`),
+        h("td", { class: "muted opt", title: date(job.createdAt)?.toISOString() ?? "" }, ago(date(job.createdAt))),
       );
     }
     return tr;

@@ -41,6 +41,15 @@ export const statsPage: Page = {
         h("div", { class: "metric-value" }, value),
         sub ? h("div", { class: "metric-sub muted" }, sub) : null);
 
+    const peak = (): number => {
+      let max = 0;
+      for (let i = 1; i < samples.length; i++) {
+        const dt = (samples[i].t - samples[i - 1].t) / 1000;
+        if (dt > 0) max = Math.max(max, (samples[i].done - samples[i - 1].done) / dt);
+      }
+      return max;
+    };
+
     const sparkline = (): SVGSVGElement => {
       const W = 600, H = 80;
       const rates: number[] = [];
@@ -49,7 +58,7 @@ export const statsPage: Page = {
         rates.push(dt > 0 ? Math.max(0, (samples[i].done - samples[i - 1].done) / dt) : 0);
       }
       const max = Math.max(1, ...rates);
-      const step = W / Math.max(1, WINDOW - 1);
+      const step = W / Math.max(1, rates.length - 1);
       const pts = rates.map((r, i) => `${(W - (rates.length - 1 - i) * step).toFixed(1)},${(H - 4 - (r / max) * (H - 8)).toFixed(1)}`);
       const ns = "http://www.w3.org/2000/svg";
       const svg = document.createElementNS(ns, "svg");
@@ -93,7 +102,7 @@ export const statsPage: Page = {
           card("success", "Success rate", successPct, "done / (done + failed)"),
         ),
         h("section", { class: "card" },
-          h("div", { class: "card-head" }, h("h2", {}, "Jobs done per second"), h("span", { class: "muted" }, "last 2 minutes")),
+          h("div", { class: "card-head" }, h("h2", {}, "Jobs done per second"), h("span", { class: "muted" }, `peak ${peak().toFixed(peak() < 10 ? 1 : 0)}/s · last ${Math.round((samples.length * PERIOD_MS) / 1000)} s`)),
           samples.length < 3 ? h("div", { class: "spark-empty muted" }, "Collecting samples…") : sparkline()),
         h("div", { class: "detail-grid" },
           h("section", { class: "card" },
