@@ -16,7 +16,7 @@
 #                     multi-stage ../Dockerfile, slow cold) | none (use PFC_E2E_IMAGE as is)
 #   PFC_E2E_PROFILE   release (default) | debug (prebuilt only; reuses the test build in CI)
 #   PFC_E2E_JOBS      jobs in the kill test (default 2000)
-#   PFC_E2E_HTTP_PORT / PFC_E2E_GRPC_PORT   host ports (default 18000 / 15051)
+#   PFC_E2E_HTTP_PORT / PFC_E2E_GRPC_PORT   host ports (default: free ports picked at start)
 #   PFC_E2E_KEEP=1    leave the stack running at the end (down: podman-compose -p pfc-e2e down -v)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,8 +28,9 @@ PROJECT="${PFC_E2E_PROJECT:-pfc-e2e}"
 BUILD="${PFC_E2E_BUILD:-prebuilt}"
 PROFILE="${PFC_E2E_PROFILE:-release}"
 JOBS="${PFC_E2E_JOBS:-2000}"
-HTTP_PORT="${PFC_E2E_HTTP_PORT:-18000}"
-GRPC_PORT="${PFC_E2E_GRPC_PORT:-15051}"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+HTTP_PORT="${PFC_E2E_HTTP_PORT:-$(free_port)}"
+GRPC_PORT="${PFC_E2E_GRPC_PORT:-$(free_port)}"
 IMAGE="${PFC_E2E_IMAGE:-localhost/pfc:e2e}"
 REDIS_IMAGE="${PFC_E2E_REDIS_IMAGE:-localhost/pfc-redis:7}"
 BASE="http://127.0.0.1:$HTTP_PORT"
@@ -38,6 +39,8 @@ GRPC="http://127.0.0.1:$GRPC_PORT"
 export PFC_IMAGE="$IMAGE" PFC_REDIS_IMAGE="$REDIS_IMAGE" PFC_HTTP_PORT="$HTTP_PORT" PFC_GRPC_PORT="$GRPC_PORT"
 export PFC_WORKERS=2
 compose() { podman-compose -p "$PROJECT" -f compose/compose.yaml "$@"; }
+# podman logs "unable to get systemd connection" for every healthcheck (no systemd here): hide it.
+up() { compose up -d --no-build "$@" 2>&1 >/dev/null | { grep -v 'systemd connection' || true; } >&2; }
 containers() { podman ps -a --filter "label=io.podman.compose.project=$PROJECT" --format '{{.Names}}' | sort; }
 
 phase "tools: podman, local base images, podman-compose, buf"
@@ -65,7 +68,9 @@ case "$BUILD" in
   none) podman image exists "$IMAGE" || die "PFC_E2E_IMAGE=$IMAGE does not exist" ;;
   *) die "PFC_E2E_BUILD must be prebuilt, full or none" ;;
 esac
-podman image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' "$IMAGE" "$REDIS_IMAGE"
+for i in "$IMAGE" "$REDIS_IMAGE"; do
+  podman image inspect "$i" --format "  $i {{.Size}} bytes ({{.Id}})" | cut -c1-100
+done
 
 cleanup() {
   rc=$?
@@ -105,13 +110,13 @@ wait_healthy() {
 
 phase "stack up (service by service, as service_healthy would order it)"
 compose down -v -t 2 >/dev/null 2>&1 || true      # leftovers of an interrupted run
-compose up -d --no-build redis >/dev/null
+up redis
 wait_healthy redis
-compose up -d --no-build --no-deps jobs worker auth >/dev/null
+up --no-deps jobs worker auth
 wait_healthy jobs worker auth
-compose up -d --no-build --no-deps chat >/dev/null
+up --no-deps chat
 wait_healthy chat
-compose up -d --no-build --no-deps gateway >/dev/null
+up --no-deps gateway
 wait_healthy gateway
 podman ps --filter "label=io.podman.compose.project=$PROJECT" --format '  {{.Names}}  {{.Status}}  {{.Ports}}'
 (( $(containers | grep -c "^${PROJECT}_worker_") == 2 )) || die "expected 2 worker containers"
@@ -158,9 +163,12 @@ else
   echo "  alice logged in, posted \"hi\" to general, and reads it back"
 fi
 
-phase "kill a worker (SIGKILL) under load: $JOBS jobs, none may be lost"
+phase "kill a worker (SIGKILL) under load: $JOBS jobs + 64 sleep jobs, none may be lost"
+# The 2 s sleep jobs fill both workers' slots (2 x 16), so the victim dies with jobs in flight;
+# they must come back (lease expiry, redelivery) and finish on the surviving worker.
 victim="${PROJECT}_worker_1"
 python3 scripts/compose-e2e-load.py --base "$BASE" --jobs "$JOBS" --kill-after $(( JOBS / 4 )) \
+  --sleep-jobs 64 --sleep-ms 2000 \
   --kill-cmd "podman kill -s KILL $victim" --timeout "${PFC_E2E_LOAD_TIMEOUT:-180}" || die "jobs lost"
 echo "  $victim: $(podman inspect "$victim" --format '{{.State.Status}} exit={{.State.ExitCode}}')"
 wait_healthy jobs
