@@ -131,10 +131,7 @@ function renderList(root: HTMLElement): () => void {
         maxAttempts: Number(maxAttempts.value) || 0,
         idempotencyKey: idemKey.value.trim(),
       });
-      if (res.job) {
-        visible.add(res.job.id);
-        store.upsert(res.job);
-      }
+      if (res.job) store.upsert(res.job);
       submitStatus.className = "form-status ok";
       submitStatus.replaceChildren(
         res.created ? "Submitted " : "Already submitted (same idempotency key): ",
@@ -275,7 +272,10 @@ function renderList(root: HTMLElement): () => void {
     for (const id of store.jobs.keys()) {
       if (!known.has(id)) {
         known.add(id);
-        if (loaded) visible.add(id);
+        if (loaded && !visible.has(id)) {
+          visible.add(id);
+          if (filter === JobStatus.UNSPECIFIED) total++;
+        }
       }
     }
     render();

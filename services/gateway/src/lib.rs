@@ -163,7 +163,7 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
     Some(
         CorsLayer::new()
             .allow_origin(allow)
-            .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+            .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
             .allow_headers([
                 header::CONTENT_TYPE,
                 header::AUTHORIZATION,
@@ -183,6 +183,16 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
             ])
             .max_age(Duration::from_secs(600)),
     )
+}
+
+/// The request span: method and route template only. Never the raw URI: the chat SSE route
+/// carries the caller's token in its query string, and ids would explode cardinality.
+fn http_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("other", |p| p.as_str());
+    tracing::info_span!("http", method = %req.method(), route)
 }
 
 /// The whole HTTP surface. Tests drive it with `tower::ServiceExt::oneshot`.
@@ -221,7 +231,7 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             metrics::track,
         ))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(http_span))
         .with_state(state)
 }
 

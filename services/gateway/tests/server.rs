@@ -21,6 +21,7 @@ use tokio_stream::StreamExt;
 /// A running stack: core + worker + gateway; stops when dropped.
 struct Stack {
     http: SocketAddr,
+    gateway: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _stop: pfc_runtime::Shutdown,
     stop: pfc_runtime::Shutdown,
 }
@@ -88,10 +89,11 @@ async fn start() -> Stack {
     let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let http_addr = http.local_addr().unwrap();
     let config = pfc_gateway::Config::from_env(format!("http://{grpc_addr}")).unwrap();
-    tokio::spawn(pfc_gateway::run(http, config, stop.wait()));
+    let gateway = tokio::spawn(pfc_gateway::run(http, config, stop.wait()));
 
     let stack = Stack {
         http: http_addr,
+        gateway: Some(gateway),
         _stop: stop.clone(),
         stop,
     };
@@ -480,4 +482,32 @@ async fn metrics_with_core() {
     );
     assert!(text.contains("pfc_jobs_done_total 1"), "{text}");
     assert!(text.contains("pfc_workers_live 1"), "{text}");
+}
+
+/// Shutdown drains promptly even with an SSE stream open: the stream ends and `run` returns
+/// well before the drain timeout.
+#[tokio::test]
+async fn shutdown_ends_streams() {
+    let mut s = start().await;
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let resp = client
+        .get(s.url("/api/v1/events").parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = tokio::spawn(resp.into_body().collect());
+    let started = tokio::time::Instant::now();
+    s.stop.trigger();
+    let gateway = s.gateway.take().unwrap();
+    tokio::time::timeout(Duration::from_secs(3), gateway)
+        .await
+        .expect("gateway stops within 3 s")
+        .unwrap()
+        .expect("clean exit");
+    tokio::time::timeout(Duration::from_secs(3), body)
+        .await
+        .expect("the SSE body ends")
+        .unwrap()
+        .ok();
+    assert!(started.elapsed() < Duration::from_secs(3));
 }
