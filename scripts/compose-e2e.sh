@@ -8,7 +8,7 @@
 #   4. REST round trip (POST /jobs -> GET /jobs/{id} -> done, "BONJOUR LE MONDE"),
 #      gRPC through reflection (buf curl: JobService/GetStats, grpc.health.v1.Health/Check),
 #      chat over REST (login, post, list), and a worker killed with SIGKILL under load
-#      (N jobs, no job lost)
+#      (N jobs, no job lost), and a Redis restart that keeps the jobs (AOF)
 #   5. teardown (containers, network, volume), also on failure.
 #
 # Env:
@@ -40,7 +40,8 @@ export PFC_IMAGE="$IMAGE" PFC_REDIS_IMAGE="$REDIS_IMAGE" PFC_HTTP_PORT="$HTTP_PO
 export PFC_WORKERS=2
 compose() { podman-compose -p "$PROJECT" -f compose/compose.yaml "$@"; }
 # podman logs "unable to get systemd connection" for every healthcheck (no systemd here): hide it.
-up() { compose up -d --no-build "$@" 2>&1 >/dev/null | { grep -v 'systemd connection' || true; } >&2; }
+quiet() { "$@" 2>&1 >/dev/null | { grep -v 'systemd connection' || true; } >&2; }
+up() { quiet compose up -d --no-build "$@"; }
 containers() { podman ps -a --filter "label=io.podman.compose.project=$PROJECT" --format '{{.Names}}' | sort; }
 
 phase "tools: podman, local base images, podman-compose, buf"
@@ -123,6 +124,8 @@ podman ps --filter "label=io.podman.compose.project=$PROJECT" --format '  {{.Nam
 
 phase "REST round trip through the gateway (the origin's test)"
 curl -fsS "$BASE/healthz" >/dev/null || die "GET /healthz"
+curl -fsS "$BASE/readyz" >/dev/null || die "GET /readyz (gateway -> core)"
+curl -fsS "$BASE/" | grep -qi '<html' || die "GET / does not serve the UI"
 job_id=$(curl -fsS -X POST "$BASE/jobs" -H 'content-type: application/json' \
   -d '{"text":"bonjour le monde"}' | jq -er .job_id) || die "POST /jobs"
 echo "  job_id=$job_id"
@@ -174,3 +177,14 @@ echo "  $victim: $(podman inspect "$victim" --format '{{.State.Status}} exit={{.
 wait_healthy jobs
 stats=$(buf curl --protocol grpc --http2-prior-knowledge "$GRPC/pfc.jobs.v1.JobService/GetStats") || true
 echo "  GetStats after the load: $(jq -c . <<<"${stats:-null}")"
+
+phase "Redis restarted: jobs survive (AOF on the named volume)"
+quiet podman restart -t 5 "${PROJECT}_redis_1"
+wait_healthy redis
+for _ in $(seq 30); do
+  body=$(curl -sS "$BASE/jobs/$job_id" || true)
+  [[ "$(jq -r .status <<<"$body" 2>/dev/null)" == "done" ]] && break
+  sleep 0.5
+done
+echo "  $body"
+[[ "$(jq -r .result <<<"$body")" == "BONJOUR LE MONDE" ]] || die "job $job_id lost across a Redis restart"
