@@ -7,7 +7,8 @@
 //!   scrape time; `pfc_core_up` is 0 when the core did not answer.
 //!
 //! `route` is the matched route template (`/api/v1/jobs/{job_id}`), never the raw path, so the
-//! number of series stays bounded; paths matching no route count as `other`.
+//! number of series stays bounded (gRPC-web calls are labelled with their RPC,
+//! `/pfc.jobs.v1.JobService/GetJob`); paths matching no route (the UI) count as `other`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -121,11 +122,13 @@ fn escape(s: &str) -> String {
 pub async fn track(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().to_string();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "other".to_string());
+    let route = match req.extensions().get::<MatchedPath>() {
+        // gRPC-web routes are `/{service}/{method}` templates over a fixed set of RPCs, so the
+        // concrete method path is bounded too, and far more useful.
+        Some(p) if p.as_str().starts_with("/pfc.") => req.uri().path().to_string(),
+        Some(p) => p.as_str().to_string(),
+        None => "other".to_string(),
+    };
     let resp = next.run(req).await;
     st.metrics
         .observe(&method, &route, resp.status().as_u16(), start.elapsed());
