@@ -87,6 +87,11 @@ for d in docs:
     with open(os.path.join(work, "secrets", name), "w") as f:
         json.dump(form, f)
 yaml.safe_dump_all(rest, open(os.path.join(work, "play.yaml"), "w"), sort_keys=False)
+# Two phases, like a cluster where Service names resolve before pods start: Redis first
+# (kube-play.sh gives a pod its Service alias only after it is up), then the pfc roles.
+component = lambda d: ((d.get("metadata") or {}).get("labels") or {}).get("app.kubernetes.io/component")
+yaml.safe_dump_all([d for d in rest if component(d) == "redis"], open(os.path.join(work, "redis.yaml"), "w"), sort_keys=False)
+yaml.safe_dump_all([d for d in rest if component(d) != "redis"], open(os.path.join(work, "roles.yaml"), "w"), sort_keys=False)
 PY
 pods=$(python3 -c '
 import sys, yaml
@@ -132,13 +137,17 @@ if [[ "$mode" == down ]]; then
 fi
 trap cleanup EXIT
 
-say "podman kube play (network $NET)"
+say "podman kube play (network $NET): Redis"
 down >/dev/null 2>&1   # leftovers of an earlier run
 for f in "$work"/secrets/*; do podman secret create "$(basename "$f")" "$f" >/dev/null; done
-scripts/ci/kube-play.sh up "$work/play.yaml" "$NET"
+scripts/ci/kube-play.sh up "$work/redis.yaml" "$NET"
+scripts/ci/kube-play.sh wait-healthy "$work/redis.yaml" "$TIMEOUT"
 
-say "wait until every role is healthy (exec probes: pfc probe grpc|http, redis-cli ping)"
-scripts/ci/kube-play.sh wait-healthy "$work/play.yaml" "$TIMEOUT"
+say "podman kube play: the pfc roles"
+scripts/ci/kube-play.sh up "$work/roles.yaml" "$NET"
+
+say "wait until every role is healthy (exec probes: pfc probe grpc|http)"
+scripts/ci/kube-play.sh wait-healthy "$work/roles.yaml" "$TIMEOUT"
 
 gw_pod=$(printf '%s\n' "$pods" | grep -- '-gateway-pod-0$')
 infra=$(podman pod inspect "$gw_pod" --format '{{.InfraContainerID}}')
