@@ -77,6 +77,8 @@ for n in "${names[@]}"; do
   printf '  %-15s %2s objects\n' "$n" "$(grep -c '^kind:' "$out/$n.yaml")"
 done
 yamllint -s -c "$tmp/yamllint.yaml" "$out"/*.yaml
+helm package "$CHART" -d "$tmp" >/dev/null   # what release.yml publishes
+echo "  helm package: $(basename "$tmp"/pfc-*.tgz)"
 
 say "values and combinations the chart must reject"
 reject() {   # reject "expected message" helm-args...
