@@ -24,4 +24,5 @@ if [ "${CI:-}" = "true" ]; then
   fi
 fi
 cargo build -p pfc --locked
-PFC_BIN="$PWD/target/debug/pfc" node --test web/e2e/
+# One file at a time: each starts its own pfc dev and Chromium, and CI machines have 2 cores.
+PFC_BIN="$PWD/target/debug/pfc" node --test --test-concurrency=1 web/e2e/
