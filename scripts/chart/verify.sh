@@ -98,6 +98,17 @@ reject "tlsSecretName" --set grpcIngress.enabled=true
 reject "exclusive" --set worker.keda.enabled=true
 reject "minimum: got 80, want 30,000" --set gateway.service.type=NodePort --set gateway.service.nodePort=80
 
+say "upgrade behaviour"
+# A new pfc image must not restart Redis; a config change must roll the pfc pods.
+redis_sts() { helm template pfc "$CHART" -s templates/redis-statefulset.yaml "$@" | sha256sum; }
+[[ "$(redis_sts)" == "$(redis_sts --set image.tag=9.9.9)" ]] \
+  || { echo "changing image.tag changes the Redis StatefulSet (Redis would restart)" >&2; exit 1; }
+echo "  image.tag change leaves the Redis StatefulSet untouched"
+jobs_sum() { helm template pfc "$CHART" -s templates/jobs-deployment.yaml "$@" | grep checksum/config; }
+[[ "$(jobs_sum)" != "$(jobs_sum --set config.logLevel=debug)" ]] \
+  || { echo "a config change does not roll the pfc pods" >&2; exit 1; }
+echo "  config change rolls the pfc pods (checksum/config)"
+
 say "contract (docs/roles.md) and security settings"
 for n in "${names[@]}"; do
   python3 scripts/chart/check-contract.py "$n" "$out/$n.yaml"

@@ -49,12 +49,13 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/*
 pfc.labels: the full label set of a component's resources (selector labels + version, chart,
-managed-by, part-of and commonLabels). Call with (dict "ctx" $ "component" "jobs").
+managed-by, part-of and commonLabels). Call with (dict "ctx" $ "component" "jobs"); an optional
+"version" replaces pfc's version (Redis uses its own image tag).
 */}}
 {{- define "pfc.labels" -}}
 helm.sh/chart: {{ include "pfc.chart" .ctx }}
 {{ include "pfc.selectorLabels" . }}
-app.kubernetes.io/version: {{ include "pfc.imageTag" .ctx | quote }}
+app.kubernetes.io/version: {{ .version | default (include "pfc.imageTag" .ctx) | quote }}
 app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
 app.kubernetes.io/part-of: pfc
 {{- with .ctx.Values.commonLabels }}
@@ -326,5 +327,30 @@ pfc.validate: fail early on contradictory values.
 {{- end }}
 {{- if and .Values.ingress.tls.enabled (not .Values.ingress.tls.secretName) }}
 {{- fail "ingress.tls.enabled needs ingress.tls.secretName" }}
+{{- end }}
+{{- end }}
+
+{{/*
+pfc.redisConf: redis.conf of the in-chart Redis (also hashed into the StatefulSet's pod
+annotations, so a config change restarts Redis and nothing else does).
+*/}}
+{{- define "pfc.redisConf" -}}
+# Rendered by the pfc chart. The password (requirepass) is passed on the command line from
+# the Secret; Redis hides its arguments from the process title.
+port {{ .Values.redis.port }}
+bind * -::*
+protected-mode no
+dir /data
+# No RDB snapshots: durability comes from the append-only file when enabled.
+save ""
+appendonly {{ ternary "yes" "no" .Values.redis.appendonly }}
+appendfsync {{ .Values.redis.appendfsync }}
+{{- with .Values.redis.maxmemory }}
+maxmemory {{ . }}
+# Queues and job records must never be evicted silently: refuse writes instead.
+maxmemory-policy noeviction
+{{- end }}
+{{- with .Values.redis.extraConfig }}
+{{ . }}
 {{- end }}
 {{- end }}
