@@ -74,7 +74,12 @@ for n in "${names[@]}"; do
   # With the test hook pod, so it is validated too.
   # shellcheck disable=SC2086
   helm template pfc "$CHART" -n pfc --kube-version "$lowest" ${args[$n]} > "$out/$n.yaml"
-  printf '  %-15s %2s objects\n' "$n" "$(grep -c '^kind:' "$out/$n.yaml")"
+  # NOTES.txt is rendered only by install/upgrade: check it renders too.
+  # shellcheck disable=SC2086
+  helm install pfc "$CHART" -n pfc --dry-run=client ${args[$n]} > "$tmp/notes-$n.txt" \
+    || { echo "helm install --dry-run failed for $n" >&2; exit 1; }
+  grep -q 'helm test pfc -n pfc' "$tmp/notes-$n.txt" || { echo "NOTES incomplete for $n" >&2; exit 1; }
+  printf '  %-15s %2s objects, NOTES ok\n' "$n" "$(grep -c '^kind:' "$out/$n.yaml")"
 done
 yamllint -s -c "$tmp/yamllint.yaml" "$out"/*.yaml
 helm package "$CHART" -d "$tmp" >/dev/null   # what release.yml publishes
