@@ -154,6 +154,36 @@ test("the queue page shows depth, in flight, throughput and live workers", async
   }
 });
 
+test("a burst of 300 jobs stays live without flooding the server with calls", async (t) => {
+  const calls = async (rpc) => {
+    const text = await (await fetch(`${base}/metrics`)).text();
+    return text.split("\n")
+      .filter((l) => l.startsWith("pfc_gateway_http_requests_total") && l.includes(`route="/pfc.jobs.v1.JobService/${rpc}"`))
+      .reduce((n, l) => n + Number(l.split(" ").pop()), 0);
+  };
+  await page.goto(base + "/#/jobs");
+  await page.locator("#conn.conn-live").waitFor({ timeout: 15_000 });
+  await page.locator("tr.job-row").first().waitFor();
+  const before = await calls("GetJob");
+  const submitted = [];
+  for (let i = 0; i < 6; i++) {
+    const batch = await Promise.all(Array.from({ length: 50 }, (_, j) =>
+      fetch(`${base}/jobs`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ text: `burst ${i * 50 + j}` }) })
+        .then((r) => r.json())));
+    submitted.push(...batch.map((b) => b.job_id));
+  }
+  const newest = submitted.sort().at(-1);
+  // The newest job is on top (ids are time-ordered) and every visible row ends done.
+  await page.waitForFunction((newest) => {
+    const rows = [...document.querySelectorAll("tr.job-row")];
+    return rows[0]?.dataset.jobId === newest && rows.length >= 50 &&
+      rows.slice(0, 50).every((r) => r.dataset.status === "done" && r.textContent.includes("BURST"));
+  }, newest, { timeout: 30_000 });
+  const getJobs = (await calls("GetJob")) - before;
+  t.diagnostic(`GetJob calls for 300 jobs: ${getJobs}`);
+  assert.ok(getJobs < 100, `the UI made ${getJobs} GetJob calls for 300 jobs`);
+});
+
 test("an unknown job shows a clear not-found state", async () => {
   await page.goto(`${base}/#/jobs/01HZZZZZZZZZZZZZZZZZZZZZZZ`);
   await page.getByText("Job not found").waitFor({ timeout: 10_000 });

@@ -50,7 +50,9 @@ export const jobsPage: Page = {
 
 function renderList(root: HTMLElement): () => void {
   let filter = JobStatus.UNSPECIFIED;
-  let limit = 50;
+  let nextToken = "";
+  /** Rows shown: one page per "Show more"; newer jobs push older ones down and out (a live tail). */
+  let cap = 50;
   let loaded = false;
   let loadError = "";
   let total = 0;
@@ -157,7 +159,9 @@ function renderList(root: HTMLElement): () => void {
       const b = h("button", { type: "button", class: "chip", "data-filter": statusName(s) || "all", "aria-pressed": s === filter ? "true" : "false" }, label);
       b.addEventListener("click", () => {
         filter = s;
-        limit = 50;
+        visible.clear();
+        nextToken = "";
+        cap = 50;
         for (const c of chips.querySelectorAll("button")) c.setAttribute("aria-pressed", String(c === b));
         void load();
       });
@@ -178,7 +182,10 @@ function renderList(root: HTMLElement): () => void {
   const empty = h("div", { class: "empty", id: "jobs-empty", hidden: true });
   const errorBox = h("div", { class: "banner error", role: "alert", hidden: true });
   const more = h("button", { type: "button", class: "secondary", hidden: true }, "Show more");
-  more.addEventListener("click", () => { limit += 50; void load(); });
+  more.addEventListener("click", () => {
+    cap += 50;
+    void load(true);
+  });
 
   const listCard = h("section", { class: "card list-card", "aria-labelledby": "recent-title" },
     h("div", { class: "card-head" }, h("h2", { id: "recent-title" }, "Recent jobs"), count),
@@ -198,7 +205,7 @@ function renderList(root: HTMLElement): () => void {
       });
       rows.set(job.id, tr);
     }
-    const key = `${job.version}|${job.status}`;
+    const key = `${job.version}|${job.status}|${job.result?.length ?? -1}|${job.error ?? ""}`;
     if (tr.dataset.key !== key) {
       tr.dataset.key = key;
       tr.dataset.status = statusName(job.status);
@@ -223,8 +230,9 @@ function renderList(root: HTMLElement): () => void {
     const list = [...visible]
       .map((id) => store.jobs.get(id))
       .filter((j): j is Job => !!j && (filter === JobStatus.UNSPECIFIED || j.status === filter))
-      .sort((a, b) => (a.id < b.id ? 1 : a.id > b.id ? -1 : 0))
-      .slice(0, limit);
+      .sort((a, b) => (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
+    const hiddenRows = Math.max(0, list.length - cap);
+    list.length = Math.min(list.length, cap);
     const wanted = list.map(rowFor);
     // Keyed update: only move rows whose position changed (keeps focus on a row's link).
     wanted.forEach((tr, i) => {
@@ -239,7 +247,7 @@ function renderList(root: HTMLElement): () => void {
       h("p", { class: "empty-title" }, filter === JobStatus.UNSPECIFIED ? "No jobs yet" : `No ${statusName(filter)} jobs`),
       h("p", { class: "muted" }, filter === JobStatus.UNSPECIFIED ? "Submit a text on the left; it will show up here and update live." : "Jobs appear here as soon as one reaches this status."),
     );
-    more.hidden = list.length < limit || total <= list.length;
+    more.hidden = !nextToken && hiddenRows === 0;
     errorBox.hidden = !loadError;
     if (loadError) errorBox.replaceChildren(h("strong", {}, "Could not load jobs. "), loadError, " ", h("button", { type: "button", class: "link", onclick: () => void load() }, "Retry"));
     // Refresh relative times of rows that did not change.
@@ -250,9 +258,10 @@ function renderList(root: HTMLElement): () => void {
     }
   };
 
-  const load = async () => {
+  const load = async (next = false) => {
     try {
-      const res = await jobs.listJobs({ status: filter, pageSize: Math.min(limit, 200) });
+      const res = await jobs.listJobs({ status: filter, pageSize: 50, pageToken: next ? nextToken : "" });
+      if (next || !nextToken) nextToken = res.nextPageToken;
       for (const j of res.jobs) {
         visible.add(j.id);
         store.upsert(j);

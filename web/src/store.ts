@@ -20,6 +20,11 @@ export interface Step {
 
 type Listener = () => void;
 
+/** At most this many ids are fetched one by one per batch; more become one ListJobs. */
+const BATCH = 8;
+/** Jobs kept in memory. */
+const MAX_JOBS = 2000;
+
 class Store {
   jobs = new Map<string, Job>();
   steps = new Map<string, Map<number, Step>>();
@@ -88,7 +93,49 @@ class Store {
       this.jobs.set(ev.jobId, { ...cur, status: ev.status, attempts: ev.attempts, version: ev.version, workerId: ev.workerId || cur.workerId, updatedAt: ev.at });
       this.emit();
     }
-    if (!cur || isTerminal(ev.status)) void this.refresh(ev.jobId);
+    if (!cur || isTerminal(ev.status)) this.queueFetch(ev.jobId);
+  }
+
+  /**
+   * Jobs to fetch (new ones, finished ones), batched every 250 ms so a busy queue never turns
+   * into a flood of calls: a few ids are fetched one by one, a burst becomes one ListJobs of
+   * the newest jobs (the ones the list shows; older rows keep the status from the events).
+   */
+  private pending = new Set<string>();
+  private flushTimer: number | undefined;
+
+  private queueFetch(id: string): void {
+    this.pending.add(id);
+    this.flushTimer ??= window.setTimeout(() => void this.flush(), 250);
+  }
+
+  private async flush(): Promise<void> {
+    const ids = [...this.pending];
+    this.pending.clear();
+    try {
+      if (ids.length <= BATCH) {
+        await Promise.all(ids.map((id) => this.refresh(id)));
+      } else {
+        const res = await jobs.listJobs({ pageSize: 100 });
+        for (const j of res.jobs) this.upsert(j);
+      }
+    } catch {
+      // The live indicator reports connectivity; the next event or reconnect catches up.
+    }
+    this.prune();
+    this.flushTimer = undefined;
+    if (this.pending.size) this.queueFetch([...this.pending][0]);
+  }
+
+  /** Keeps memory bounded in a tab left open on a busy queue: the newest MAX_JOBS jobs. */
+  private prune(): void {
+    if (this.jobs.size <= MAX_JOBS) return;
+    const ids = [...this.jobs.keys()].sort();
+    for (const id of ids.slice(0, ids.length - MAX_JOBS)) {
+      this.jobs.delete(id);
+      this.steps.delete(id);
+    }
+    this.emit();
   }
 
   /** Fetches a job's latest state (one request at a time per job). */
