@@ -142,7 +142,11 @@ fn gauge(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::
     );
 }
 
-/// `GET /metrics`: Prometheus text format.
+/// Prometheus metrics: request counters and latency histograms by route and status, and the
+/// core's queue gauges (read from `GetStats` at scrape time).
+#[utoipa::path(get, path = "/metrics", tag = "ops",
+    responses((status = 200, description = "Prometheus text exposition format 0.0.4",
+        content_type = "text/plain", body = String)))]
 pub async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
     let mut out = String::new();
     st.metrics.render(&mut out);

@@ -19,7 +19,7 @@ use crate::{error, model, rest, sse};
         rest::origin_submit, rest::origin_get,
         rest::submit, rest::list, rest::get, rest::cancel, rest::stats, rest::kinds,
         sse::job_events, sse::all_events,
-        crate::healthz, crate::readyz,
+        crate::healthz, crate::readyz, crate::metrics::metrics,
     ),
     components(schemas(
         error::ErrorBody, error::ErrorDetail, model::Status, model::Job, model::JobEvent,
@@ -31,7 +31,7 @@ use crate::{error, model, rest, sse};
         (name = "origin", description = "Routes compatible with the original FastAPI service"),
         (name = "jobs", description = "The full jobs API"),
         (name = "events", description = "Server-Sent Events"),
-        (name = "ops", description = "Health"),
+        (name = "ops", description = "Health and metrics"),
     )
 )]
 pub struct ApiDoc;

@@ -210,6 +210,7 @@ async fn openapi_document() {
         "/api/v1/kinds",
         "/healthz",
         "/readyz",
+        "/metrics",
     ] {
         assert!(v["paths"][path].is_object(), "missing {path}");
     }
