@@ -25,6 +25,10 @@ if [[ "${SKIP_INSTALL:-0}" != 1 ]]; then
   WITH_CHECKOV=1 scripts/ci/install-py-tools.sh >/dev/null
 fi
 
+# check-contract.py and values-table.py need PyYAML: the system python's, or yamllint's venv.
+PY=python3
+python3 -c 'import yaml' 2>/dev/null || PY="${TOOLS_DIR:-/opt/infra-tools}/checkers/bin/python"
+
 tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
 out="$tmp/rendered"; mkdir -p "$out"
 
@@ -64,7 +68,7 @@ if command -v shellcheck >/dev/null; then
 fi
 
 say "values documentation: a \`# --\` comment on every value, README table up to date"
-python3 scripts/chart/values-table.py --check
+"$PY" scripts/chart/values-table.py --check
 
 say "helm lint --strict + helm template (kube $lowest): ${names[*]}"
 for n in "${names[@]}"; do
@@ -116,7 +120,7 @@ echo "  config change rolls the pfc pods (checksum/config)"
 
 say "contract (docs/roles.md) and security settings"
 for n in "${names[@]}"; do
-  python3 scripts/chart/check-contract.py "$n" "$out/$n.yaml"
+  "$PY" scripts/chart/check-contract.py "$n" "$out/$n.yaml"
 done
 
 say "kubernetes-validate --strict: $KUBE_VERSIONS"
