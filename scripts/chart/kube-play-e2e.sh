@@ -190,4 +190,26 @@ for p in $pods; do
   podman exec "$c" pfc probe grpc "127.0.0.1:$port" && echo "  $c: SERVING"
 done
 
+buf=node_modules/.bin/buf   # `npm ci` at the repository root installs it (package.json)
+if [[ -x "$buf" ]]; then
+  say "gRPC through the jobs Service's pod: reflection, SubmitJob, GetJob (buf curl)"
+  jobs_pod=$(printf '%s\n' "$pods" | grep -- '-jobs-pod-0$')
+  jinfra=$(podman pod inspect "$jobs_pod" --format '{{.InfraContainerID}}')
+  jip=$(podman inspect "$jinfra" --format "{{(index .NetworkSettings.Networks \"$NET\").IPAddress}}")
+  grpc=(--protocol grpc --http2-prior-knowledge)
+  "$buf" curl "${grpc[@]}" --list-services "http://$jip:50051" | sed 's/^/  /'
+  sub=$("$buf" curl "${grpc[@]}" -d '{"text":"bonjour le monde"}' "http://$jip:50051/pfc.jobs.v1.JobService/SubmitJob")
+  gid=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["jobId"])' "$sub")
+  deadline=$((SECONDS + TIMEOUT))
+  until "$buf" curl "${grpc[@]}" -d "{\"jobId\":\"$gid\"}" "http://$jip:50051/pfc.jobs.v1.JobService/GetJob" > "$work/get.json" \
+        && grep -q '"JOB_STATUS_DONE"' "$work/get.json"; do
+    (( SECONDS < deadline )) || { cat "$work/get.json"; echo "gRPC job $gid not done" >&2; exit 1; }
+    sleep 0.5
+  done
+  grep -q '"result": *"BONJOUR LE MONDE"' "$work/get.json" || { cat "$work/get.json"; exit 1; }
+  echo "  gRPC job $gid: JOB_STATUS_DONE, BONJOUR LE MONDE"
+else
+  echo "(no $buf: gRPC API check skipped; run npm ci at the repository root to add it)"
+fi
+
 say "chart e2e OK: job $id done with BONJOUR LE MONDE"
