@@ -2,7 +2,8 @@
 # End-to-end test of the Helm chart without a cluster: render charts/pfc with values-local.yaml
 # (--skip-tests), run it in real containers with podman kube play (scripts/ci/kube-play.sh),
 # wait until every role is healthy, then do a job round trip through the gateway's REST API:
-# POST /jobs {"text":"bonjour le monde"} -> GET /jobs/{id} until done with "BONJOUR LE MONDE".
+# POST /jobs {"text":"bonjour le monde"} -> GET /jobs/{id} until done with "BONJOUR LE MONDE";
+# also the helm test script, a chat login/post/list, gRPC health and a gRPC job round trip.
 #
 # Images (no registry here, everything is local):
 #   localhost/pfc:test        the host-built binary (BINARY, default target/release/pfc, built
@@ -180,6 +181,21 @@ say "the helm test script (templates/tests/test-job-roundtrip.yaml), run from th
 helm template pfc "$CHART" -n pfc -f "$CHART/values-local.yaml" -s templates/tests/test-job-roundtrip.yaml \
   | python3 -c 'import sys, yaml; print(yaml.safe_load(sys.stdin)["spec"]["containers"][0]["args"][0])' > "$work/helm-test.sh"
 GATEWAY="$base" TIMEOUT="$TIMEOUT" sh "$work/helm-test.sh"
+
+say "chat through the gateway: login (auth, chart-generated key), post, list (chat, Redis)"
+code=$(curl -sS -o "$work/login.json" -w '%{http_code}' -X POST "$base/api/v1/auth/login" \
+  -H 'content-type: application/json' -d '{"username":"alice"}')
+if [[ "$code" == 404 ]]; then
+  echo "(POST /api/v1/auth/login answers 404: this gateway has no chat routes; skipped)"
+else
+  [[ "$code" =~ ^2 ]] || { echo "login -> HTTP $code: $(cat "$work/login.json")" >&2; exit 1; }
+  token=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d.get("token") or d.get("access_token"))' "$work/login.json")
+  curl -fsS -X POST "$base/api/v1/rooms/general/messages" -H "authorization: Bearer $token" \
+    -H 'content-type: application/json' -d '{"text":"bonjour depuis helm"}' >/dev/null
+  curl -fsS "$base/api/v1/rooms/general/messages" -H "authorization: Bearer $token" | grep -q 'bonjour depuis helm' \
+    || { echo "posted message not listed" >&2; exit 1; }
+  echo "  alice logged in, posted to #general and read it back"
+fi
 
 say "gRPC health of every role from inside its container (pfc probe grpc)"
 for p in $pods; do
