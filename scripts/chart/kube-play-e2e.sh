@@ -41,14 +41,16 @@ if [[ "$mode" == down ]]; then
 elif [[ "${SKIP_BUILD:-0}" == 1 ]]; then
   podman image exists localhost/pfc:test || { echo "SKIP_BUILD=1 but localhost/pfc:test does not exist" >&2; exit 1; }
 elif [[ ! -x "$BINARY" ]]; then
+  [[ "$BINARY" == target/release/pfc ]] || { echo "no executable $BINARY" >&2; exit 1; }
   echo "building $BINARY (cargo build --release --locked -p pfc)"
   cargo build --release --locked -p pfc
 fi
 if [[ "${SKIP_BUILD:-0}" == 1 ]]; then
   echo "using the existing localhost/pfc:test"
-elif [[ -f compose/Dockerfile.prebuilt ]]; then
+elif [[ -f compose/Dockerfile.prebuilt && ( "$BINARY" == target/release/pfc || "$BINARY" == target/debug/pfc ) ]]; then
+  # (.dockerignore lets only these two binaries of target/ into the build context)
   podman build -q -f compose/Dockerfile.prebuilt --build-arg BINARY="$BINARY" -t localhost/pfc:test . >/dev/null
-else   # the same thing, should the compose fast path move
+else   # the same image from any binary path
   ctx="$(mktemp -d)"; cp "$BINARY" "$ctx/pfc"
   printf '%s\n' 'FROM gcr.io/distroless/cc-debian12' 'COPY pfc /usr/local/bin/pfc' 'USER 65532:65532' \
     'ENTRYPOINT ["/usr/local/bin/pfc"]' > "$ctx/Containerfile"
@@ -64,8 +66,9 @@ say "render: helm template --skip-tests -f values-local.yaml"
 helm template pfc "$CHART" -n pfc --skip-tests -f "$CHART/values-local.yaml" > "$work/rendered.yaml"
 # podman 4.3 reads a secret used by `secretKeyRef` as a flat JSON map {key: base64}, but a secret
 # mounted as a volume as a Secret object whose `data` values it writes out as they are, without
-# base64-decoding them (so: {data: {key: plain text}}; it ignores stringData with `items`). kube-play.sh writes the first form only, so the podman secrets are made here, in the
-# form each use needs, and the Secret documents are left out of what kube-play.sh sees.
+# base64-decoding them (so: {data: {key: plain text}}; it ignores stringData with `items`).
+# kube-play.sh writes the first form only, so the podman secrets are made here, in the form each
+# use needs, and the Secret documents are left out of what kube-play.sh sees.
 python3 - "$work" <<'PY'
 import base64, json, os, sys, yaml
 work = sys.argv[1]
