@@ -211,8 +211,8 @@ impl From<pb::JobEvent> for JobEvent {
 /// Origin-compatible submit body (`POST /jobs`).
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct OriginSubmit {
-    /// Text to transform to uppercase.
-    #[schema(example = "bonjour le monde")]
+    /// Text to transform to uppercase: non-empty, at most the core's limit (64 KiB by default).
+    #[schema(example = "bonjour le monde", min_length = 1)]
     pub text: String,
 }
 
@@ -243,24 +243,53 @@ pub struct OriginJob {
 #[serde(deny_unknown_fields)]
 pub struct SubmitJob {
     /// Input text: non-empty, at most the core's limit (64 KiB by default).
-    #[schema(example = "bonjour le monde")]
+    #[schema(example = "bonjour le monde", min_length = 1)]
     pub text: String,
     /// Processor (see `GET /api/v1/kinds`); default `uppercase`.
     #[serde(default)]
     pub kind: Option<String>,
-    /// A repeated submit with the same key returns the first job (also the `Idempotency-Key` header).
+    /// A repeated submit with the same key returns the first job (also the `Idempotency-Key`
+    /// header); at most 128 bytes.
     #[serde(default)]
+    #[schema(max_length = 128)]
     pub idempotency_key: Option<String>,
-    /// Delay before the job runs, in milliseconds (ignored when `run_at` is set).
-    #[serde(default)]
+    /// Delay before the job runs, in milliseconds (ignored when `run_at` is set); at most 30 days.
+    #[serde(default, deserialize_with = "integral")]
+    #[schema(maximum = 2_592_000_000_u64, example = 5000)]
     pub delay_ms: Option<u64>,
-    /// Time to run at (RFC 3339); a past time runs now.
+    /// Time to run at (RFC 3339, any offset); a past time runs now; at most 30 days ahead.
     #[serde(default)]
-    #[schema(example = "2030-01-01T00:00:00Z")]
+    #[schema(example = "2026-01-01T00:00:00Z", format = DateTime)]
     pub run_at: Option<String>,
-    /// Deliveries allowed before the job fails; default 3.
-    #[serde(default)]
+    /// Deliveries allowed before the job fails, 1..=25; 0 or absent uses the default (3).
+    #[serde(default, deserialize_with = "integral")]
+    #[schema(maximum = 25)]
     pub max_attempts: Option<u32>,
+}
+
+/// An optional non-negative integer that also accepts an integral float (`10.0`), which JSON
+/// Schema counts as an integer.
+fn integral<'de, D, T>(de: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    use serde::de::Error;
+    let Some(n) = Option::<serde_json::Number>::deserialize(de)? else {
+        return Ok(None);
+    };
+    let v = match (n.as_u64(), n.as_f64()) {
+        (Some(v), _) => v,
+        (None, Some(f)) if f >= 0.0 && f.fract() == 0.0 && f <= u64::MAX as f64 => f as u64,
+        _ => {
+            return Err(D::Error::custom(format!(
+                "expected a non-negative integer, got {n}"
+            )))
+        }
+    };
+    T::try_from(v)
+        .map(Some)
+        .map_err(|_| D::Error::custom(format!("{v} is out of range")))
 }
 
 /// Answer of `POST /api/v1/jobs`.
@@ -389,6 +418,21 @@ mod tests {
         assert_eq!(Status::parse("DONE"), Some(Status::Done));
         assert_eq!(Status::parse("nope"), None);
         assert_eq!(Status::from_proto(0), None);
+    }
+
+    /// Integer fields accept integral floats and reject fractions, negatives and overflow.
+    #[test]
+    fn integral_numbers() {
+        let ok: SubmitJob =
+            serde_json::from_str(r#"{"text":"a","delay_ms":5.0,"max_attempts":3}"#).unwrap();
+        assert_eq!((ok.delay_ms, ok.max_attempts), (Some(5), Some(3)));
+        for bad in [
+            r#"{"text":"a","delay_ms":1.5}"#,
+            r#"{"text":"a","max_attempts":-1}"#,
+            r#"{"text":"a","max_attempts":5000000000}"#,
+        ] {
+            assert!(serde_json::from_str::<SubmitJob>(bad).is_err(), "{bad}");
+        }
     }
 
     /// Timestamps are RFC 3339 in UTC with milliseconds.

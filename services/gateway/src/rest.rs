@@ -149,6 +149,10 @@ async fn get_job(st: &AppState, job_id: &str) -> Result<Job, ApiError> {
         .ok_or_else(|| ApiError::Internal("GetJob answered without a job".into()))
 }
 
+/// Longest `delay_ms` accepted: 30 days, the core's limit for `run_at`/`delay` (checked here
+/// too, so a delay is refused even when `run_at` makes the core ignore it).
+const MAX_DELAY_MS: u64 = 30 * 24 * 3600 * 1000;
+
 /// Submit a job.
 ///
 /// With an idempotency key (body field or `Idempotency-Key` header), a repeated submit returns
@@ -183,17 +187,18 @@ pub async fn submit(
     };
     let run_at = match body.run_at.as_deref() {
         Some(s) => {
-            let t = humantime::parse_rfc3339_weak(s).map_err(|e| {
-                ApiError::InvalidArgument(format!("run_at must be RFC 3339 (UTC): {e}"))
-            })?;
-            let ms = t
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or(0);
+            let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                .map_err(|e| ApiError::InvalidArgument(format!("run_at must be RFC 3339: {e}")))?;
+            let ms = i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
             Some(pfc_proto::timestamp_from_ms(ms))
         }
         None => None,
     };
+    if body.delay_ms.is_some_and(|ms| ms > MAX_DELAY_MS) {
+        return Err(ApiError::InvalidArgument(
+            "delay_ms must be at most 30 days (2592000000)".into(),
+        ));
+    }
     let delay = body.delay_ms.map(|ms| {
         let d = Duration::from_millis(ms);
         prost_types::Duration {
@@ -254,8 +259,10 @@ pub async fn get(
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only jobs in this status (`scheduled|queued|processing|done|failed|cancelled`).
+    #[param(value_type = Option<Status>)]
     pub status: Option<String>,
     /// Page size, 1..=200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub page_size: Option<u32>,
     /// `next_page_token` of the previous page.
     pub page_token: Option<String>,
