@@ -184,6 +184,35 @@ test("a burst of 300 jobs stays live without flooding the server with calls", as
   assert.ok(getJobs < 100, `the UI made ${getJobs} GetJob calls for 300 jobs`);
 });
 
+test("when pfc is unreachable the page says so, and Retry recovers", async () => {
+  const ctx2 = page.context();
+  await ctx2.route("**/pfc.jobs.v1.JobService/**", (r) => r.abort("connectionrefused"));
+  try {
+    await page.goto("about:blank");
+    await page.goto(base + "/#/jobs");
+    await page.getByText("Could not load jobs.").waitFor({ timeout: 10_000 });
+    await page.locator("#conn.conn-offline").waitFor({ timeout: 10_000 });
+    assert.equal(await page.locator("#kind option").first().textContent(), "uppercase (default)");
+  } finally {
+    await ctx2.unroute("**/pfc.jobs.v1.JobService/**");
+  }
+  await page.getByRole("button", { name: "Retry" }).click();
+  await page.locator("tr.job-row").first().waitFor({ timeout: 10_000 });
+  await page.locator("#conn.conn-live").waitFor({ timeout: 15_000 });
+});
+
+test("the keyboard reaches everything: / focuses the text, Ctrl+Enter submits", async () => {
+  await page.goto(base + "/#/stats");
+  await page.goto(base + "/#/jobs");
+  await page.locator("#conn.conn-live").waitFor({ timeout: 15_000 });
+  await page.locator("main").click({ position: { x: 5, y: 5 } });
+  await page.keyboard.press("/");
+  assert.equal(await page.evaluate(() => document.activeElement?.id), "text");
+  await page.keyboard.type("au clavier");
+  await page.keyboard.press("Control+Enter");
+  await page.locator('tr.job-row[data-status="done"]', { hasText: "AU CLAVIER" }).first().waitFor({ timeout: 15_000 });
+});
+
 test("an unknown job shows a clear not-found state", async () => {
   await page.goto(`${base}/#/jobs/01HZZZZZZZZZZZZZZZZZZZZZZZ`);
   await page.getByText("Job not found").waitFor({ timeout: 10_000 });

@@ -11,6 +11,10 @@ export const jobs = createClient(JobService, transport);
 /** A message for people, from any error a call can throw. */
 export function errorMessage(e: unknown): string {
   const err = ConnectError.from(e);
+  // A fetch that never reached the server (refused, offline, DNS) surfaces as a TypeError.
+  if (/failed to fetch|networkerror|load failed/i.test(err.rawMessage)) {
+    return "pfc is unreachable — is the server running?";
+  }
   switch (err.code) {
     case Code.Unavailable:
       return "pfc is unreachable — is the server running?";

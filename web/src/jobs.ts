@@ -77,7 +77,7 @@ function renderList(root: HTMLElement): () => void {
     h("h2", {}, "New job"),
     h("label", { for: "text" }, "Text"),
     text,
-    h("p", { id: "text-hint", class: "hint" }, "Up to 64 KiB of UTF-8. ", h("kbd", {}, "Ctrl"), "+", h("kbd", {}, "Enter"), " submits."),
+    h("p", { id: "text-hint", class: "hint" }, "Up to 64 KiB of UTF-8. ", h("kbd", {}, "Ctrl"), "+", h("kbd", {}, "Enter"), " submits, ", h("kbd", {}, "/"), " comes back here."),
     h("div", { class: "row" },
       h("div", { class: "field" }, h("label", { for: "kind" }, "Processor"), kind),
       h("div", { class: "field" }, h("label", { for: "delay" }, "Run"), delay),
@@ -240,7 +240,7 @@ function renderList(root: HTMLElement): () => void {
     });
     while (tbody.children.length > wanted.length) tbody.lastElementChild!.remove();
     const label = filter === JobStatus.UNSPECIFIED ? "jobs" : `${statusName(filter)} jobs`;
-    count.textContent = loaded ? `${Math.max(total, list.length)} ${label}` : "";
+    count.textContent = loaded && !loadError ? `${Math.max(total, list.length)} ${label}` : "";
     table.hidden = list.length === 0;
     empty.hidden = !loaded || list.length > 0 || !!loadError;
     empty.replaceChildren(
@@ -289,7 +289,10 @@ function renderList(root: HTMLElement): () => void {
     }
     render();
   });
-  const unresync = store.onResync(() => void load());
+  const unresync = store.onResync(() => {
+    if (!kindsCache) void loadKinds();
+    void load();
+  });
   const tick = setInterval(render, 10_000);
 
   void loadKinds();

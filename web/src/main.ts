@@ -47,7 +47,21 @@ function drawConn(): void {
 }
 
 drawNav();
-window.addEventListener("hashchange", route);
+window.addEventListener("hashchange", () => {
+  route();
+  // Move focus to the new content so keyboard and screen-reader users land on it.
+  main.focus({ preventScroll: true });
+});
+// "/" jumps to the job text field (when not typing elsewhere).
+document.addEventListener("keydown", (e) => {
+  const t = e.target as HTMLElement;
+  if (e.key !== "/" || e.ctrlKey || e.metaKey || e.altKey || t.closest("input, textarea, select, [contenteditable]")) return;
+  const text = document.getElementById("text");
+  if (text) {
+    e.preventDefault();
+    text.focus();
+  }
+});
 route();
 store.subscribe(drawConn);
 drawConn();
