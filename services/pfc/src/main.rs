@@ -38,6 +38,8 @@ enum Command {
     Gateway(pfc_gateway::Config),
     /// Health probe for container healthchecks: exit 0 when the target is healthy.
     Probe(probe::ProbeArgs),
+    /// Load generator: submits jobs over gRPC and reports throughput, latency, CPU and memory.
+    Bench(pfc_bench::Args),
 }
 
 impl Command {
@@ -50,6 +52,7 @@ impl Command {
             Command::Chat(_) => "chat",
             Command::Gateway(_) => "gateway",
             Command::Probe(_) => "probe",
+            Command::Bench(_) => "bench",
         }
     }
 }
@@ -57,8 +60,10 @@ impl Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Command::Probe(args) = cli.command {
-        return probe::run(args).await;
+    match cli.command {
+        Command::Probe(args) => return probe::run(args).await,
+        Command::Bench(args) => return pfc_bench::run(args).await.map(|_| ()),
+        _ => {}
     }
     let telemetry = pfc_telemetry::init(cli.command.role(), cli.log_format, &cli.log_filter)?;
     let shutdown = pfc_runtime::shutdown_signal();
@@ -84,7 +89,7 @@ async fn main() -> anyhow::Result<()> {
             let l = pfc_runtime::bind(c.http_addr).await?;
             pfc_gateway::run(l, c, shutdown).await
         }
-        Command::Probe(_) => unreachable!("handled above"),
+        Command::Probe(_) | Command::Bench(_) => unreachable!("handled above"),
     };
     telemetry.shutdown();
     if let Err(e) = &result {

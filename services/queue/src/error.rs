@@ -33,6 +33,9 @@ pub enum StoreError {
     /// The store is shutting down.
     #[error("store is closed")]
     Closed,
+    /// A batched call failed because Redis could not be reached (shared by the whole batch).
+    #[error("redis unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl StoreError {
@@ -41,7 +44,10 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         matches!(
             self,
-            StoreError::Pool(_) | StoreError::Redis(_) | StoreError::Closed
+            StoreError::Pool(_)
+                | StoreError::Redis(_)
+                | StoreError::Closed
+                | StoreError::Unavailable(_)
         )
     }
 }

@@ -13,7 +13,7 @@ use deadpool_redis::{Pool, PoolConfig, Runtime, Timeouts};
 use futures::StreamExt;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Script, Value};
-use tokio::sync::{broadcast, Mutex};
+use tokio::sync::{broadcast, mpsc, oneshot, Mutex};
 
 use crate::model::*;
 use crate::{JobStore, Result, StoreError};
@@ -75,6 +75,88 @@ pub struct RedisStore {
     listener: OnceLock<()>,
     /// Dedicated connection for BLPOP (a blocking command would stall a shared connection).
     blocking: Mutex<Option<MultiplexedConnection>>,
+    /// Submits waiting to go to Redis together (see [`submit_batcher`]).
+    submits: OnceLock<mpsc::UnboundedSender<PendingSubmit>>,
+}
+
+/// One submit waiting for its batch.
+struct PendingSubmit {
+    args: Vec<Vec<u8>>,
+    reply: oneshot::Sender<Result<Value>>,
+}
+
+/// Most submits sent to Redis in one pipeline.
+const SUBMIT_BATCH: usize = 256;
+/// Pipelines in flight at once.
+const SUBMIT_PIPELINES: usize = 4;
+
+/// Sends concurrent submits to Redis as pipelines: whatever is waiting when a pipeline
+/// starts goes in it, so under load one round trip (and one syscall on each side) carries
+/// many jobs, while a lone submit still goes out at once. Each submit stays its own atomic
+/// script; only the transport is shared.
+async fn submit_batcher(
+    pool: Pool,
+    script: Script,
+    all: Vec<Script>,
+    queue_key: String,
+    mut rx: mpsc::UnboundedReceiver<PendingSubmit>,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(SUBMIT_PIPELINES));
+    let mut batch = Vec::with_capacity(SUBMIT_BATCH);
+    loop {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        if rx.recv_many(&mut batch, SUBMIT_BATCH).await == 0 {
+            return;
+        }
+        let jobs = std::mem::replace(&mut batch, Vec::with_capacity(SUBMIT_BATCH));
+        let (pool, script, all, queue_key) =
+            (pool.clone(), script.clone(), all.clone(), queue_key.clone());
+        tokio::spawn(async move {
+            let mut pipe = redis::pipe();
+            for j in &jobs {
+                let mut inv = script.key(&queue_key);
+                for a in &j.args {
+                    inv.arg(a.as_slice());
+                }
+                pipe.invoke_script(&inv);
+            }
+            let result: std::result::Result<Vec<Value>, String> = async {
+                let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+                match pipe.query_async::<Vec<Value>>(&mut conn).await {
+                    Err(e) if is_noscript(&e) => {
+                        for s in &all {
+                            s.prepare_invoke()
+                                .load_async(&mut conn)
+                                .await
+                                .map_err(|e| e.to_string())?;
+                        }
+                        pipe.query_async(&mut conn).await.map_err(|e| e.to_string())
+                    }
+                    other => other.map_err(|e| e.to_string()),
+                }
+            }
+            .await;
+            match result {
+                Ok(values) => {
+                    for (j, v) in jobs.into_iter().zip(values) {
+                        let _ = j.reply.send(Ok(v));
+                    }
+                }
+                Err(e) => {
+                    for j in jobs {
+                        let _ = j.reply.send(Err(StoreError::Unavailable(e.clone())));
+                    }
+                }
+            }
+            drop(permit);
+        });
+    }
+}
+
+fn is_noscript(e: &redis::RedisError) -> bool {
+    e.code() == Some("NOSCRIPT")
 }
 
 impl RedisStore {
@@ -110,6 +192,7 @@ impl RedisStore {
             events: broadcast::channel(4096).0,
             listener: OnceLock::new(),
             blocking: Mutex::new(None),
+            submits: OnceLock::new(),
         }))
     }
 
@@ -285,23 +368,36 @@ impl JobStore for RedisStore {
     async fn submit(&self, new: NewJob) -> Result<Submitted> {
         let id = new_job_id();
         let run_at = new.run_at.map(|t| t.to_string()).unwrap_or_default();
+        let tx = self.submits.get_or_init(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let all = self.scripts.all().into_iter().cloned().collect();
+            tokio::spawn(submit_batcher(
+                self.pool.clone(),
+                self.scripts.submit.clone(),
+                all,
+                self.queue_key.clone(),
+                rx,
+            ));
+            tx
+        });
+        let args: Vec<Vec<u8>> = vec![
+            self.prefix.clone().into_bytes(),
+            id.clone().into_bytes(),
+            new.kind.clone().into_bytes(),
+            new.text.clone().into_bytes(),
+            new.max_attempts.max(1).to_string().into_bytes(),
+            run_at.into_bytes(),
+            new.idempotency_key.clone().unwrap_or_default().into_bytes(),
+            new.traceparent.clone().unwrap_or_default().into_bytes(),
+            Self::ms(self.config.retention).to_string().into_bytes(),
+        ];
+        let (reply, rx) = oneshot::channel();
+        tx.send(PendingSubmit { args, reply })
+            .map_err(|_| StoreError::Closed)?;
+        let value = rx.await.map_err(|_| StoreError::Closed)??;
         let (flag, rest): (i64, Vec<Value>) = {
-            let v: Vec<Value> = self
-                .invoke(
-                    self.scripts
-                        .submit
-                        .key(&self.queue_key)
-                        .arg(&self.prefix)
-                        .arg(&id)
-                        .arg(&new.kind)
-                        .arg(&new.text)
-                        .arg(new.max_attempts.max(1))
-                        .arg(&run_at)
-                        .arg(new.idempotency_key.as_deref().unwrap_or(""))
-                        .arg(new.traceparent.as_deref().unwrap_or(""))
-                        .arg(Self::ms(self.config.retention)),
-                )
-                .await?;
+            let v: Vec<Value> =
+                redis::from_redis_value(value).map_err(|e| corrupt("submit", e.to_string()))?;
             let mut it = v.into_iter();
             let flag = it
                 .next()

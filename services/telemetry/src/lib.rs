@@ -114,7 +114,11 @@ pub fn init(service: &str, format: LogFormat, filter: &str) -> Result<Telemetry,
     // the log filter applies to log output only: exported traces keep every info span even
     // when the logs are turned down to warnings
     let fmt = match format {
-        LogFormat::Text => tracing_subscriber::fmt::layer().with_target(true).boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_target(true)
+            // colours only on a terminal: `podman logs`/`kubectl logs` get plain text
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .with_current_span(true)

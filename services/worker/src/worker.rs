@@ -313,8 +313,10 @@ async fn heartbeat(
                 if !lost.is_empty() {
                     let mut h = held.lock().unwrap_or_else(|p| p.into_inner());
                     for l in lost {
-                        tracing::warn!(job_id = %l.job_id, "lease lost (expired or cancelled)");
+                        // a lease reported in the same instant as its completion is not lost:
+                        // the completer already removed it
                         if h.get(&l.job_id) == Some(&l.attempt) {
+                            tracing::warn!(job_id = %l.job_id, "lease lost (expired or redelivered)");
                             h.remove(&l.job_id);
                         }
                     }

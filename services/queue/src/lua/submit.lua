@@ -31,9 +31,11 @@ if status == 'scheduled' then
   redis.call('HSET', key, 'run_at', run_at)
   redis.call('ZADD', p .. 'scheduled', run_at, id)
 else
-  redis.call('RPUSH', p .. 'queued', id)
-  redis.call('LPUSH', p .. 'wake', '1')
-  redis.call('LTRIM', p .. 'wake', 0, 63)
+  -- wake an idle worker; past 64 waiting jobs every worker is busy or already woken
+  if redis.call('RPUSH', p .. 'queued', id) <= 64 then
+    redis.call('LPUSH', p .. 'wake', '1')
+    redis.call('LTRIM', p .. 'wake', 0, 63)
+  end
 end
 redis.call('ZADD', p .. 'all', 0, id)
 redis.call('ZADD', p .. 'status:' .. status, 0, id)
