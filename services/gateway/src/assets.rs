@@ -8,7 +8,7 @@
 //! serves that; a path whose last segment looks like a file name (has an extension) and does not
 //! exist is a 404; anything else is a client-side route and gets the UI's `index.html`.
 
-use axum::http::{header, StatusCode, Uri};
+use axum::http::{header, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use rust_embed::RustEmbed;
 
@@ -60,8 +60,12 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsa
     img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'self'; \
     frame-ancestors 'none'; form-action 'self'";
 
-/// Fallback handler: serves the UI.
-pub async fn serve(uri: Uri) -> Response {
+/// Fallback handler: serves the UI to `GET`/`HEAD`; any other method on an unknown path (a
+/// POST to a gRPC service that does not exist, say) is a JSON 404.
+pub async fn serve(method: Method, uri: Uri) -> Response {
+    if method != Method::GET && method != Method::HEAD {
+        return crate::ApiError::NotFound("no such route".into()).into_response();
+    }
     match resolve(uri.path(), |p| Assets::get(p).is_some()) {
         Resolved::File(name) => match Assets::get(&name) {
             Some(file) => {

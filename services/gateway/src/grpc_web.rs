@@ -72,6 +72,7 @@ impl tower::Service<Request<Body>> for GrpcProxy {
                 parts.uri = pq.as_str().parse().unwrap_or_default();
             }
             let path = parts.uri.path().to_string();
+            let body = Body::new(UnknownLength(body));
             match channel.oneshot(Request::from_parts(parts, body)).await {
                 Ok(resp) => Ok(resp),
                 Err(err) => {
@@ -80,6 +81,30 @@ impl tower::Service<Request<Body>> for GrpcProxy {
                 }
             }
         })
+    }
+}
+
+/// A request body that does not announce its length.
+///
+/// tonic-web's decoder for `application/grpc-web-text` passes on the size hint of the base64
+/// body it decodes, which is larger than the decoded frames; hyper would turn that hint into a
+/// `content-length` on the HTTP/2 request and the backend would reset the stream
+/// ("content-length underflow"). gRPC never needs the length up front, so hide it.
+struct UnknownLength(Body);
+
+impl http_body::Body for UnknownLength {
+    type Data = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.0).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_end_stream()
     }
 }
 

@@ -511,3 +511,74 @@ async fn shutdown_ends_streams() {
         .ok();
     assert!(started.elapsed() < Duration::from_secs(3));
 }
+
+/// gRPC-web text mode, framed by hand as a browser library would: a base64 request to
+/// `ListKinds` over HTTP/1.1 gets base64 frames back — a message with the kinds, then the
+/// trailers frame with `grpc-status: 0`. An unknown service path is a 404, not a proxy call.
+#[tokio::test]
+async fn grpc_web_text_hand_framed() {
+    use base64::Engine;
+    use prost::Message;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let s = start().await;
+    // One uncompressed message frame: flag 0, big-endian length, the (empty) ListKindsRequest.
+    let msg = pb::ListKindsRequest {}.encode_to_vec();
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&msg);
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let req = http::Request::post(s.url("/pfc.jobs.v1.JobService/ListKinds"))
+        .header("content-type", "application/grpc-web-text")
+        .header("accept", "application/grpc-web-text")
+        .header("x-grpc-web", "1")
+        .body(Full::new(Bytes::from(b64.encode(&frame))))
+        .unwrap();
+    let resp = client.request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let headers = format!("{:?}", resp.headers());
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/grpc-web-text"));
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    // The body is one or more base64 chunks, each padded; decode them one by one.
+    let mut bytes = Vec::new();
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    let mut rest = text.as_str();
+    while !rest.is_empty() {
+        let end = rest.find('=').map(|i| {
+            let mut j = i;
+            while rest[j..].starts_with('=') {
+                j += 1;
+            }
+            j
+        });
+        let (chunk, tail) = rest.split_at(end.unwrap_or(rest.len()));
+        bytes.extend(b64.decode(chunk).unwrap());
+        rest = tail;
+    }
+    let (mut kinds, mut trailers) = (None, String::new());
+    let mut buf = bytes.as_slice();
+    while buf.len() >= 5 {
+        let flag = buf[0];
+        let len = u32::from_be_bytes(buf[1..5].try_into().unwrap()) as usize;
+        let payload = &buf[5..5 + len];
+        if flag & 0x80 == 0 {
+            kinds = Some(pb::ListKindsResponse::decode(payload).unwrap());
+        } else {
+            trailers = String::from_utf8_lossy(payload).to_lowercase();
+        }
+        buf = &buf[5 + len..];
+    }
+    let kinds = kinds.unwrap_or_else(|| {
+        panic!("no message frame; body {text:?}, trailers {trailers:?}, headers {headers}")
+    });
+    assert!(kinds.kinds.iter().any(|k| k.name == "uppercase"));
+    assert!(trailers.contains("grpc-status:0"), "{trailers}");
+
+    let req = http::Request::post(s.url("/pfc.nope.v1.Nothing/Call"))
+        .header("content-type", "application/grpc-web+proto")
+        .body(Full::new(Bytes::from(frame)))
+        .unwrap();
+    assert_eq!(client.request(req).await.unwrap().status(), 404);
+}
