@@ -142,6 +142,11 @@ test("a failing job shows its retries, error and failed status live", async () =
   const processing = await page.locator('#timeline li[data-status="processing"]').count();
   assert.equal(processing, 2, "two deliveries in the timeline");
   await shot("07-job-failed.png");
+  // "Run again" submits a new job with the same text and processor and opens it.
+  await page.click("#run-again");
+  await page.waitForFunction((old) => location.hash.startsWith("#/jobs/") && !location.hash.endsWith(old), job_id);
+  assert.equal(await page.locator("#job-text").textContent(), "boom");
+  await page.locator('#job-status[data-status="failed"]').waitFor({ timeout: 20_000 });
 });
 
 test("the queue page shows depth, in flight, throughput and live workers", async () => {

@@ -62,6 +62,17 @@ export function renderDetail(root: HTMLElement, id: string): () => void {
     render();
   };
 
+  const runAgain = async (job: Job) => {
+    try {
+      const res = await jobs.submitJob({ text: job.text, kind: job.kind, maxAttempts: job.maxAttempts });
+      if (res.job) store.upsert(res.job);
+      location.hash = `#/jobs/${res.jobId}`;
+    } catch (e) {
+      cancelError = errorMessage(e);
+      render();
+    }
+  };
+
   const render = () => {
     const job = store.jobs.get(id);
     const back = h("a", { href: "#/jobs", class: "back" }, "← All jobs");
@@ -83,7 +94,8 @@ export function renderDetail(root: HTMLElement, id: string): () => void {
           h("h2", {}, "Job ", h("span", { class: "mono", id: "job-id" }, job.id)),
           h("span", { id: "job-status", "data-status": st }, badge(job.status)),
           h("div", { class: "spacer" }),
-          canCancel ? h("button", { type: "button", class: "danger", id: "cancel", disabled: cancelling, onclick: () => void cancel() }, cancelling ? "Cancelling…" : "Cancel job") : null),
+          canCancel ? h("button", { type: "button", class: "danger", id: "cancel", disabled: cancelling, onclick: () => void cancel() }, cancelling ? "Cancelling…" : "Cancel job") : null,
+          isTerminal(job.status) ? h("button", { type: "button", id: "run-again", title: "Submit a new job with the same text and processor", onclick: () => void runAgain(job) }, "Run again") : null),
         cancelError ? h("p", { class: "form-status error", role: "alert" }, cancelError) : null,
         h("dl", { class: "fields" },
           field("Processor", job.kind),
