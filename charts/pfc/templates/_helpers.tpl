@@ -182,7 +182,7 @@ exec:
   command: ["pfc", "probe", "http", "http://127.0.0.1:{{ $c.port }}{{ .path }}"]
 {{- else -}}
 exec:
-  command: ["pfc", "probe", "grpc", "127.0.0.1:{{ $c.port }}"]
+  command: ["pfc", "probe", "grpc", "127.0.0.1:{{ $c.port }}"{{ if .service }}, "--service", "{{ .service }}"{{ end }}]
 {{- end -}}
 {{- else if .path -}}
 httpGet:
@@ -191,26 +191,31 @@ httpGet:
 {{- else -}}
 grpc:
   port: {{ $c.port }}
+  {{- if .service }}
+  service: {{ .service }}
+  {{- end }}
 {{- end -}}
 {{- end }}
 
 {{/*
 pfc.probes: liveness, readiness and (optional) startup probes of a role, timings from values.
-gRPC roles check grpc.health.v1; the gateway checks /healthz (liveness, startup) and /readyz.
+gRPC roles check grpc.health.v1: liveness and startup ask for the service "liveness" (SERVING
+while the process runs, whatever Redis does), readiness for "" (follows Redis). The gateway
+checks /healthz (liveness, startup) and /readyz.
 Call with (dict "ctx" $ "component" "jobs").
 */}}
 {{- define "pfc.probes" -}}
 {{- $c := index .ctx.Values .component -}}
 {{- $http := eq .component "gateway" -}}
 livenessProbe:
-  {{- include "pfc.probeHandler" (merge (dict "path" (ternary "/healthz" "" $http)) .) | nindent 2 }}
+  {{- include "pfc.probeHandler" (merge (dict "path" (ternary "/healthz" "" $http) "service" "liveness") .) | nindent 2 }}
   {{- toYaml $c.livenessProbe | nindent 2 }}
 readinessProbe:
   {{- include "pfc.probeHandler" (merge (dict "path" (ternary "/readyz" "" $http)) .) | nindent 2 }}
   {{- toYaml $c.readinessProbe | nindent 2 }}
 {{- if $c.startupProbe.enabled }}
 startupProbe:
-  {{- include "pfc.probeHandler" (merge (dict "path" (ternary "/healthz" "" $http)) .) | nindent 2 }}
+  {{- include "pfc.probeHandler" (merge (dict "path" (ternary "/healthz" "" $http) "service" "liveness") .) | nindent 2 }}
   {{- toYaml (omit $c.startupProbe "enabled") | nindent 2 }}
 {{- end }}
 {{- end }}

@@ -302,8 +302,9 @@ async fn bad_input_is_rejected_clearly() {
     assert_eq!(stats.submitted_total, 0, "no bad request stored anything");
 }
 
-/// Redis stopped: calls fail with UNAVAILABLE and health turns NOT_SERVING; Redis back: the
-/// same server recovers by itself, without a restart.
+/// Redis stopped: calls fail with UNAVAILABLE and health turns NOT_SERVING (but "liveness"
+/// stays SERVING, so Kubernetes does not restart the pod); Redis back: the same server
+/// recovers by itself, without a restart.
 #[tokio::test]
 async fn redis_outage_then_recovery() {
     let mut redis = RedisServer::start();
@@ -325,6 +326,8 @@ async fn redis_outage_then_recovery() {
         (health(addr).await == Some(false)).then_some(())
     })
     .await;
+    assert_eq!(health_of(addr, "liveness").await, Some(true));
+    assert_eq!(health_of(addr, pfc_jobs::SERVICE_NAME).await, Some(false));
 
     redis.restart();
     server.wait_serving().await;

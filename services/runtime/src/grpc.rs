@@ -10,6 +10,9 @@ use tonic::transport::Server;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
+/// Health service name that is SERVING as long as the process runs (liveness probes).
+pub const LIVENESS: &str = "liveness";
+
 /// Why a gRPC server stopped abnormally.
 #[derive(Debug)]
 pub struct ServeError(pub String);
@@ -57,6 +60,11 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let addr = listener.local_addr().ok();
     tracing::info!(?addr, "gRPC server listening");
+    // "liveness" answers SERVING while the process runs, whatever its dependencies do:
+    // Kubernetes liveness probes ask for it, so a Redis outage makes pods unready, not restarted
+    reporter
+        .set_service_status(LIVENESS, ServingStatus::Serving)
+        .await;
     let drain = async move {
         shutdown.await;
         reporter

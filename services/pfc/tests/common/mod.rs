@@ -79,6 +79,11 @@ pub async fn client(addr: SocketAddr) -> JobServiceClient<Channel> {
 
 /// Overall health of the server at `addr`: Some(true) = SERVING, None = unreachable.
 pub async fn health(addr: SocketAddr) -> Option<bool> {
+    health_of(addr, "").await
+}
+
+/// Health of one service name at `addr`.
+pub async fn health_of(addr: SocketAddr, service: &str) -> Option<bool> {
     use tonic_health::pb::{
         health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
     };
@@ -89,7 +94,7 @@ pub async fn health(addr: SocketAddr) -> Option<bool> {
         .ok()?;
     let r = HealthClient::new(ch)
         .check(HealthCheckRequest {
-            service: String::new(),
+            service: service.to_owned(),
         })
         .await
         .ok()?;
