@@ -82,3 +82,7 @@ ci:
 # Run the Helm chart in real containers (podman kube play, values-local.yaml) and do a job round trip
 chart-e2e:
     scripts/chart/kube-play-e2e.sh
+
+# Lint the .proto files with buf (the API's one source of truth)
+proto-lint:
+    scripts/ci/lint-proto.sh
