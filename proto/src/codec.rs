@@ -63,4 +63,3 @@ impl<U: Message + Default> Decoder for PfcDecoder<U> {
         self.0.buffer_settings()
     }
 }
-
