@@ -60,7 +60,7 @@ pub async fn run(
     reporter
         .set_service_status("", ServingStatus::NotServing)
         .await;
-    let mut services = vec![pfc_jobs::SERVICE_NAME.to_owned()];
+    let services = vec![pfc_jobs::SERVICE_NAME.to_owned()];
     let mut routes = tonic::service::Routes::new(pfc_jobs::service(
         store.clone(),
         Registry::builtin(),
@@ -75,8 +75,6 @@ pub async fn run(
     )
     .context("failed to set up auth and chat")?;
     routes = chat.add_to(routes);
-    let _ = &mut routes;
-    let _ = &mut services;
     let routes = pfc_runtime::grpc::with_health_and_reflection(routes, health)?;
 
     let bg = tokio::spawn(pfc_jobs::background(
