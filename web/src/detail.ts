@@ -99,7 +99,7 @@ export function renderDetail(root: HTMLElement, id: string): () => void {
         cancelError ? h("p", { class: "form-status error", role: "alert" }, cancelError) : null,
         h("dl", { class: "fields" },
           field("Processor", job.kind),
-          field("Attempts", `${job.attempts} of ${job.maxAttempts}`),
+          field("Attempts", `${job.attempts} of ${job.maxAttempts}`, "attempts"),
           field("Created", created ? `${created.toLocaleString()} (${ago(created)})` : "—"),
           field("Queue time", started && created ? fmtMs(started.getTime() - created.getTime()) : "—"),
           field("Run time", finished && started ? fmtMs(finished.getTime() - started.getTime()) : job.status === JobStatus.PROCESSING ? "running…" : "—"),
