@@ -39,9 +39,17 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
         let limit = state.body_limit;
         let bytes = axum::body::to_bytes(req.into_body(), limit)
             .await
-            .map_err(|_| ApiError::PayloadTooLarge(limit))?;
+            .map_err(|e| {
+                let too_large = std::error::Error::source(&e)
+                    .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+                if too_large {
+                    ApiError::PayloadTooLarge(limit)
+                } else {
+                    ApiError::InvalidJson(format!("failed to read the request body: {e}"))
+                }
+            })?;
         let mut de = serde_json::Deserializer::from_slice(&bytes);
-        let value = serde_path_to_error(&mut de)?;
+        let value = deserialize_classified(&mut de)?;
         de.end()
             .map_err(|e| ApiError::InvalidJson(format!("invalid JSON: {e}")))?;
         Ok(JsonBody(value))
@@ -49,7 +57,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
 }
 
 /// Deserializes, telling syntax errors (400) from shape errors (422).
-fn serde_path_to_error<T: DeserializeOwned>(
+fn deserialize_classified<T: DeserializeOwned>(
     de: &mut serde_json::Deserializer<serde_json::de::SliceRead<'_>>,
 ) -> Result<T, ApiError> {
     T::deserialize(de).map_err(|e| match e.classify() {
