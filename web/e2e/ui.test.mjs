@@ -237,9 +237,10 @@ test("screenshots of the main views (UPDATE_SCREENSHOTS=1)", { skip: !SHOTS }, a
     method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body),
   }).then((r) => r.json());
   await page.goto(base + "/#/stats");
-  for (let i = 0; i < 6; i++) {
-    await Promise.all(Array.from({ length: 20 }, (_, j) => submit({ text: `load ${i}-${j}`, kind: j % 2 ? "reverse" : "uppercase" })));
-    await page.waitForTimeout(700);
+  for (let i = 0; i < 14; i++) {
+    const n = [10, 25, 40, 30, 15, 35, 20][i % 7];
+    await Promise.all(Array.from({ length: n }, (_, j) => submit({ text: `load ${i}-${j}`, kind: j % 2 ? "reverse" : "uppercase" })));
+    await page.waitForTimeout(900);
   }
   await submit({ text: "Le cœur a ses raisons que la raison ne connaît point", kind: "wordcount" });
   await submit({ text: "hello world", kind: "sha256" });
