@@ -157,7 +157,7 @@ pub fn public_services() -> Vec<(String, Backend)> {
     out
 }
 
-/// A router serving gRPC-web (and, over HTTP/2, plain gRPC) for every public service.
+/// A router serving gRPC-web for every public service.
 pub fn router<S: Clone + Send + Sync + 'static>(
     jobs: Channel,
     auth: Channel,
