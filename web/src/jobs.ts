@@ -227,6 +227,9 @@ function renderList(root: HTMLElement): () => void {
   };
 
   const render = () => {
+    // Forget ids the store dropped (it keeps the newest jobs only), so a tab left open on a
+    // busy queue stays small.
+    for (const id of visible) if (!store.jobs.has(id)) visible.delete(id);
     const list = [...visible]
       .map((id) => store.jobs.get(id))
       .filter((j): j is Job => !!j && (filter === JobStatus.UNSPECIFIED || j.status === filter))
