@@ -63,9 +63,66 @@ impl Scripts {
     }
 }
 
+/// Long-lived multiplexed connections, created through the deadpool pool.
+///
+/// A redis-rs `MultiplexedConnection` is built to be shared: concurrent calls on it are
+/// pipelined over one socket. Taking a pool object per call instead costs an extra
+/// `UNWATCH`+`PING` round trip each time (deadpool's recycle check) — measured at about half
+/// of Redis's syscalls under load. So connections are taken out of the pool once, shared, and
+/// dropped (a fresh one is created through the pool, with its timeouts) only after a
+/// connection-level error.
+struct Conns {
+    pool: Pool,
+    slots: Vec<std::sync::Mutex<Option<MultiplexedConnection>>>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl Conns {
+    fn new(pool: Pool, n: usize) -> Self {
+        Self {
+            pool,
+            slots: (0..n.max(1)).map(|_| std::sync::Mutex::new(None)).collect(),
+            next: Default::default(),
+        }
+    }
+
+    async fn get(&self) -> Result<MultiplexedConnection> {
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.slots.len();
+        if let Some(c) = self.slots[i]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            return Ok(c.clone());
+        }
+        let conn = deadpool_redis::Connection::take(self.pool.get().await?);
+        *self.slots[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Passes a result through (see [`Conns::fail`]).
+    fn check<T>(&self, r: redis::RedisResult<T>) -> Result<T> {
+        r.map_err(|e| StoreError::from(self.fail(e)))
+    }
+
+    /// Forgets every connection after a connection-level error, so the next call reconnects.
+    fn fail(&self, e: redis::RedisError) -> redis::RedisError {
+        if e.is_io_error()
+            || e.is_connection_dropped()
+            || e.is_connection_refusal()
+            || e.is_timeout()
+        {
+            for s in &self.slots {
+                *s.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            }
+        }
+        e
+    }
+}
+
 /// Redis-backed job store. Cheap to share (`Arc`); holds a connection pool.
 pub struct RedisStore {
-    pool: Pool,
+    conns: Arc<Conns>,
     client: redis::Client,
     prefix: String,
     queue_key: String,
@@ -95,7 +152,7 @@ const SUBMIT_PIPELINES: usize = 4;
 /// many jobs, while a lone submit still goes out at once. Each submit stays its own atomic
 /// script; only the transport is shared.
 async fn submit_batcher(
-    pool: Pool,
+    conns: Arc<Conns>,
     script: Script,
     all: Vec<Script>,
     queue_key: String,
@@ -111,8 +168,12 @@ async fn submit_batcher(
             return;
         }
         let jobs = std::mem::replace(&mut batch, Vec::with_capacity(SUBMIT_BATCH));
-        let (pool, script, all, queue_key) =
-            (pool.clone(), script.clone(), all.clone(), queue_key.clone());
+        let (conns, script, all, queue_key) = (
+            conns.clone(),
+            script.clone(),
+            all.clone(),
+            queue_key.clone(),
+        );
         tokio::spawn(async move {
             let mut pipe = redis::pipe();
             for j in &jobs {
@@ -123,19 +184,19 @@ async fn submit_batcher(
                 pipe.invoke_script(&inv);
             }
             let result: std::result::Result<Vec<Value>, String> = async {
-                let mut conn = pool.get().await.map_err(|e| e.to_string())?;
-                match pipe.query_async::<Vec<Value>>(&mut conn).await {
+                let mut conn = conns.get().await.map_err(|e| e.to_string())?;
+                let r = match pipe.query_async::<Vec<Value>>(&mut conn).await {
                     Err(e) if is_noscript(&e) => {
                         for s in &all {
-                            s.prepare_invoke()
-                                .load_async(&mut conn)
-                                .await
+                            conns
+                                .check(s.prepare_invoke().load_async(&mut conn).await)
                                 .map_err(|e| e.to_string())?;
                         }
-                        pipe.query_async(&mut conn).await.map_err(|e| e.to_string())
+                        pipe.query_async(&mut conn).await
                     }
-                    other => other.map_err(|e| e.to_string()),
-                }
+                    other => other,
+                };
+                conns.check(r).map_err(|e| e.to_string())
             }
             .await;
             match result {
@@ -183,7 +244,7 @@ impl RedisStore {
         let queue = "default";
         let prefix = format!("pfc:{{{queue}}}:");
         Ok(Arc::new(Self {
-            pool,
+            conns: Arc::new(Conns::new(pool, 4)),
             client,
             queue_key: format!("{prefix}queued"),
             prefix,
@@ -208,18 +269,16 @@ impl RedisStore {
     /// Runs a pipeline of script calls, loading the scripts once if Redis lost them (restart,
     /// `SCRIPT FLUSH`) and retrying.
     async fn run_pipe<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T> {
-        let mut conn = self.pool.get().await?;
+        let mut conn = self.conns.get().await?;
         match pipe.query_async::<T>(&mut conn).await {
-            Err(e)
-                if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
-                    || e.code() == Some("NOSCRIPT") =>
-            {
+            Err(e) if is_noscript(&e) => {
                 for s in self.scripts.all() {
-                    s.prepare_invoke().load_async(&mut conn).await?;
+                    self.conns
+                        .check(s.prepare_invoke().load_async(&mut conn).await)?;
                 }
-                Ok(pipe.query_async::<T>(&mut conn).await?)
+                self.conns.check(pipe.query_async::<T>(&mut conn).await)
             }
-            other => Ok(other?),
+            other => self.conns.check(other),
         }
     }
 
@@ -227,8 +286,8 @@ impl RedisStore {
         &self,
         inv: &redis::ScriptInvocation<'_>,
     ) -> Result<T> {
-        let mut conn = self.pool.get().await?;
-        Ok(inv.invoke_async(&mut conn).await?)
+        let mut conn = self.conns.get().await?;
+        self.conns.check(inv.invoke_async(&mut conn).await)
     }
 
     fn start_listener(&self) {
@@ -372,7 +431,7 @@ impl JobStore for RedisStore {
             let (tx, rx) = mpsc::unbounded_channel();
             let all = self.scripts.all().into_iter().cloned().collect();
             tokio::spawn(submit_batcher(
-                self.pool.clone(),
+                self.conns.clone(),
                 self.scripts.submit.clone(),
                 all,
                 self.queue_key.clone(),
@@ -460,11 +519,12 @@ impl JobStore for RedisStore {
     }
 
     async fn get(&self, id: &str) -> Result<Option<Job>> {
-        let mut conn = self.pool.get().await?;
+        let mut conn = self.conns.get().await?;
         let f: HashMap<String, String> = redis::cmd("HGETALL")
             .arg(format!("{}job:{id}", self.prefix))
             .query_async(&mut conn)
-            .await?;
+            .await
+            .map_err(|e| self.conns.fail(e))?;
         if f.is_empty() {
             return Ok(None);
         }
@@ -481,7 +541,7 @@ impl JobStore for RedisStore {
             Some(b) => format!("({b}"),
             None => "+".to_owned(),
         };
-        let mut conn = self.pool.get().await?;
+        let mut conn = self.conns.get().await?;
         let (ids, total): (Vec<String>, u64) = redis::pipe()
             .cmd("ZREVRANGEBYLEX")
             .arg(&index)
@@ -493,7 +553,8 @@ impl JobStore for RedisStore {
             .cmd("ZCARD")
             .arg(&index)
             .query_async(&mut conn)
-            .await?;
+            .await
+            .map_err(|e| self.conns.fail(e))?;
         let mut pipe = redis::pipe();
         for id in &ids {
             pipe.cmd("HGETALL").arg(format!("{}job:{id}", self.prefix));
@@ -501,7 +562,9 @@ impl JobStore for RedisStore {
         let hashes: Vec<HashMap<String, String>> = if ids.is_empty() {
             Vec::new()
         } else {
-            pipe.query_async(&mut conn).await?
+            pipe.query_async(&mut conn)
+                .await
+                .map_err(|e| self.conns.fail(e))?
         };
         let mut jobs = Vec::with_capacity(ids.len());
         let mut gone = Vec::new();
@@ -573,7 +636,7 @@ impl JobStore for RedisStore {
     }
 
     async fn stats(&self) -> Result<Stats> {
-        let mut conn = self.pool.get().await?;
+        let mut conn = self.conns.get().await?;
         let p = &self.prefix;
         let ttl = Self::ms(self.config.worker_ttl) as i64;
         let (queued, scheduled, processing, counters, time): (
@@ -593,7 +656,8 @@ impl JobStore for RedisStore {
             .arg(format!("{p}stats"))
             .cmd("TIME")
             .query_async(&mut conn)
-            .await?;
+            .await
+            .map_err(|e| self.conns.fail(e))?;
         let now = time.0 * 1000 + time.1 / 1000;
         let live: Vec<(String, i64)> = redis::cmd("ZRANGEBYSCORE")
             .arg(format!("{p}workers"))
@@ -601,7 +665,8 @@ impl JobStore for RedisStore {
             .arg("+inf")
             .arg("WITHSCORES")
             .query_async(&mut conn)
-            .await?;
+            .await
+            .map_err(|e| self.conns.fail(e))?;
         let mut workers = Vec::with_capacity(live.len());
         if !live.is_empty() {
             let mut pipe = redis::pipe();
@@ -611,7 +676,10 @@ impl JobStore for RedisStore {
                     .arg("concurrency")
                     .arg("in_flight");
             }
-            let infos: Vec<(Option<u32>, Option<u32>)> = pipe.query_async(&mut conn).await?;
+            let infos: Vec<(Option<u32>, Option<u32>)> = pipe
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.conns.fail(e))?;
             for ((id, seen), (c, n)) in live.into_iter().zip(infos) {
                 workers.push(WorkerInfo {
                     id,
@@ -757,7 +825,7 @@ impl JobStore for RedisStore {
     }
 
     async fn unregister_worker(&self, worker: &str) -> Result<()> {
-        let mut conn = self.pool.get().await?;
+        let mut conn = self.conns.get().await?;
         let _: () = redis::pipe()
             .cmd("ZREM")
             .arg(format!("{}workers", self.prefix))
@@ -765,7 +833,8 @@ impl JobStore for RedisStore {
             .cmd("DEL")
             .arg(format!("{}worker:{worker}", self.prefix))
             .query_async(&mut conn)
-            .await?;
+            .await
+            .map_err(|e| self.conns.fail(e))?;
         Ok(())
     }
 
@@ -792,8 +861,11 @@ impl JobStore for RedisStore {
     }
 
     async fn ping(&self) -> Result<()> {
-        let mut conn = self.pool.get().await?;
-        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        let mut conn = self.conns.get().await?;
+        let _: String = redis::cmd("PING")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.conns.fail(e))?;
         Ok(())
     }
 }
