@@ -78,10 +78,18 @@ pub async fn run(
     let issuer = Arc::new(issuer_from_config(&config)?);
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_serving::<AuthServiceServer<AuthGrpc>>().await;
-    reporter.set_service_status("", ServingStatus::Serving).await;
+    reporter
+        .set_service_status("", ServingStatus::Serving)
+        .await;
     let routes = tonic::service::Routes::new(AuthGrpc::new(issuer).into_server());
     let routes = pfc_runtime::grpc::with_health_and_reflection(routes, health)?;
-    pfc_runtime::grpc::serve(listener, routes, reporter, vec![SERVICE_NAME.to_string()], shutdown)
-        .await
-        .context("auth gRPC server failed")
+    pfc_runtime::grpc::serve(
+        listener,
+        routes,
+        reporter,
+        vec![SERVICE_NAME.to_string()],
+        shutdown,
+    )
+    .await
+    .context("auth gRPC server failed")
 }

@@ -117,7 +117,10 @@ mod tests {
             auth_url: String::new(),
             limits: Limits::default(),
         };
-        assert_eq!(c(Some("s3")).redis_url_with_password(), "redis://:s3@r:6379");
+        assert_eq!(
+            c(Some("s3")).redis_url_with_password(),
+            "redis://:s3@r:6379"
+        );
         assert_eq!(c(None).redis_url_with_password(), "redis://r:6379");
         assert_eq!(c(Some("")).redis_url_with_password(), "redis://r:6379");
     }

@@ -28,7 +28,10 @@ pub struct Embedded {
 impl Embedded {
     /// Adds the three services to `routes`.
     pub fn add_to(self, routes: tonic::service::Routes) -> tonic::service::Routes {
-        routes.add_service(self.auth).add_service(self.chat).add_service(self.presence)
+        routes
+            .add_service(self.auth)
+            .add_service(self.chat)
+            .add_service(self.presence)
     }
 }
 
@@ -52,9 +55,13 @@ pub fn embedded(
     crate::spawn_health(reporter.clone(), store, keys, stop.clone(), false);
     tokio::spawn(async move {
         let name = <AuthServiceServer<AuthGrpc> as tonic::server::NamedService>::NAME;
-        reporter.set_service_status(name, ServingStatus::Serving).await;
+        reporter
+            .set_service_status(name, ServingStatus::Serving)
+            .await;
         stop.wait().await;
-        reporter.set_service_status(name, ServingStatus::NotServing).await;
+        reporter
+            .set_service_status(name, ServingStatus::NotServing)
+            .await;
     });
     Ok(Embedded {
         auth: AuthGrpc::new(issuer.clone()).into_server(),

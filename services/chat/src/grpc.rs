@@ -1,7 +1,11 @@
 //! The `pfc.chat.v1.ChatService` and `pfc.chat.v1.PresenceService` implementations.
 
+use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
+
+use futures::{Stream, StreamExt};
 
 use pfc_auth::Keys;
 use pfc_proto::chat::v1 as pb;
@@ -12,7 +16,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
-use crate::hub::Hub;
+use crate::hub::{Batch, Hub};
 use crate::ratelimit::RateLimiter;
 use crate::store::{now_ms, Member, StoredMessage};
 use crate::{ChatError, Limits, MessageId};
@@ -21,8 +25,6 @@ use crate::{ChatError, Limits, MessageId};
 pub const MAX_ROOM_LEN: usize = 64;
 /// Messages fetched per replay read.
 const REPLAY_BATCH: usize = 500;
-/// Messages buffered per subscriber stream.
-const STREAM_BUFFER: usize = 256;
 /// How often presence watchers re-read the online list (changes on other replicas, expiries).
 const PRESENCE_POLL: Duration = Duration::from_secs(1);
 
@@ -155,7 +157,8 @@ impl ChatService for ChatGrpc {
         }))
     }
 
-    type SubscribeStream = ReceiverStream<Result<pb::SubscribeResponse, Status>>;
+    type SubscribeStream =
+        Pin<Box<dyn Stream<Item = Result<pb::SubscribeResponse, Status>> + Send>>;
 
     #[tracing::instrument(skip_all, fields(room = %req.get_ref().room))]
     async fn subscribe(
@@ -170,15 +173,9 @@ impl ChatService for ChatGrpc {
             Some(id) => id,
             None => s.store().last_id(&req.room).await?,
         };
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         // Subscribe before replaying, so nothing sent from now on can slip between the two.
         let live = s.hub.subscribe(&req.room);
-        tokio::spawn(async move {
-            if let Err(status) = follow(&s, &req.room, after, live, &tx).await {
-                let _ = tx.send(Err(status)).await;
-            }
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(Response::new(Box::pin(follow(s, req.room, after, live))))
     }
 
     async fn list_rooms(
@@ -205,106 +202,108 @@ impl ChatService for ChatGrpc {
     }
 }
 
-type Tx = mpsc::Sender<Result<pb::SubscribeResponse, Status>>;
+/// Where a subscriber stands: the last id it delivered, messages ready to deliver, and what
+/// must be read from the store before the next live batch.
+struct Follow {
+    s: Arc<ChatState>,
+    room: String,
+    last: MessageId,
+    live: broadcast::Receiver<Arc<Batch>>,
+    queue: VecDeque<StoredMessage>,
+    /// `Some(upto)`: replay stored messages after `last` (up to `upto`, or all when `None`).
+    replay: Option<Option<MessageId>>,
+    /// A live batch waiting for the replay in front of it to finish.
+    deferred: Option<Arc<Batch>>,
+}
 
-/// Sends every stored message after `last` (up to `upto`, inclusive, when given); returns the
-/// new last id. `Ok(None)` when the client went away.
-async fn replay(
-    s: &ChatState,
-    room: &str,
-    mut last: MessageId,
-    upto: Option<MessageId>,
-    tx: &Tx,
-) -> Result<Option<MessageId>, Status> {
-    loop {
-        let page = s.store().after(room, last, REPLAY_BATCH).await?;
-        let full = page.len() == REPLAY_BATCH;
-        for m in page {
-            if upto.is_some_and(|u| m.id > u) {
-                return Ok(Some(last));
-            }
-            last = m.id;
-            if tx
-                .send(Ok(pb::SubscribeResponse {
+impl Follow {
+    /// The next message to deliver; `None` ends the stream.
+    async fn next(&mut self) -> Option<Result<pb::SubscribeResponse, Status>> {
+        loop {
+            if let Some(m) = self.queue.pop_front() {
+                if m.id <= self.last {
+                    continue; // already delivered (replay and live overlap)
+                }
+                self.last = m.id;
+                return Some(Ok(pb::SubscribeResponse {
                     message: Some(m.to_proto()),
-                }))
-                .await
-                .is_err()
-            {
-                return Ok(None);
+                }));
             }
-        }
-        if !full {
-            return Ok(Some(last));
+            if let Some(upto) = self.replay {
+                let page = match self
+                    .s
+                    .store()
+                    .after(&self.room, self.last, REPLAY_BATCH)
+                    .await
+                {
+                    Ok(page) => page,
+                    Err(e) => return Some(Err(e.into())),
+                };
+                let mut more = page.len() == REPLAY_BATCH;
+                for m in page {
+                    if upto.is_some_and(|u| m.id > u) {
+                        more = false;
+                        break;
+                    }
+                    self.queue.push_back(m);
+                }
+                if !more {
+                    self.replay = None;
+                }
+                continue;
+            }
+            if let Some(batch) = self.deferred.take() {
+                self.queue.extend(batch.messages.iter().cloned());
+                continue;
+            }
+            match self.live.recv().await {
+                Ok(batch) if batch.from > self.last => {
+                    // Messages between our last and this batch were read before we joined (or
+                    // dropped while we lagged): take them from the store first.
+                    self.replay = Some(Some(batch.from));
+                    self.deferred = Some(batch);
+                }
+                Ok(batch) => self
+                    .queue
+                    .extend(batch.messages.iter().filter(|m| m.id > self.last).cloned()),
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::debug!(room = %self.room, skipped = n, "subscriber lagged, catching up from the store");
+                    self.replay = Some(None);
+                }
+                Err(broadcast::error::RecvError::Closed) => {
+                    // The room reader stopped (shutdown or error): follow a new one.
+                    if self.s.hub.shutdown().is_triggered() {
+                        return Some(Err(ChatError::ShuttingDown.into()));
+                    }
+                    self.live = self.s.hub.subscribe(&self.room);
+                }
+            }
         }
     }
 }
 
-/// One subscriber: replay after `after`, then live batches, filling any gap from the store.
-async fn follow(
-    s: &Arc<ChatState>,
-    room: &str,
+/// One subscriber's stream: stored messages after `after`, then live batches, filling any gap
+/// from the store. Polled directly by tonic (no task or channel per subscriber).
+fn follow(
+    s: Arc<ChatState>,
+    room: String,
     after: MessageId,
-    mut live: broadcast::Receiver<Arc<crate::hub::Batch>>,
-    tx: &Tx,
-) -> Result<(), Status> {
+    live: broadcast::Receiver<Arc<Batch>>,
+) -> impl Stream<Item = Result<pb::SubscribeResponse, Status>> + Send + 'static {
     let stop = s.hub.shutdown().wait();
-    tokio::pin!(stop);
-    let Some(mut last) = replay(s, room, after, None, tx).await? else {
-        return Ok(());
+    let state = Follow {
+        s,
+        room,
+        last: after,
+        live,
+        queue: VecDeque::new(),
+        replay: Some(None),
+        deferred: None,
     };
-    loop {
-        let batch = tokio::select! {
-            _ = &mut stop => return Err(ChatError::ShuttingDown.into()),
-            _ = tx.closed() => return Ok(()),
-            b = live.recv() => b,
-        };
-        match batch {
-            Ok(batch) => {
-                if batch.from > last {
-                    // Messages between our last and this batch were read before we joined
-                    // (or dropped while we lagged): take them from the store.
-                    match replay(s, room, last, Some(batch.from), tx).await? {
-                        Some(l) => last = l,
-                        None => return Ok(()),
-                    }
-                }
-                for m in &batch.messages {
-                    if m.id <= last {
-                        continue;
-                    }
-                    last = m.id;
-                    if tx
-                        .send(Ok(pb::SubscribeResponse {
-                            message: Some(m.to_proto()),
-                        }))
-                        .await
-                        .is_err()
-                    {
-                        return Ok(());
-                    }
-                }
-            }
-            Err(broadcast::error::RecvError::Lagged(n)) => {
-                tracing::debug!(
-                    room,
-                    skipped = n,
-                    "subscriber lagged, catching up from the store"
-                );
-                match replay(s, room, last, None, tx).await? {
-                    Some(l) => last = l,
-                    None => return Ok(()),
-                }
-            }
-            Err(broadcast::error::RecvError::Closed) => {
-                // The room reader stopped (shutdown or error): follow a new one.
-                if s.hub.shutdown().is_triggered() {
-                    return Err(ChatError::ShuttingDown.into());
-                }
-                live = s.hub.subscribe(room);
-            }
-        }
-    }
+    futures::stream::unfold(state, |mut f| async move {
+        f.next().await.map(|item| (item, f))
+    })
+    .take_until(stop)
 }
 
 /// `PresenceService` over [`ChatState`].

@@ -136,7 +136,8 @@ pub async fn serve(
     let state = ChatState::new(hub, keys.clone(), limits);
     let (reporter, health) = tonic_health::server::health_reporter();
     let health_task = spawn_health(reporter.clone(), store, keys, stop.clone(), true);
-    let routes = tonic::service::Routes::new(state.chat_server()).add_service(state.presence_server());
+    let routes =
+        tonic::service::Routes::new(state.chat_server()).add_service(state.presence_server());
     let routes = pfc_runtime::grpc::with_health_and_reflection(routes, health)?;
     let services = SERVICE_NAMES.iter().map(|s| s.to_string()).collect();
     let result = pfc_runtime::grpc::serve(listener, routes, reporter, services, stop.wait())
