@@ -117,7 +117,9 @@ pub async fn run(args: Args) -> anyhow::Result<String> {
     }
     let mut watch_client = JobServiceClient::new(channels[0].clone());
     let mut events = watch_client
-        .watch_jobs(pb::WatchJobsRequest {})
+        .watch_jobs(pb::WatchJobsRequest {
+            statuses: vec![pb::JobStatus::Done as i32, pb::JobStatus::Failed as i32],
+        })
         .await?
         .into_inner();
 

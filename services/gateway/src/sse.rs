@@ -130,7 +130,7 @@ pub async fn all_events(State(st): State<AppState>) -> Result<impl IntoResponse,
     let stream = st
         .jobs
         .clone()
-        .watch_jobs(pb::WatchJobsRequest {})
+        .watch_jobs(pb::WatchJobsRequest::default())
         .await?
         .into_inner();
     Ok(sse(to_events(&st, stream, |m: pb::WatchJobsResponse| {

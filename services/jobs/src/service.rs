@@ -269,14 +269,25 @@ impl JobService for Jobs {
     #[tracing::instrument(name = "WatchJobs", skip_all)]
     async fn watch_jobs(
         &self,
-        _req: Request<pb::WatchJobsRequest>,
+        req: Request<pb::WatchJobsRequest>,
     ) -> Result<Response<Self::WatchJobsStream>, Status> {
+        let mut wanted = Vec::new();
+        for s in &req.get_ref().statuses {
+            let st = pb::JobStatus::try_from(*s)
+                .ok()
+                .and_then(status_from_pb)
+                .ok_or_else(|| {
+                    JobError::InvalidArgument(format!("unknown status value {s} in statuses"))
+                })?;
+            wanted.push(st);
+        }
         let mut events = self.store.subscribe();
         let (tx, rx) = mpsc::channel(256);
         tokio::spawn(async move {
             loop {
                 tokio::select! {
                     ev = events.recv() => match ev {
+                        Ok(ev) if !wanted.is_empty() && !wanted.contains(&ev.status) => {}
                         Ok(ev) => {
                             if tx.send(Ok(pb::WatchJobsResponse { event: Some(event_to_pb(ev)) })).await.is_err() {
                                 return;

@@ -390,6 +390,26 @@ pub async fn list_pages(s: &dyn JobStore) {
         .unwrap();
     assert_eq!(proc.total, 2);
     assert!(proc.jobs.iter().all(|j| j.status == Status::Processing));
+    // the five still queued, newest first, two at a time
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let q = ListQuery {
+            status: Some(Status::Queued),
+            limit: 2,
+            before: before.clone(),
+        };
+        let page = s.list(q).await.unwrap();
+        assert_eq!(page.total, 5);
+        assert!(page.jobs.iter().all(|j| j.status == Status::Queued));
+        seen.extend(page.jobs.iter().map(|j| j.id.clone()));
+        match page.next {
+            Some(n) => before = Some(n),
+            None => break,
+        }
+    }
+    let want: Vec<_> = ids[2..].iter().rev().cloned().collect();
+    assert_eq!(seen, want);
 }
 
 /// Every transition is published, in order, with increasing versions.

@@ -542,19 +542,77 @@ impl JobStore for RedisStore {
             None => "+".to_owned(),
         };
         let mut conn = self.conns.get().await?;
-        let (ids, total): (Vec<String>, u64) = redis::pipe()
-            .cmd("ZREVRANGEBYLEX")
-            .arg(&index)
-            .arg(&max)
-            .arg("-")
-            .arg("LIMIT")
-            .arg(0)
-            .arg(limit + 1)
-            .cmd("ZCARD")
-            .arg(&index)
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.conns.fail(e))?;
+        let (ids, total): (Vec<String>, u64) = match q.status {
+            // QUEUED and PROCESSING have no index of their own (design.md): page the queue list
+            // from its tail (newest) and the lease set (bounded by worker concurrency)
+            Some(Status::Queued) => {
+                let key = format!("{}queued", self.prefix);
+                let len: i64 = redis::cmd("LLEN")
+                    .arg(&key)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| self.conns.fail(e))?;
+                let end = match &q.before {
+                    None => len - 1,
+                    Some(b) => {
+                        let pos: Option<i64> = redis::cmd("LPOS")
+                            .arg(&key)
+                            .arg(b)
+                            .arg("RANK")
+                            .arg(-1)
+                            .query_async(&mut conn)
+                            .await
+                            .map_err(|e| self.conns.fail(e))?;
+                        // a cursor job that left the queue ends the listing
+                        pos.map_or(-1, |p| p - 1)
+                    }
+                };
+                let mut ids: Vec<String> = if end < 0 {
+                    Vec::new()
+                } else {
+                    let start = (end - limit as i64).max(0);
+                    redis::cmd("LRANGE")
+                        .arg(&key)
+                        .arg(start)
+                        .arg(end)
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(|e| self.conns.fail(e))?
+                };
+                ids.reverse();
+                (ids, len.max(0) as u64)
+            }
+            Some(Status::Processing) => {
+                let mut all: Vec<String> = redis::cmd("ZRANGE")
+                    .arg(format!("{}leases", self.prefix))
+                    .arg(0)
+                    .arg(-1)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| self.conns.fail(e))?;
+                let total = all.len() as u64;
+                all.sort_unstable_by(|a, b| b.cmp(a));
+                let ids = all
+                    .into_iter()
+                    .filter(|id| q.before.as_ref().is_none_or(|b| id < b))
+                    .take(limit + 1)
+                    .collect();
+                (ids, total)
+            }
+            _ => redis::pipe()
+                .cmd("ZREVRANGEBYLEX")
+                .arg(&index)
+                .arg(&max)
+                .arg("-")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(limit + 1)
+                .cmd("ZCARD")
+                .arg(&index)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.conns.fail(e))?,
+        };
         let mut pipe = redis::pipe();
         for id in &ids {
             pipe.cmd("HGETALL").arg(format!("{}job:{id}", self.prefix));
@@ -575,7 +633,8 @@ impl JobStore for RedisStore {
                 jobs.push(job_from_fields(f)?);
             }
         }
-        if !gone.is_empty() {
+        let has_index = !matches!(q.status, Some(Status::Queued | Status::Processing));
+        if has_index && !gone.is_empty() {
             let _: redis::RedisResult<()> = redis::cmd("ZREM")
                 .arg(&index)
                 .arg(&gone)

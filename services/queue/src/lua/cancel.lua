@@ -3,7 +3,7 @@
 -- does not allow it.
 local id, ret = ARGV[2], ARGV[3]
 local key = jkey(id)
-local f = redis.call('HMGET', key, 'status', 'attempts', 'kind')
+local f = redis.call('HMGET', key, 'status', 'attempts', 'kind', 'v', 'idem')
 if not f[1] then
   return {0}
 end
@@ -15,8 +15,8 @@ else
   return {2, f[1]}
 end
 local now = now_ms()
-local v = move(id, f[1], 'cancelled', now, 'finished', now)
-retain(id, ret)
+local v = move(id, f[1], 'cancelled', now, f[4], 'finished', now)
+retain(id, ret, f[5])
 redis.call('HINCRBY', p .. 'stats', 'cancelled', 1)
 emit(id, 'cancelled', v, f[2], f[3], now, '', '')
 return {1}

@@ -19,20 +19,28 @@ local function emit(id, status, v, attempts, kind, at, worker, err)
     .. '\t' .. (kind or '') .. '\t' .. at .. '\t' .. (worker or '') .. '\t' .. (err or ''))
 end
 
--- Moves job `id` between status indexes and stamps it; extra hash fields follow as pairs.
--- Returns the new version.
-local function move(id, from, to, now, ...)
-  redis.call('ZREM', p .. 'status:' .. from, id)
-  redis.call('ZADD', p .. 'status:' .. to, 0, id)
-  local v = redis.call('HINCRBY', jkey(id), 'v', 1)
-  redis.call('HSET', jkey(id), 'status', to, 'updated', now, ...)
+-- Statuses with an index of their own (`status:<name>`, for ListJobs). QUEUED is listed
+-- from the `queued` list and PROCESSING from the `leases` set, so the hot path (submit, take,
+-- complete) touches no extra index for them.
+local indexed = { scheduled = true, done = true, failed = true, cancelled = true }
+
+-- Moves job `id` (at version `v`) from status `from` to `to` and stamps it; extra hash fields
+-- follow as pairs. Returns the new version.
+local function move(id, from, to, now, v, ...)
+  if indexed[from] then
+    redis.call('ZREM', p .. 'status:' .. from, id)
+  end
+  if indexed[to] then
+    redis.call('ZADD', p .. 'status:' .. to, 0, id)
+  end
+  v = tonumber(v) + 1
+  redis.call('HSET', jkey(id), 'status', to, 'updated', now, 'v', v, ...)
   return v
 end
 
--- A terminal job (and its idempotency key) is kept for the retention time, then expires.
-local function retain(id, ret)
+-- A terminal job (and its idempotency key, if any) is kept for the retention time, then expires.
+local function retain(id, ret, idem)
   redis.call('PEXPIRE', jkey(id), ret)
-  local idem = redis.call('HGET', jkey(id), 'idem')
   if idem then
     redis.call('PEXPIRE', p .. 'idem:' .. idem, ret)
   end

@@ -38,7 +38,9 @@ else
   end
 end
 redis.call('ZADD', p .. 'all', 0, id)
-redis.call('ZADD', p .. 'status:' .. status, 0, id)
+if status == 'scheduled' then
+  redis.call('ZADD', p .. 'status:scheduled', 0, id)
+end
 redis.call('HINCRBY', p .. 'stats', 'submitted', 1)
 emit(id, status, 1, 0, kind, now, '', '')
 return {1, id, now, status}

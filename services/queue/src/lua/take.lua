@@ -8,9 +8,9 @@ local now = now_ms()
 local due = redis.call('ZRANGEBYSCORE', p .. 'scheduled', '-inf', now, 'LIMIT', 0, 1000)
 for _, id in ipairs(due) do
   redis.call('ZREM', p .. 'scheduled', id)
-  local f = redis.call('HMGET', jkey(id), 'status', 'attempts', 'kind')
+  local f = redis.call('HMGET', jkey(id), 'status', 'attempts', 'kind', 'v')
   if f[1] == 'scheduled' then
-    local v = move(id, 'scheduled', 'queued', now)
+    local v = move(id, 'scheduled', 'queued', now, f[4])
     redis.call('HDEL', jkey(id), 'run_at')
     redis.call('RPUSH', p .. 'queued', id)
     emit(id, 'queued', v, f[2], f[3], now, '', '')
@@ -20,17 +20,17 @@ end
 local expired = redis.call('ZRANGEBYSCORE', p .. 'leases', '-inf', now, 'LIMIT', 0, 1000)
 for _, id in ipairs(expired) do
   redis.call('ZREM', p .. 'leases', id)
-  local f = redis.call('HMGET', jkey(id), 'status', 'attempts', 'max', 'kind', 'worker')
+  local f = redis.call('HMGET', jkey(id), 'status', 'attempts', 'max', 'kind', 'worker', 'v', 'idem')
   if f[1] == 'processing' then
     if tonumber(f[2]) >= tonumber(f[3]) then
       local err = 'lease expired after ' .. f[2] .. ' deliveries (worker ' .. (f[5] or '?') .. ' lost)'
-      local v = move(id, 'processing', 'failed', now, 'error', err, 'finished', now)
-      retain(id, ret)
+      local v = move(id, 'processing', 'failed', now, f[6], 'error', err, 'finished', now)
+      retain(id, ret, f[7])
       redis.call('HINCRBY', p .. 'stats', 'failed', 1)
       emit(id, 'failed', v, f[2], f[4], now, f[5], err)
     else
       local err = 'lease expired (worker ' .. (f[5] or '?') .. ' lost); redelivered'
-      local v = move(id, 'processing', 'queued', now, 'error', err)
+      local v = move(id, 'processing', 'queued', now, f[6], 'error', err)
       redis.call('LPUSH', p .. 'queued', id)
       emit(id, 'queued', v, f[2], f[4], now, f[5], err)
     end
@@ -45,10 +45,10 @@ for _ = 1, max do
     break
   end
   local key = jkey(id)
-  local f = redis.call('HMGET', key, 'status', 'kind')
+  local f = redis.call('HMGET', key, 'status', 'kind', 'attempts', 'v')
   if f[1] == 'queued' then
-    local a = redis.call('HINCRBY', key, 'attempts', 1)
-    local v = move(id, 'queued', 'processing', now, 'started', now, 'worker', worker)
+    local a = tonumber(f[3]) + 1
+    local v = move(id, 'queued', 'processing', now, f[4], 'started', now, 'worker', worker, 'attempts', a)
     redis.call('ZADD', p .. 'leases', deadline, id)
     out[#out + 1] = redis.call('HGETALL', key)
     emit(id, 'processing', v, a, f[2], now, worker, '')
