@@ -26,9 +26,6 @@ pub enum ChatError {
     /// A Redis command failed.
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
-    /// No Redis connection could be had from the pool.
-    #[error("redis pool: {0}")]
-    Pool(#[from] deadpool_redis::PoolError),
     /// Stored data could not be understood.
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
@@ -45,10 +42,6 @@ impl From<ChatError> for Status {
             ChatError::RateLimited { .. } => Status::resource_exhausted(e.to_string()),
             ChatError::Redis(ref err) => {
                 tracing::error!(error = %err, "redis command failed");
-                Status::unavailable("chat store unavailable")
-            }
-            ChatError::Pool(ref err) => {
-                tracing::error!(error = %err, "redis pool failed");
                 Status::unavailable("chat store unavailable")
             }
             ChatError::Corrupt(ref what) => {

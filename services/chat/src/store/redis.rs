@@ -11,9 +11,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use deadpool_redis::{Pool, Runtime};
 use redis::aio::MultiplexedConnection;
-use redis::AsyncConnectionConfig;
+use redis::{AsyncConnectionConfig, RedisError};
 
 use super::{now_ms, ChatStore, Member, StoredMessage};
 use crate::{ChatError, MessageId};
@@ -36,11 +35,15 @@ pub mod keys {
 type Entry = (String, Vec<String>);
 
 /// A Redis-backed [`ChatStore`].
+///
+/// Ordinary commands share one multiplexed connection (redis-rs pipelines concurrent calls over
+/// it; a pool checkout per call would cost a recycle round trip each); it is replaced after a
+/// connection-level error. Blocking reads get connections of their own.
 pub struct RedisStore {
-    pool: Pool,
+    shared: Mutex<Option<MultiplexedConnection>>,
     client: redis::Client,
     /// Idle dedicated connections for blocking `XREAD`s (a blocked read must not stall the
-    /// multiplexed pool connections other commands share).
+    /// shared connection other commands use).
     blocking: Mutex<Vec<MultiplexedConnection>>,
     history_len: usize,
 }
@@ -48,15 +51,49 @@ pub struct RedisStore {
 impl RedisStore {
     /// Connects (lazily) to `url`, keeping about `history_len` messages per room.
     pub fn new(url: &str, history_len: usize) -> Result<Self, ChatError> {
-        let pool = deadpool_redis::Config::from_url(url)
-            .create_pool(Some(Runtime::Tokio1))
-            .map_err(|e| ChatError::InvalidArgument(format!("bad redis url: {e}")))?;
         let client = redis::Client::open(url)?;
         Ok(Self {
-            pool,
+            shared: Mutex::new(None),
             client,
             blocking: Mutex::new(Vec::new()),
             history_len: history_len.max(1),
+        })
+    }
+
+    /// The shared connection, connecting first if there is none.
+    async fn conn(&self) -> Result<MultiplexedConnection, ChatError> {
+        if let Some(c) = self
+            .shared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            return Ok(c.clone());
+        }
+        let config = AsyncConnectionConfig::new()
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_connection_timeout(Some(Duration::from_secs(2)));
+        let conn = self.check(
+            self.client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await,
+        )?;
+        *self.shared.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Passes a result through, forgetting the shared connection after a connection-level
+    /// error so the next call reconnects.
+    fn check<T>(&self, r: Result<T, RedisError>) -> Result<T, ChatError> {
+        r.map_err(|e| {
+            if e.is_io_error()
+                || e.is_connection_dropped()
+                || e.is_connection_refusal()
+                || e.is_timeout()
+            {
+                *self.shared.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            }
+            ChatError::Redis(e)
         })
     }
 
@@ -115,8 +152,8 @@ impl ChatStore for RedisStore {
         author: &str,
         text: &str,
     ) -> Result<StoredMessage, ChatError> {
-        let mut conn = self.pool.get().await?;
-        let (id,): (String,) = redis::pipe()
+        let mut conn = self.conn().await?;
+        let r: Result<(String,), RedisError> = redis::pipe()
             .cmd("XADD")
             .arg(keys::messages(room))
             .arg("MAXLEN")
@@ -133,7 +170,8 @@ impl ChatStore for RedisStore {
             .arg(room)
             .ignore()
             .query_async(&mut conn)
-            .await?;
+            .await;
+        let (id,) = self.check(r)?;
         let id = id
             .parse()
             .map_err(|_| ChatError::Corrupt(format!("stream id {id:?}")))?;
@@ -158,15 +196,16 @@ impl ChatStore for RedisStore {
                 None => return Ok(Vec::new()),
             },
         };
-        let mut conn = self.pool.get().await?;
-        let entries: Vec<Entry> = redis::cmd("XREVRANGE")
+        let mut conn = self.conn().await?;
+        let r: Result<Vec<Entry>, RedisError> = redis::cmd("XREVRANGE")
             .arg(keys::messages(room))
             .arg(end)
             .arg("-")
             .arg("COUNT")
             .arg(limit)
             .query_async(&mut conn)
-            .await?;
+            .await;
+        let entries = self.check(r)?;
         Self::parse(room, entries)
     }
 
@@ -176,15 +215,16 @@ impl ChatStore for RedisStore {
         after: MessageId,
         limit: usize,
     ) -> Result<Vec<StoredMessage>, ChatError> {
-        let mut conn = self.pool.get().await?;
-        let entries: Vec<Entry> = redis::cmd("XRANGE")
+        let mut conn = self.conn().await?;
+        let r: Result<Vec<Entry>, RedisError> = redis::cmd("XRANGE")
             .arg(keys::messages(room))
             .arg(format!("({after}"))
             .arg("+")
             .arg("COUNT")
             .arg(limit)
             .query_async(&mut conn)
-            .await?;
+            .await;
+        let entries = self.check(r)?;
         Self::parse(room, entries)
     }
 
@@ -196,7 +236,7 @@ impl ChatStore for RedisStore {
         block: Duration,
     ) -> Result<Vec<StoredMessage>, ChatError> {
         let mut conn = self.blocking_conn(block).await?;
-        let reply: Option<Vec<(String, Vec<Entry>)>> = redis::cmd("XREAD")
+        let r: Result<Option<Vec<(String, Vec<Entry>)>>, RedisError> = redis::cmd("XREAD")
             .arg("COUNT")
             .arg(limit)
             .arg("BLOCK")
@@ -205,7 +245,8 @@ impl ChatStore for RedisStore {
             .arg(keys::messages(room))
             .arg(after.to_string())
             .query_async(&mut conn)
-            .await?;
+            .await;
+        let reply = self.check(r)?;
         // Only a connection that answered goes back for reuse.
         self.blocking
             .lock()
@@ -216,15 +257,16 @@ impl ChatStore for RedisStore {
     }
 
     async fn last_id(&self, room: &str) -> Result<MessageId, ChatError> {
-        let mut conn = self.pool.get().await?;
-        let entries: Vec<Entry> = redis::cmd("XREVRANGE")
+        let mut conn = self.conn().await?;
+        let r: Result<Vec<Entry>, RedisError> = redis::cmd("XREVRANGE")
             .arg(keys::messages(room))
             .arg("+")
             .arg("-")
             .arg("COUNT")
             .arg(1)
             .query_async(&mut conn)
-            .await?;
+            .await;
+        let entries = self.check(r)?;
         Ok(Self::parse(room, entries)?
             .first()
             .map(|m| m.id)
@@ -232,14 +274,15 @@ impl ChatStore for RedisStore {
     }
 
     async fn rooms(&self, limit: usize) -> Result<Vec<(String, i64)>, ChatError> {
-        let mut conn = self.pool.get().await?;
-        let rooms: Vec<(String, f64)> = redis::cmd("ZREVRANGE")
+        let mut conn = self.conn().await?;
+        let r: Result<Vec<(String, f64)>, RedisError> = redis::cmd("ZREVRANGE")
             .arg(keys::ROOMS)
             .arg(0)
             .arg(limit.saturating_sub(1))
             .arg("WITHSCORES")
             .query_async(&mut conn)
-            .await?;
+            .await;
+        let rooms = self.check(r)?;
         Ok(rooms.into_iter().map(|(r, s)| (r, s as i64)).collect())
     }
 
@@ -252,8 +295,8 @@ impl ChatStore for RedisStore {
     ) -> Result<usize, ChatError> {
         let key = keys::presence(room);
         let ttl_ms = ttl.as_millis() as i64;
-        let mut conn = self.pool.get().await?;
-        let (count,): (usize,) = redis::pipe()
+        let mut conn = self.conn().await?;
+        let r: Result<(usize,), RedisError> = redis::pipe()
             .atomic()
             .cmd("ZADD")
             .arg(&key)
@@ -272,7 +315,8 @@ impl ChatStore for RedisStore {
             .arg(ttl_ms * 2)
             .ignore()
             .query_async(&mut conn)
-            .await?;
+            .await;
+        let (count,) = self.check(r)?;
         Ok(count)
     }
 
@@ -284,8 +328,8 @@ impl ChatStore for RedisStore {
         ttl: Duration,
     ) -> Result<usize, ChatError> {
         let key = keys::presence(room);
-        let mut conn = self.pool.get().await?;
-        let (count,): (usize,) = redis::pipe()
+        let mut conn = self.conn().await?;
+        let r: Result<(usize,), RedisError> = redis::pipe()
             .atomic()
             .cmd("ZREM")
             .arg(&key)
@@ -296,7 +340,8 @@ impl ChatStore for RedisStore {
             .arg(format!("({}", now_ms - ttl.as_millis() as i64))
             .arg("+inf")
             .query_async(&mut conn)
-            .await?;
+            .await;
+        let (count,) = self.check(r)?;
         Ok(count)
     }
 
@@ -306,22 +351,24 @@ impl ChatStore for RedisStore {
         now_ms: i64,
         ttl: Duration,
     ) -> Result<Vec<Member>, ChatError> {
-        let mut conn = self.pool.get().await?;
-        let members: Vec<(String, f64)> = redis::cmd("ZRANGEBYSCORE")
+        let mut conn = self.conn().await?;
+        let r: Result<Vec<(String, f64)>, RedisError> = redis::cmd("ZRANGEBYSCORE")
             .arg(keys::presence(room))
             .arg(format!("({}", now_ms - ttl.as_millis() as i64))
             .arg("+inf")
             .arg("WITHSCORES")
             .query_async(&mut conn)
-            .await?;
+            .await;
+        let members = self.check(r)?;
         let mut members: Vec<Member> = members.into_iter().map(|(u, s)| (u, s as i64)).collect();
         members.sort();
         Ok(members)
     }
 
     async fn ping(&self) -> Result<(), ChatError> {
-        let mut conn = self.pool.get().await?;
-        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        let mut conn = self.conn().await?;
+        let r: Result<String, RedisError> = redis::cmd("PING").query_async(&mut conn).await;
+        self.check(r)?;
         Ok(())
     }
 }
