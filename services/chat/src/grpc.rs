@@ -300,10 +300,15 @@ fn follow(
         replay: Some(None),
         deferred: None,
     };
+    // The stream only ends when shutdown begins (a client that leaves just drops it): tell the
+    // client why, so it reconnects (with `after_id`) to another replica.
     futures::stream::unfold(state, |mut f| async move {
         f.next().await.map(|item| (item, f))
     })
     .take_until(stop)
+    .chain(futures::stream::once(async {
+        Err(ChatError::ShuttingDown.into())
+    }))
 }
 
 /// `PresenceService` over [`ChatState`].

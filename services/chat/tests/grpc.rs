@@ -621,12 +621,17 @@ async fn memory_store_serves_the_same_api() {
         m.text,
         "text is stored verbatim; clients render it as text"
     );
-    // Shutdown ends open streams and the server.
+    // Shutdown ends open streams with UNAVAILABLE (clients reconnect elsewhere), and the server.
     stop.trigger();
     let end = tokio::time::timeout(Duration::from_secs(5), live.next())
         .await
         .unwrap();
-    assert!(matches!(end, Some(Err(_)) | None));
+    let status = end.expect("an error, not a silent end").unwrap_err();
+    assert_eq!(
+        status.code(),
+        Code::Unavailable,
+        "clients are told to reconnect elsewhere"
+    );
     tokio::time::timeout(Duration::from_secs(5), server)
         .await
         .unwrap()
