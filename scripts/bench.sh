@@ -30,7 +30,7 @@ for i in $(seq "$WORKERS"); do
 done
 for _ in $(seq 50); do $BIN probe grpc 127.0.0.1:$GRPC 2>/dev/null && break; sleep 0.1; done
 echo "== throughput: $JOBS jobs, as fast as possible"
-$BIN bench --url http://127.0.0.1:$GRPC --jobs "$JOBS" --concurrency 128 \
+$BIN bench --url http://127.0.0.1:$GRPC --jobs "$JOBS" --concurrency "${BENCH_SUBMITTERS:-128}" --connections "${BENCH_CONNECTIONS:-4}" \
   --pid "redis=$REDIS_PID" --pid "pfc-jobs=$JOBS_PID" "${wargs[@]}"
 echo
 echo "== latency: 1,000 jobs/s for 20 s"
