@@ -2,7 +2,8 @@
 //!
 //! - `GET /api/v1/jobs/{job_id}/events`: `WatchJob`; one `job` event per transition (the first
 //!   is the current state), each carrying the whole job; the stream ends after a terminal state.
-//! - `GET /api/v1/events`: `WatchJobs`; one `transition` event per transition of any job.
+//! - `GET /api/v1/events[?status=done,failed]`: `WatchJobs`; one `transition` event per
+//!   transition of any job (optionally only transitions into the given statuses).
 //!
 //! Event ids are `"{job_id}:{version}"`. A stream that the core ends with an error sends one
 //! `error` event with the usual error body, then closes. Streams also close when the gateway
@@ -12,14 +13,15 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
 use futures::{Stream, StreamExt};
 use pfc_proto::jobs::v1 as pb;
 
 use crate::error::{ApiError, ErrorBody, ErrorDetail};
-use crate::model::{Job, JobEvent};
+use crate::model::{Job, JobEvent, Status};
 use crate::AppState;
 
 fn error_event(status: tonic::Status) -> Event {
@@ -115,22 +117,50 @@ pub async fn job_events(
     })))
 }
 
-/// Stream every job's transitions (Server-Sent Events).
+/// Query of `GET /api/v1/events`.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventsQuery {
+    /// Only transitions into these statuses, comma-separated (e.g. `done,failed`); absent: all.
+    #[param(example = "done,failed")]
+    pub status: Option<String>,
+}
+
+/// Stream every job's transitions (Server-Sent Events), optionally only into some statuses.
 ///
 /// Each `transition` event's data is a JobEvent as JSON. Only transitions that happen after
 /// the subscription are sent (use `GET /api/v1/jobs` for the current state).
 #[utoipa::path(
     get, path = "/api/v1/events", tag = "events",
+    params(EventsQuery),
     responses(
         (status = 200, description = "`text/event-stream` of `transition` events (data: JobEvent)", content_type = "text/event-stream", body = JobEvent),
+        (status = 422, description = "Unknown status in the filter", body = ErrorBody),
         (status = 503, description = "Core unavailable", body = ErrorBody),
     )
 )]
-pub async fn all_events(State(st): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+pub async fn all_events(
+    State(st): State<AppState>,
+    query: Result<Query<EventsQuery>, QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Query(q) = query?;
+    let mut statuses = Vec::new();
+    for name in q.status.iter().flat_map(|s| s.split(',')) {
+        let name = name.trim();
+        if name.is_empty() {
+            continue;
+        }
+        let status = Status::parse(name).ok_or_else(|| {
+            ApiError::InvalidArgument(format!(
+                "unknown status {name:?}; expected scheduled, queued, processing, done, failed or cancelled"
+            ))
+        })?;
+        statuses.push(status.to_proto() as i32);
+    }
     let stream = st
         .jobs
         .clone()
-        .watch_jobs(pb::WatchJobsRequest::default())
+        .watch_jobs(pb::WatchJobsRequest { statuses })
         .await?
         .into_inner();
     Ok(sse(to_events(&st, stream, |m: pb::WatchJobsResponse| {

@@ -368,6 +368,19 @@ async fn server_sent_events() {
     let s = start().await;
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
 
+    // A filter with an unknown status is refused before streaming.
+    let (st, b) = s
+        .ok("GET", "/api/v1/events?status=done,sleeping", None)
+        .await;
+    assert_error(st, &b, 422, "invalid_argument");
+    // Only transitions into `done`, subscribed before the job exists.
+    let resp = client
+        .get(s.url("/api/v1/events?status=done").parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut done_only = resp.into_body().into_data_stream();
+
     // Subscribe to all events first.
     let resp = client
         .get(s.url("/api/v1/events").parse().unwrap())
@@ -412,6 +425,23 @@ async fn server_sent_events() {
     .await;
     assert_eq!(found, Ok(true), "{seen}");
     assert!(seen.contains("event: transition"), "{seen}");
+
+    // The filtered stream carries the `done` transition and nothing else.
+    let mut filtered = String::new();
+    tokio::time::timeout(Duration::from_secs(15), async {
+        while !filtered.contains("\"status\":\"done\"") {
+            let chunk = done_only.next().await.expect("stream open").unwrap();
+            filtered.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await
+    .expect("the done transition arrives");
+    for other in ["queued", "processing"] {
+        assert!(
+            !filtered.contains(&format!("\"status\":\"{other}\"")),
+            "{filtered}"
+        );
+    }
 }
 
 /// gRPC-web round trip over HTTP/1.1 (tonic-web's client layer on a plain hyper HTTP/1
