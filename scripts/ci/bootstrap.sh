@@ -10,4 +10,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
-rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
+for c in clippy rustfmt; do
+  command -v rustup >/dev/null || break
+  rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+done
