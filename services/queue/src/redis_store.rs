@@ -315,9 +315,6 @@ impl RedisStore {
                         }
                         Err(e) => tracing::debug!(error = %e, "job event subscription failed"),
                     }
-                    if tx.receiver_count() == 0 && tx.is_empty() {
-                        // nobody listens any more, but keep the task cheap and alive
-                    }
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(2));
                 }
