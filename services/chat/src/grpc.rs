@@ -11,8 +11,8 @@ use pfc_auth::Keys;
 use pfc_proto::chat::v1 as pb;
 use pfc_proto::chat::v1::chat_service_server::{ChatService, ChatServiceServer};
 use pfc_proto::chat::v1::presence_service_server::{PresenceService, PresenceServiceServer};
-use tokio::sync::{broadcast, mpsc};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::sync::broadcast;
+use tokio_stream::wrappers::WatchStream;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
@@ -25,8 +25,6 @@ use crate::{ChatError, Limits, MessageId};
 pub const MAX_ROOM_LEN: usize = 64;
 /// Messages fetched per replay read.
 const REPLAY_BATCH: usize = 500;
-/// How often presence watchers re-read the online list (changes on other replicas, expiries).
-const PRESENCE_POLL: Duration = Duration::from_secs(1);
 
 /// Shared state of both services.
 pub struct ChatState {
@@ -362,7 +360,8 @@ impl PresenceService for PresenceGrpc {
         Ok(Response::new(pb::ListOnlineResponse { members, count }))
     }
 
-    type WatchPresenceStream = ReceiverStream<Result<pb::WatchPresenceResponse, Status>>;
+    type WatchPresenceStream =
+        Pin<Box<dyn Stream<Item = Result<pb::WatchPresenceResponse, Status>> + Send>>;
 
     async fn watch_presence(
         &self,
@@ -372,52 +371,19 @@ impl PresenceService for PresenceGrpc {
         s.user(req.metadata())?;
         let room = req.into_inner().room;
         validate_room(&room)?;
-        let (tx, rx) = mpsc::channel(16);
-        let mut changes = s.hub.presence_changes();
-        tokio::spawn(async move {
-            let stop = s.hub.shutdown().wait();
-            tokio::pin!(stop);
-            let mut previous: Option<Vec<String>> = None;
-            let mut tick = tokio::time::interval(PRESENCE_POLL);
-            loop {
-                match s.store().online(&room, now_ms(), s.ttl()).await {
-                    Ok(members) => {
-                        let names: Vec<String> = members.iter().map(|m| m.0.clone()).collect();
-                        if previous.as_ref() != Some(&names) {
-                            previous = Some(names);
-                            let (members, count) = members_proto(members);
-                            if tx
-                                .send(Ok(pb::WatchPresenceResponse { members, count }))
-                                .await
-                                .is_err()
-                            {
-                                return;
-                            }
-                        }
-                    }
-                    Err(err) => tracing::warn!(room = %room, error = %err, "presence read failed"),
-                }
-                // Wake on a local change to this room, on the poll tick (other replicas,
-                // expiries), or stop.
-                loop {
-                    tokio::select! {
-                        _ = &mut stop => {
-                            let _ = tx.send(Err(ChatError::ShuttingDown.into())).await;
-                            return;
-                        }
-                        _ = tx.closed() => return,
-                        _ = tick.tick() => break,
-                        c = changes.recv() => match c {
-                            Ok(r) if r == room => break,
-                            Ok(_) => {}
-                            Err(broadcast::error::RecvError::Lagged(_)) => break,
-                            Err(broadcast::error::RecvError::Closed) => return,
-                        },
-                    }
-                }
-            }
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        let stop = s.hub.shutdown().wait();
+        let stream = WatchStream::new(s.hub.watch_presence(&room, s.ttl()))
+            .filter_map(|list| async move {
+                list.map(|members| {
+                    let (members, count) = members_proto(members.to_vec());
+                    Ok(pb::WatchPresenceResponse { members, count })
+                })
+            })
+            .take_until(stop)
+            .chain(futures::stream::once(async {
+                Err(ChatError::ShuttingDown.into())
+            }));
+        Ok(Response::new(Box::pin(stream)))
     }
 }
 

@@ -10,15 +10,18 @@
 //! last id it delivered knows it missed something (it joined between reads, or lagged behind
 //! the channel) and fills the gap from the store before going on: delivery is gap-free and,
 //! with the ids, duplicate-free.
+//!
+//! Presence works the same way: one poller per room per process reads the online list for all
+//! of the room's `WatchPresence` streams and publishes it on a `watch` channel when it changes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pfc_runtime::Shutdown;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch, Notify};
 
-use crate::store::{ChatStore, StoredMessage};
+use crate::store::{now_ms, ChatStore, Member, StoredMessage};
 use crate::MessageId;
 
 /// Messages a reader takes per read.
@@ -27,6 +30,15 @@ const READ_BATCH: usize = 256;
 const READ_BLOCK: Duration = Duration::from_secs(2);
 /// Batches buffered per room; a subscriber further behind catches up from the store.
 const CHANNEL_CAPACITY: usize = 1024;
+/// How often a room's presence poller re-reads the online list (changes on other replicas,
+/// expiries); local changes are seen at once.
+pub const PRESENCE_POLL: Duration = Duration::from_secs(1);
+
+/// One room's presence poller: its watchers and a way to wake it.
+struct PresenceRoom {
+    tx: watch::Sender<Option<Arc<Vec<Member>>>>,
+    poke: Arc<Notify>,
+}
 
 /// Consecutive messages of a room, read after `from`.
 #[derive(Debug)]
@@ -37,11 +49,11 @@ pub struct Batch {
     pub messages: Vec<StoredMessage>,
 }
 
-/// The per-process fan-out of live messages, and the local presence-change signal.
+/// The per-process fan-out of live messages and of presence lists.
 pub struct Hub {
     store: Arc<dyn ChatStore>,
     rooms: Mutex<HashMap<String, broadcast::Sender<Arc<Batch>>>>,
-    presence: broadcast::Sender<String>,
+    presence: Mutex<HashMap<String, PresenceRoom>>,
     shutdown: Shutdown,
 }
 
@@ -51,7 +63,7 @@ impl Hub {
         Arc::new(Self {
             store,
             rooms: Mutex::new(HashMap::new()),
-            presence: broadcast::Sender::new(256),
+            presence: Mutex::new(HashMap::new()),
             shutdown,
         })
     }
@@ -73,14 +85,93 @@ impl Hub {
         self.rooms.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
-    /// Tells local presence watchers of `room` that its online list changed.
-    pub fn presence_changed(&self, room: &str) {
-        let _ = self.presence.send(room.to_string());
+    /// Number of rooms with a running presence poller in this process.
+    pub fn presence_pollers(&self) -> usize {
+        self.presence
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 
-    /// Receives the names of rooms whose presence changed in this process.
-    pub fn presence_changes(&self) -> broadcast::Receiver<String> {
-        self.presence.subscribe()
+    /// Tells the room's presence poller (if any) that a local heartbeat or leave may have
+    /// changed the online list, so local watchers see it at once.
+    pub fn presence_changed(&self, room: &str) {
+        if let Some(p) = self
+            .presence
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(room)
+        {
+            p.poke.notify_one();
+        }
+    }
+
+    /// The online list of `room` (members within `ttl`), updated whenever the names change.
+    /// One poller per room per process reads the store (every [`PRESENCE_POLL`], or at once
+    /// after a local change) for all of the room's watchers. `None` until the first read.
+    pub fn watch_presence(
+        self: &Arc<Self>,
+        room: &str,
+        ttl: Duration,
+    ) -> watch::Receiver<Option<Arc<Vec<Member>>>> {
+        let mut rooms = self.presence.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = rooms.get(room) {
+            return p.tx.subscribe();
+        }
+        let (tx, rx) = watch::channel(None);
+        let poke = Arc::new(Notify::new());
+        rooms.insert(
+            room.to_string(),
+            PresenceRoom {
+                tx: tx.clone(),
+                poke: poke.clone(),
+            },
+        );
+        tokio::spawn(
+            self.clone()
+                .presence_poller(room.to_string(), tx, poke, ttl),
+        );
+        rx
+    }
+
+    async fn presence_poller(
+        self: Arc<Self>,
+        room: String,
+        tx: watch::Sender<Option<Arc<Vec<Member>>>>,
+        poke: Arc<Notify>,
+        ttl: Duration,
+    ) {
+        let stop = self.shutdown.wait();
+        tokio::pin!(stop);
+        loop {
+            {
+                let mut rooms = self.presence.lock().unwrap_or_else(|e| e.into_inner());
+                if tx.receiver_count() == 0 || self.shutdown.is_triggered() {
+                    rooms.remove(&room);
+                    return;
+                }
+            }
+            match self.store.online(&room, now_ms(), ttl).await {
+                Ok(members) => {
+                    tx.send_if_modified(|current| {
+                        let same = current.as_ref().is_some_and(|c| {
+                            c.len() == members.len()
+                                && c.iter().zip(&members).all(|(a, b)| a.0 == b.0)
+                        });
+                        if !same {
+                            *current = Some(Arc::new(members));
+                        }
+                        !same
+                    });
+                }
+                Err(err) => tracing::warn!(room = %room, error = %err, "presence read failed"),
+            }
+            tokio::select! {
+                _ = &mut stop => {}
+                _ = poke.notified() => {}
+                _ = tokio::time::sleep(PRESENCE_POLL) => {}
+            }
+        }
     }
 
     /// The store behind the hub.
