@@ -27,6 +27,9 @@ pub struct DevConfig {
     /// In-process worker.
     #[command(flatten)]
     pub worker: pfc_worker::WorkerArgs,
+    /// Chat limits and timings (`PFC_CHAT_*`).
+    #[command(flatten)]
+    pub chat: pfc_chat::Limits,
 }
 
 /// Runs everything until `shutdown` resolves, then drains every part.
@@ -69,7 +72,7 @@ pub async fn run(
     // auth + chat (issue 5): ephemeral signing key, chat store in memory or on --redis-url.
     let chat = pfc_chat::embedded(
         config.store.effective_redis_url().as_deref(),
-        pfc_chat::Limits::default(),
+        config.chat.clone(),
         reporter.clone(),
         stop.clone(),
     )
