@@ -190,7 +190,7 @@ impl Hub {
         let mut backoff = Duration::from_millis(100);
         let mut cursor = loop {
             tokio::select! {
-                _ = &mut stop => return self.remove(&room, true),
+                _ = &mut stop => return self.remove(&room),
                 r = self.store.last_id(&room) => match r {
                     Ok(id) => break id,
                     Err(err) => {
@@ -208,7 +208,7 @@ impl Hub {
                 return;
             }
             let read = tokio::select! {
-                _ = &mut stop => return self.remove(&room, true),
+                _ = &mut stop => return self.remove(&room),
                 r = self.store.wait_after(&room, cursor, READ_BATCH, READ_BLOCK) => r,
             };
             match read {
@@ -239,7 +239,7 @@ impl Hub {
         }
     }
 
-    fn remove(&self, room: &str, _shutdown: bool) {
+    fn remove(&self, room: &str) {
         self.rooms
             .lock()
             .unwrap_or_else(|e| e.into_inner())
