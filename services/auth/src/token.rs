@@ -162,8 +162,12 @@ impl Verifier {
 
     /// Verifies a token: signature, algorithm, issuer, audience, expiry. Returns its claims.
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|e| AuthError::InvalidToken(format!("malformed: {e}")))?;
+        let header = jsonwebtoken::decode_header(token).map_err(|e| {
+            AuthError::InvalidToken(match e.kind() {
+                ErrorKind::Json(_) => "malformed header (only alg EdDSA is accepted)".into(),
+                _ => "malformed: expected a JWT (header.payload.signature)".into(),
+            })
+        })?;
         if header.alg != Algorithm::EdDSA {
             return Err(AuthError::InvalidToken(format!(
                 "algorithm {:?} is not accepted",
