@@ -64,6 +64,7 @@ impl AuthService for AuthGrpc {
         }))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn get_jwks(
         &self,
         _: Request<GetJwksRequest>,

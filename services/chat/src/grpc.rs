@@ -176,6 +176,7 @@ impl ChatService for ChatGrpc {
         Ok(Response::new(Box::pin(follow(s, req.room, after, live))))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn list_rooms(
         &self,
         req: Request<pb::ListRoomsRequest>,
@@ -348,6 +349,7 @@ impl PresenceService for PresenceGrpc {
         }))
     }
 
+    #[tracing::instrument(skip_all, fields(room = %req.get_ref().room))]
     async fn list_online(
         &self,
         req: Request<pb::ListOnlineRequest>,
@@ -363,6 +365,7 @@ impl PresenceService for PresenceGrpc {
     type WatchPresenceStream =
         Pin<Box<dyn Stream<Item = Result<pb::WatchPresenceResponse, Status>> + Send>>;
 
+    #[tracing::instrument(skip_all, fields(room = %req.get_ref().room))]
     async fn watch_presence(
         &self,
         req: Request<pb::WatchPresenceRequest>,
