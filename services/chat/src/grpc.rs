@@ -208,7 +208,7 @@ struct Follow {
     room: String,
     last: MessageId,
     live: broadcast::Receiver<Arc<Batch>>,
-    queue: VecDeque<StoredMessage>,
+    queue: VecDeque<(MessageId, pb::Message)>,
     /// `Some(upto)`: replay stored messages after `last` (up to `upto`, or all when `None`).
     replay: Option<Option<MessageId>>,
     /// A live batch waiting for the replay in front of it to finish.
@@ -216,16 +216,27 @@ struct Follow {
 }
 
 impl Follow {
+    /// Queues the batch's messages this subscriber has not delivered yet.
+    fn take_batch(&mut self, batch: &Batch) {
+        let last = self.last;
+        let fresh = batch
+            .messages
+            .iter()
+            .zip(&batch.protos)
+            .filter(|(m, _)| m.id > last);
+        self.queue.extend(fresh.map(|(m, p)| (m.id, p.clone())));
+    }
+
     /// The next message to deliver; `None` ends the stream.
     async fn next(&mut self) -> Option<Result<pb::SubscribeResponse, Status>> {
         loop {
-            if let Some(m) = self.queue.pop_front() {
-                if m.id <= self.last {
+            if let Some((id, message)) = self.queue.pop_front() {
+                if id <= self.last {
                     continue; // already delivered (replay and live overlap)
                 }
-                self.last = m.id;
+                self.last = id;
                 return Some(Ok(pb::SubscribeResponse {
-                    message: Some(m.to_proto()),
+                    message: Some(message),
                 }));
             }
             if let Some(upto) = self.replay {
@@ -244,7 +255,7 @@ impl Follow {
                         more = false;
                         break;
                     }
-                    self.queue.push_back(m);
+                    self.queue.push_back((m.id, m.to_proto()));
                 }
                 if !more {
                     self.replay = None;
@@ -252,7 +263,7 @@ impl Follow {
                 continue;
             }
             if let Some(batch) = self.deferred.take() {
-                self.queue.extend(batch.messages.iter().cloned());
+                self.take_batch(&batch);
                 continue;
             }
             match self.live.recv().await {
@@ -262,9 +273,7 @@ impl Follow {
                     self.replay = Some(Some(batch.from));
                     self.deferred = Some(batch);
                 }
-                Ok(batch) => self
-                    .queue
-                    .extend(batch.messages.iter().filter(|m| m.id > self.last).cloned()),
+                Ok(batch) => self.take_batch(&batch),
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     tracing::debug!(room = %self.room, skipped = n, "subscriber lagged, catching up from the store");
                     self.replay = Some(None);

@@ -47,6 +47,8 @@ pub struct Batch {
     pub from: MessageId,
     /// The messages, oldest first.
     pub messages: Vec<StoredMessage>,
+    /// The same messages in protobuf form, built once for every subscriber.
+    pub protos: Vec<pfc_proto::chat::v1::Message>,
 }
 
 /// The per-process fan-out of live messages and of presence lists.
@@ -218,7 +220,12 @@ impl Hub {
                     let from = cursor;
                     // The batch is non-empty, so `last()` exists.
                     cursor = messages.last().map(|m| m.id).unwrap_or(cursor);
-                    let _ = tx.send(Arc::new(Batch { from, messages }));
+                    let protos = messages.iter().map(StoredMessage::to_proto).collect();
+                    let _ = tx.send(Arc::new(Batch {
+                        from,
+                        messages,
+                        protos,
+                    }));
                 }
                 Err(err) => {
                     tracing::warn!(room = %room, error = %err, "room reader failed, retrying");
