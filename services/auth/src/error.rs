@@ -14,6 +14,9 @@ pub enum AuthError {
     /// The token is malformed, tampered, signed by an unknown key or with a refused algorithm.
     #[error("invalid token: {0}")]
     InvalidToken(String),
+    /// The token names a key (`kid`) this verifier does not know: auth's key changed.
+    #[error("invalid token: signed by an unknown key (if auth's key just changed, retry shortly)")]
+    UnknownKey,
     /// The token's `exp` is past.
     #[error("token expired: log in again")]
     Expired,
@@ -29,9 +32,10 @@ impl From<AuthError> for Status {
     fn from(e: AuthError) -> Self {
         match e {
             AuthError::InvalidName(_) => Status::invalid_argument(e.to_string()),
-            AuthError::MissingToken | AuthError::InvalidToken(_) | AuthError::Expired => {
-                Status::unauthenticated(e.to_string())
-            }
+            AuthError::MissingToken
+            | AuthError::InvalidToken(_)
+            | AuthError::UnknownKey
+            | AuthError::Expired => Status::unauthenticated(e.to_string()),
             AuthError::KeysUnavailable => Status::unavailable(e.to_string()),
             AuthError::Key(_) => Status::internal("token signing failed"),
         }

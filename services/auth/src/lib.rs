@@ -36,7 +36,7 @@ pub use error::AuthError;
 pub use grpc::AuthGrpc;
 pub use keys::SigningKey;
 pub use names::{validate_name, validate_username, MAX_USERNAME_LEN};
-pub use remote::{fetch, Keys};
+pub use remote::{fetch, Keys, MIN_REFRESH};
 pub use token::{bearer, Claims, Issuer, Verifier, LEEWAY_SECS};
 
 /// The gRPC service name, as health checks and reflection know it.

@@ -8,15 +8,20 @@ use std::time::Duration;
 
 use pfc_proto::auth::v1::auth_service_client::AuthServiceClient;
 use pfc_proto::auth::v1::GetJwksRequest;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use crate::{AuthError, Claims, Verifier};
+
+/// Shortest time between two key fetches (so forged `kid`s cannot make us hammer auth).
+pub const MIN_REFRESH: Duration = Duration::from_secs(2);
 
 /// Shared, swappable verification keys.
 #[derive(Clone, Debug)]
 pub struct Keys {
     current: Arc<RwLock<Option<Arc<Verifier>>>>,
     loaded: watch::Sender<bool>,
+    /// Wakes the refresh task early: a token named a key we don't know (auth's key changed).
+    stale: Arc<Notify>,
 }
 
 impl Keys {
@@ -24,6 +29,7 @@ impl Keys {
         Self {
             current: Arc::new(RwLock::new(None)),
             loaded: watch::Sender::new(false),
+            stale: Arc::new(Notify::new()),
         }
     }
 
@@ -35,8 +41,9 @@ impl Keys {
     }
 
     /// Keys fetched from the auth service at `url` in the background: first with exponential
-    /// backoff (100 ms .. 5 s) until it answers, then again every `refresh` (key rotation).
-    /// The task stops when `shutdown` resolves.
+    /// backoff (100 ms .. 5 s) until it answers, then again every `refresh` (key rotation), or
+    /// sooner (at most every [`MIN_REFRESH`]) when a token names an unknown key, e.g. after
+    /// auth restarted with a new ephemeral key. The task stops when `shutdown` resolves.
     pub fn remote(
         url: String,
         refresh: Duration,
@@ -55,7 +62,13 @@ impl Keys {
                             }
                             this.set(v);
                             backoff = Duration::from_millis(100);
-                            tokio::time::sleep(refresh).await;
+                            tokio::time::sleep(MIN_REFRESH.min(refresh)).await;
+                            tokio::select! {
+                                _ = tokio::time::sleep(refresh.saturating_sub(MIN_REFRESH)) => {}
+                                _ = this.stale.notified() => {
+                                    tracing::info!(auth_url = %url, "token with an unknown key: refreshing verification keys");
+                                }
+                            }
                         }
                         Err(err) => {
                             tracing::warn!(auth_url = %url, error = %err, retry_in = ?backoff, "failed to fetch verification keys");
@@ -94,7 +107,11 @@ impl Keys {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        v.ok_or(AuthError::KeysUnavailable)?.verify(token)
+        let result = v.ok_or(AuthError::KeysUnavailable)?.verify(token);
+        if matches!(result, Err(AuthError::UnknownKey)) {
+            self.stale.notify_one();
+        }
+        result
     }
 }
 

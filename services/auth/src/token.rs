@@ -179,7 +179,7 @@ impl Verifier {
             None if self.keys.len() == 1 => self.keys.values().next(),
             None => None,
         }
-        .ok_or_else(|| AuthError::InvalidToken("signed by an unknown key".into()))?;
+        .ok_or(AuthError::UnknownKey)?;
         match jsonwebtoken::decode::<Claims>(token, key, &self.validation) {
             Ok(data) => Ok(data.claims),
             Err(e) => Err(match e.kind() {

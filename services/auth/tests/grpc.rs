@@ -175,3 +175,59 @@ async fn health_per_service() {
         assert_eq!(status, 1, "{service:?} should be SERVING");
     }
 }
+
+/// When auth comes back with a new key (e.g. a restart with an ephemeral key), a remote
+/// verifier refreshes as soon as it sees a token with the unknown key, not after the full
+/// refresh period.
+#[tokio::test]
+async fn remote_keys_refresh_on_unknown_key() {
+    let (addr, stop, handle) = start_server(pfc_auth::Config::default()).await;
+    let keys = pfc_auth::Keys::remote(
+        format!("http://{addr}"),
+        Duration::from_secs(3600),
+        std::future::pending(),
+    );
+    tokio::time::timeout(Duration::from_secs(5), keys.wait_loaded())
+        .await
+        .unwrap();
+    stop.send(()).unwrap();
+    handle.await.unwrap();
+
+    // Same address, new ephemeral key.
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let (_tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        pfc_auth::run(listener, pfc_auth::Config::default(), async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    let mut client = loop {
+        if let Ok(c) = AuthServiceClient::connect(format!("http://{addr}")).await {
+            break c;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let token = client
+        .login(LoginRequest {
+            username: "alice".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
+    assert!(matches!(
+        keys.verify(&token),
+        Err(pfc_auth::AuthError::UnknownKey)
+    ));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while keys.verify(&token).is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "keys not refreshed after an unknown kid: {:?}",
+            keys.verify(&token)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
