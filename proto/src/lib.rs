@@ -36,7 +36,8 @@ pub mod chat {
 }
 
 /// Encoded `FileDescriptorSet` of every pfc `.proto` (and its imports), for server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pfc_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/pfc_descriptor.bin"));
 
 /// Milliseconds since the Unix epoch to a protobuf timestamp.
 pub fn timestamp_from_ms(ms: i64) -> prost_types::Timestamp {

@@ -40,7 +40,11 @@ impl RedisServer {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("pfc-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("create redis dir");
-        let mut s = Self { port, child: None, dir };
+        let mut s = Self {
+            port,
+            child: None,
+            dir,
+        };
         s.spawn();
         s
     }
@@ -62,7 +66,10 @@ impl RedisServer {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("redis-server on port {} did not start within 10 s", self.port);
+        panic!(
+            "redis-server on port {} did not start within 10 s",
+            self.port
+        );
     }
 
     /// The server's port.
