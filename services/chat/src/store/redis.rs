@@ -5,7 +5,8 @@
 //! - `pfc:chat:{<room>}:messages`: a stream; entry fields `a` (author) and `t` (text), capped
 //!   with `XADD MAXLEN ~`. Stream ids are the message ids.
 //! - `pfc:chat:{<room>}:presence`: a sorted set, member = username, score = last heartbeat (ms).
-//! - `pfc:chat:rooms`: a sorted set, member = room, score = last message (ms).
+//! - `pfc:chat:rooms`: a sorted set, member = room, score = last message (ms), capped to the
+//!   [`MAX_INDEXED_ROOMS`] most recently active rooms.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -30,6 +31,9 @@ pub mod keys {
     /// The index of rooms by last activity.
     pub const ROOMS: &str = "pfc:chat:rooms";
 }
+
+/// Rooms kept in the `pfc:chat:rooms` index (most recently active first).
+pub const MAX_INDEXED_ROOMS: usize = 10_000;
 
 /// One stream entry as Redis returns it: id and flat field/value list.
 type Entry = (String, Vec<String>);
@@ -168,6 +172,12 @@ impl ChatStore for RedisStore {
             .arg(keys::ROOMS)
             .arg(now_ms())
             .arg(room)
+            .ignore()
+            // Keep the index to the most recently active rooms (anyone can create rooms).
+            .cmd("ZREMRANGEBYRANK")
+            .arg(keys::ROOMS)
+            .arg(0)
+            .arg(-(MAX_INDEXED_ROOMS as i64) - 1)
             .ignore()
             .query_async(&mut conn)
             .await;
