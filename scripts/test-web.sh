@@ -25,4 +25,6 @@ if [ "${CI:-}" = "true" ]; then
 fi
 cargo build -p pfc --locked
 # One file at a time: each starts its own pfc dev and Chromium, and CI machines have 2 cores.
-PFC_BIN="$PWD/target/debug/pfc" node --test --test-concurrency=1 web/e2e/
+target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
+export PFC_BIN="${PFC_BIN:-$target_dir/debug/pfc}"
+node --test --test-concurrency=1 web/e2e/
