@@ -52,7 +52,7 @@ web:
 
 # Build the pfc image from the multi-stage Dockerfile (tag: PFC_IMAGE, default pfc:local)
 images *flags:
-    {{ engine }} build -t {{ image }} {{ flags }} .
+    {{ engine }} build {{ if engine == "podman" { "--format docker" } else { "" } }} -t {{ image }} {{ flags }} .
 
 # Package a host-built release binary into the runtime image in ~1 s (compose/Dockerfile.prebuilt)
 images-prebuilt:

@@ -63,7 +63,8 @@ case "$BUILD" in
   full)
     scripts/ci/make-node-image.sh
     t0=$(date +%s)
-    podman build -f Dockerfile --build-arg NODE_IMAGE=localhost/node:host -t "$IMAGE" .
+    # --format docker: podman's default OCI format ignores the build stage's SHELL (pipefail).
+    podman build --format docker -f Dockerfile --build-arg NODE_IMAGE=localhost/node:host -t "$IMAGE" .
     echo "full multi-stage build: $(( $(date +%s) - t0 ))s"
     ;;
   none) podman image exists "$IMAGE" || die "PFC_E2E_IMAGE=$IMAGE does not exist" ;;
