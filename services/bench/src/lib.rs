@@ -127,13 +127,12 @@ pub async fn run(args: Args) -> anyhow::Result<String> {
     let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let early: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let latencies: Arc<Mutex<Vec<Duration>>> = Arc::default();
-    let done = Arc::new(tokio::sync::Notify::new());
     let total = args.jobs;
+    // counts DONE/FAILED events; returns the time of the last one, or None if the stream ends
     let watcher = {
-        let (sent, early, latencies, done) =
-            (sent.clone(), early.clone(), latencies.clone(), done.clone());
+        let (sent, early, latencies) = (sent.clone(), early.clone(), latencies.clone());
         tokio::spawn(async move {
-            let mut last = Instant::now();
+            let mut finished = 0usize;
             while let Ok(Some(msg)) = events.message().await {
                 let Some(ev) = msg.event else { continue };
                 if ev.status() != pb::JobStatus::Done && ev.status() != pb::JobStatus::Failed {
@@ -141,21 +140,19 @@ pub async fn run(args: Args) -> anyhow::Result<String> {
                 }
                 let now = Instant::now();
                 let start = sent.lock().expect("lock").remove(&ev.job_id);
-                let mut l = latencies.lock().expect("lock");
                 match start {
-                    Some(t) => l.push(now - t),
-                    // done before the submit call returned: match it when it does
+                    Some(t) => latencies.lock().expect("lock").push(now - t),
+                    // done before the submit call returned: the submitter records it
                     None => {
                         early.lock().expect("lock").insert(ev.job_id, now);
                     }
                 }
-                last = now;
-                if l.len() >= total {
-                    done.notify_one();
-                    return last;
+                finished += 1;
+                if finished >= total {
+                    return Some(now);
                 }
             }
-            last
+            None
         })
     };
 
@@ -211,19 +208,13 @@ pub async fn run(args: Args) -> anyhow::Result<String> {
         t.await??;
     }
     let submitted_in = started.elapsed();
-    if latencies.lock().expect("lock").len() < total
-        && tokio::time::timeout(args.timeout, done.notified())
-            .await
-            .is_err()
-    {
-        let got = latencies.lock().expect("lock").len();
-        bail!(
-            "only {got} of {total} jobs finished within {:?}",
-            args.timeout
-        );
-    }
-    let last = watcher.await?;
-    let e2e = last - started;
+    let last = match tokio::time::timeout(args.timeout, watcher).await {
+        Ok(Ok(Some(last))) => last,
+        Ok(Ok(None)) => bail!("the WatchJobs stream ended before every job finished"),
+        Ok(Err(e)) => bail!("watcher task failed: {e}"),
+        Err(_) => bail!("not every job finished within {:?}", args.timeout),
+    };
+    let e2e = last.saturating_duration_since(started);
     let mut lat = std::mem::take(&mut *latencies.lock().expect("lock"));
     lat.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
