@@ -43,10 +43,10 @@ pub enum ApiError {
     #[error("{0}")]
     PermissionDenied(String),
     /// The core cannot be reached or is draining (503 `unavailable`).
-    #[error("the job service is unavailable, retry later")]
+    #[error("a pfc service behind the gateway is unavailable, retry later")]
     Unavailable,
     /// The core did not answer in time (504 `deadline_exceeded`).
-    #[error("the job service did not answer in time")]
+    #[error("a pfc service behind the gateway did not answer in time")]
     Timeout,
     /// Anything else: a bug or an unexpected core answer (500 `internal`). Logged, never shown.
     #[error("internal error")]
