@@ -12,6 +12,16 @@ use pfc_proto::jobs::v1 as pb;
 use prost::Message;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
+/// Kills the child process when the test ends, even on a failed assertion.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Span name → trace ids seen.
 type Seen = Arc<Mutex<HashMap<String, Vec<Vec<u8>>>>>;
 
@@ -78,16 +88,18 @@ async fn submit_and_job_spans_share_a_trace() {
 
     let grpc = pfc_testkit::free_port();
     let http = pfc_testkit::free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pfc"))
-        .args(["dev", "--grpc-addr", &format!("127.0.0.1:{grpc}")])
-        .args(["--http-addr", &format!("127.0.0.1:{http}")])
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}"))
-        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
-        .env("PFC_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn pfc dev");
+    let _child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_pfc"))
+            .args(["dev", "--grpc-addr", &format!("127.0.0.1:{grpc}")])
+            .args(["--http-addr", &format!("127.0.0.1:{http}")])
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}"))
+            .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+            .env("PFC_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn pfc dev"),
+    );
 
     let addr: std::net::SocketAddr = format!("127.0.0.1:{grpc}").parse().unwrap();
     let mut c = pfc_testkit::wait_until("pfc dev up", Duration::from_secs(20), || async move {
@@ -136,8 +148,6 @@ async fn submit_and_job_spans_share_a_trace() {
             }
         })
         .await;
-    let _ = child.kill();
-    let _ = child.wait();
     let trace_hex: String = submit[0].iter().map(|b| format!("{b:02x}")).collect();
     assert!(
         job.traceparent.contains(&trace_hex),
