@@ -75,6 +75,10 @@ compose-e2e:
 bench *flags:
     cargo run --release -p pfc -- bench {{ flags }}
 
+# The reproducible jobs benchmark of docs/benchmarks.md: private Redis, pfc jobs, workers, pfc bench
+bench-jobs jobs="200000" workers="2" concurrency="64":
+    scripts/bench.sh {{ jobs }} {{ workers }} {{ concurrency }}
+
 # What CI runs (bootstrap + lints + tests + shipping checks)
 ci:
     bash .ci/run
