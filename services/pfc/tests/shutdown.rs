@@ -50,17 +50,20 @@ async fn wait_processing(
     .await;
 }
 
-/// SIGTERM with time to spare: the running jobs finish (done, one attempt each), then the
-/// worker exits and leaves the live set.
-#[tokio::test]
-async fn sigterm_lets_running_jobs_finish() {
+/// Two `sleep` jobs of `ms` running on a worker process with `shutdown_timeout`, then
+/// SIGTERM: returns the stack, the job ids and how long the worker took to exit (asserting
+/// it exited cleanly).
+async fn sigterm_mid_jobs(
+    ms: &str,
+    shutdown_timeout: &str,
+) -> (RedisServer, JobsServer, [String; 2], Duration) {
     let redis = RedisServer::start();
     let server = JobsServer::start(store_args(Some(redis.url()))).await;
     let mut c = server.client().await;
-    let mut worker = spawn_worker(&redis.url(), "10s");
+    let mut worker = spawn_worker(&redis.url(), shutdown_timeout);
     let ids = [
-        submit(&mut c, "sleep", "700").await,
-        submit(&mut c, "sleep", "700").await,
+        submit(&mut c, "sleep", ms).await,
+        submit(&mut c, "sleep", ms).await,
     ];
     wait_processing(&mut c, 2).await;
     sigterm(&worker);
@@ -70,11 +73,16 @@ async fn sigterm_lets_running_jobs_finish() {
         .unwrap()
         .unwrap();
     assert!(status.success(), "worker exit status {status:?}");
-    assert!(
-        t.elapsed() < Duration::from_secs(5),
-        "exit took {:?}",
-        t.elapsed()
-    );
+    (redis, server, ids, t.elapsed())
+}
+
+/// SIGTERM with time to spare: the running jobs finish (done, one attempt each), then the
+/// worker exits and leaves the live set.
+#[tokio::test]
+async fn sigterm_lets_running_jobs_finish() {
+    let (_redis, server, ids, exit) = sigterm_mid_jobs("700", "10s").await;
+    assert!(exit < Duration::from_secs(5), "exit took {exit:?}");
+    let mut c = server.client().await;
     for id in &ids {
         let j = get(&mut c, id).await;
         assert_eq!(j.status(), pb::JobStatus::Done, "{j:?}");
@@ -95,27 +103,9 @@ async fn sigterm_lets_running_jobs_finish() {
 /// once (not after a lease expiry, and without using an attempt), and another worker runs them.
 #[tokio::test]
 async fn sigterm_releases_unfinished_jobs() {
-    let redis = RedisServer::start();
-    let server = JobsServer::start(store_args(Some(redis.url()))).await;
+    let (redis, server, ids, exit) = sigterm_mid_jobs("5000", "300ms").await;
+    assert!(exit < Duration::from_secs(3), "exit took {exit:?}");
     let mut c = server.client().await;
-    let mut worker = spawn_worker(&redis.url(), "300ms");
-    let ids = [
-        submit(&mut c, "sleep", "5000").await,
-        submit(&mut c, "sleep", "5000").await,
-    ];
-    wait_processing(&mut c, 2).await;
-    sigterm(&worker);
-    let t = Instant::now();
-    let status = tokio::task::spawn_blocking(move || worker.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success(), "worker exit status {status:?}");
-    assert!(
-        t.elapsed() < Duration::from_secs(3),
-        "exit took {:?}",
-        t.elapsed()
-    );
     for id in &ids {
         let j = get(&mut c, id).await;
         assert_eq!(
