@@ -5,40 +5,11 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import net from "node:net";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { chromium } from "playwright-core";
-
-const here = dirname(fileURLToPath(import.meta.url));
-const repo = resolve(here, "../..");
-const PFC = process.env.PFC_BIN ?? join(repo, "target/debug/pfc");
-const SHOTS = process.env.UPDATE_SCREENSHOTS ? join(repo, "docs/screenshots") : null;
-const CHROMIUM = process.env.CHROMIUM ?? process.env.CHROME_PATH ?? "/usr/bin/chromium";
+import { CHROMIUM, PFC, SHOTS, freePort, waitReady } from "./harness.mjs";
 
 let server, base, browser, alice, bob, logs = "";
-
-function freePort() {
-  return new Promise((ok, fail) => {
-    const s = net.createServer().listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => ok(port));
-    });
-    s.on("error", fail);
-  });
-}
-
-async function waitReady(url, ms) {
-  const end = Date.now() + ms;
-  for (;;) {
-    try {
-      const r = await fetch(url);
-      if (r.ok) return;
-    } catch {}
-    if (Date.now() > end) throw new Error(`${url} not ready after ${ms} ms; pfc output:\n${logs}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 async function person() {
   const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
@@ -63,7 +34,7 @@ before(async () => {
   });
   server.stdout.on("data", (d) => (logs += d));
   server.stderr.on("data", (d) => (logs += d));
-  await waitReady(`${base}/healthz`, 30_000);
+  await waitReady(`${base}/healthz`, 30_000, () => logs);
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     headless: true,

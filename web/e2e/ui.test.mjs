@@ -8,41 +8,12 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { mkdtempSync } from "node:fs";
-import net from "node:net";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { chromium } from "playwright-core";
-
-const here = dirname(fileURLToPath(import.meta.url));
-const repo = resolve(here, "../..");
-const PFC = process.env.PFC_BIN ?? join(repo, "target/debug/pfc");
-const SHOTS = process.env.UPDATE_SCREENSHOTS ? join(repo, "docs/screenshots") : null;
-const CHROMIUM = process.env.CHROMIUM ?? process.env.CHROME_PATH ?? "/usr/bin/chromium";
+import { CHROMIUM, PFC, SHOTS, freePort, waitReady } from "./harness.mjs";
 
 let server, base, ctx, page, logs = "";
-
-function freePort() {
-  return new Promise((ok, fail) => {
-    const s = net.createServer().listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => ok(port));
-    });
-    s.on("error", fail);
-  });
-}
-
-async function waitReady(url, ms) {
-  const end = Date.now() + ms;
-  for (;;) {
-    try {
-      const r = await fetch(url);
-      if (r.ok) return;
-    } catch {}
-    if (Date.now() > end) throw new Error(`${url} not ready after ${ms} ms; pfc output:\n${logs}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 before(async () => {
   const [grpc, http] = [await freePort(), await freePort()];
@@ -53,7 +24,7 @@ before(async () => {
   });
   server.stdout.on("data", (d) => (logs += d));
   server.stderr.on("data", (d) => (logs += d));
-  await waitReady(`${base}/readyz`, 30_000);
+  await waitReady(`${base}/readyz`, 30_000, () => logs);
   ctx = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), "pfc-e2e-")), {
     executablePath: CHROMIUM,
     headless: true,
