@@ -226,7 +226,8 @@ impl JobService for Jobs {
                 while !terminal {
                     let reread = tokio::select! {
                         ev = events.recv() => match ev {
-                            Ok(ev) => ev.job_id == id && ev.version > last,
+                            Ok(pfc_queue::Feed::Event(ev)) => ev.job_id == id && ev.version > last,
+                            Ok(pfc_queue::Feed::Gap) => true,
                             Err(broadcast::error::RecvError::Lagged(_)) => true,
                             Err(broadcast::error::RecvError::Closed) => return,
                         },
@@ -287,8 +288,9 @@ impl JobService for Jobs {
             loop {
                 tokio::select! {
                     ev = events.recv() => match ev {
-                        Ok(ev) if !wanted.is_empty() && !wanted.contains(&ev.status) => {}
-                        Ok(ev) => {
+                        Ok(pfc_queue::Feed::Gap) => {}
+                        Ok(pfc_queue::Feed::Event(ev)) if !wanted.is_empty() && !wanted.contains(&ev.status) => {}
+                        Ok(pfc_queue::Feed::Event(ev)) => {
                             if tx.send(Ok(pb::WatchJobsResponse { event: Some(event_to_pb(ev)) })).await.is_err() {
                                 return;
                             }

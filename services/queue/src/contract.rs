@@ -426,6 +426,7 @@ pub async fn events_are_published(s: &dyn JobStore) {
             .await
             .expect("event")
             .unwrap();
+        let Feed::Event(ev) = ev else { continue };
         if ev.job_id == id {
             seen.push((ev.status, ev.version));
         }

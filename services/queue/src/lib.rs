@@ -58,9 +58,11 @@ pub trait JobStore: Send + Sync + 'static {
     /// Queue depth, in-flight work, counters, live workers.
     async fn stats(&self) -> Result<Stats>;
 
-    /// Live transitions of all jobs. Lagging receivers lose the oldest events (watchers
-    /// re-read the job after a lag), so a slow watcher never slows the queue.
-    fn subscribe(&self) -> broadcast::Receiver<JobEvent>;
+    /// Live transitions of all jobs. Lagging receivers lose the oldest events (a
+    /// `RecvError::Lagged` means the same as [`Feed::Gap`]: re-read what you watch), so a
+    /// slow watcher never slows the queue. [`Feed::Gap`] is sent whenever the store itself may
+    /// have missed events (its event connection was re-established).
+    fn subscribe(&self) -> broadcast::Receiver<Feed>;
 
     /// Leases up to `max` due jobs to `worker`, waiting up to `wait` when none is available.
     /// Each returned job is `Processing` with `attempts` incremented; the worker must

@@ -19,7 +19,7 @@ pub struct MemoryStore {
     config: StoreConfig,
     inner: Mutex<Inner>,
     wake: Notify,
-    events: broadcast::Sender<JobEvent>,
+    events: broadcast::Sender<Feed>,
 }
 
 #[derive(Default)]
@@ -58,7 +58,7 @@ impl MemoryStore {
     }
 
     fn emit(&self, job: &Job) {
-        let _ = self.events.send(JobEvent::of(job));
+        let _ = self.events.send(Feed::Event(JobEvent::of(job)));
     }
 }
 
@@ -308,7 +308,7 @@ impl JobStore for MemoryStore {
         })
     }
 
-    fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
+    fn subscribe(&self) -> broadcast::Receiver<Feed> {
         self.events.subscribe()
     }
 

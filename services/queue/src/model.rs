@@ -157,6 +157,18 @@ pub struct JobEvent {
     pub error: Option<String>,
     /// Worker involved.
     pub worker_id: Option<String>,
+    /// The result, on the transition to `Done` (so a watcher needs no extra read).
+    pub result: Option<String>,
+}
+
+/// What a store subscription delivers: transitions, and notice of possible gaps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Feed {
+    /// One transition.
+    Event(JobEvent),
+    /// Transitions may have been missed (the event connection to Redis was re-established,
+    /// or this receiver lagged): whoever watches jobs must re-read them.
+    Gap,
 }
 
 impl JobEvent {
@@ -171,6 +183,11 @@ impl JobEvent {
             at: job.updated_at,
             error: job.error.clone(),
             worker_id: job.worker_id.clone(),
+            result: if job.status == Status::Done {
+                job.result.clone()
+            } else {
+                None
+            },
         }
     }
 }

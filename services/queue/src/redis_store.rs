@@ -128,7 +128,7 @@ pub struct RedisStore {
     queue_key: String,
     config: StoreConfig,
     scripts: Scripts,
-    events: broadcast::Sender<JobEvent>,
+    events: broadcast::Sender<Feed>,
     listener: OnceLock<()>,
     /// Dedicated connection for BLPOP (a blocking command would stall a shared connection).
     blocking: Mutex<Option<MultiplexedConnection>>,
@@ -302,11 +302,14 @@ impl RedisStore {
                         Ok(mut ps) => {
                             if ps.subscribe(&channel).await.is_ok() {
                                 backoff = Duration::from_millis(100);
+                                // events published while no subscription was live are lost:
+                                // tell watchers to re-read (also covers the first subscribe)
+                                let _ = tx.send(Feed::Gap);
                                 let mut stream = ps.into_on_message();
                                 while let Some(msg) = stream.next().await {
                                     if let Ok(payload) = msg.get_payload::<String>() {
                                         if let Some(ev) = parse_event(&payload) {
-                                            let _ = tx.send(ev);
+                                            let _ = tx.send(Feed::Event(ev));
                                         }
                                     }
                                 }
@@ -368,6 +371,7 @@ fn parse_event(s: &str) -> Option<JobEvent> {
         at,
         error: (!error.is_empty()).then(|| error.to_owned()),
         worker_id: (!worker.is_empty()).then(|| worker.to_owned()),
+        result: None,
     })
 }
 
@@ -759,7 +763,7 @@ impl JobStore for RedisStore {
         })
     }
 
-    fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
+    fn subscribe(&self) -> broadcast::Receiver<Feed> {
         self.start_listener();
         self.events.subscribe()
     }
