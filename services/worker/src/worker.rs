@@ -234,6 +234,15 @@ async fn process(registry: &Registry, worker: &str, job: Job, timeout: Duration)
     }
     .instrument(span)
     .await;
+    // one line per processor run, with the delivery's fencing token (the fault suite's history)
+    let label = match &outcome {
+        Outcome::Done(_) => "done",
+        Outcome::Failed {
+            retryable: true, ..
+        } => "retry",
+        Outcome::Failed { .. } => "fail",
+    };
+    tracing::info!(job_id = %job.id, attempt = job.attempts, worker = %worker, outcome = label, "job finished");
     Completion {
         job_id: job.id,
         attempt: job.attempts,
