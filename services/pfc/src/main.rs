@@ -5,7 +5,8 @@
 mod dev;
 mod probe;
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// pfc: jobs and chat on a Rust gRPC core.
 #[derive(Parser)]
@@ -59,7 +60,13 @@ impl Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // `--grpc-addr`/`PFC_GRPC_ADDR` given, or just the role's default (docs/roles.md)
+    let grpc_addr_explicit = matches
+        .subcommand()
+        .and_then(|(_, m)| m.value_source("grpc_addr"))
+        .is_some_and(|source| source != ValueSource::DefaultValue);
     match cli.command {
         Command::Probe(args) => return probe::run(args).await,
         Command::Bench(args) => return pfc_bench::run(args).await.map(|_| ()),
@@ -74,7 +81,14 @@ async fn main() -> anyhow::Result<()> {
             pfc_jobs::run(l, c, shutdown).await
         }
         Command::Worker(c) => {
-            let l = pfc_runtime::bind(c.grpc_addr).await?;
+            // Nothing dials a worker but its health probes, so two workers on one host must
+            // both start with their defaults: a taken default port falls back to an
+            // ephemeral one. An address that was asked for fails loudly (Kubernetes probes).
+            let l = if grpc_addr_explicit {
+                pfc_runtime::bind(c.grpc_addr).await?
+            } else {
+                pfc_runtime::bind_default(c.grpc_addr).await?
+            };
             pfc_worker::run(l, c, shutdown).await
         }
         Command::Auth(c) => {

@@ -58,8 +58,10 @@ pub async fn serve(
     services: Vec<String>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let addr = listener.local_addr().ok();
-    tracing::info!(?addr, "gRPC server listening");
+    match listener.local_addr() {
+        Ok(addr) => tracing::info!(%addr, "gRPC server listening"),
+        Err(e) => tracing::info!(error = %e, "gRPC server listening (address unknown)"),
+    }
     // "liveness" answers SERVING while the process runs, whatever its dependencies do:
     // Kubernetes liveness probes ask for it, so a Redis outage makes pods unready, not restarted
     reporter

@@ -7,7 +7,8 @@
 //! # Layout
 //! - [`shutdown_signal`]: resolves on SIGINT or SIGTERM.
 //! - [`Shutdown`]: a cloneable "stop now" broadcast that many tasks can await.
-//! - [`bind`]: binds a TCP listener with a useful error message.
+//! - [`bind`]: binds a TCP listener with a useful error message; [`bind_default`] for a
+//!   default address that may be taken, which falls back to an ephemeral port.
 //! - [`grpc`]: serves a set of tonic services with health, reflection and graceful shutdown.
 
 pub mod grpc;
@@ -106,6 +107,33 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
         .map_err(|e| std::io::Error::new(e.kind(), format!("failed to bind {addr}: {e}")))
 }
 
+/// Binds `addr`, a *default* address, or the same IP with an ephemeral port when `addr` is in
+/// use, logging the address it got.
+///
+/// For listeners nobody dials by a fixed address unless told to, such as a worker's health
+/// port: two `pfc worker` on one host must both start with their defaults. An address the
+/// operator chose (flag or environment) must use [`bind`] and fail loudly instead: Kubernetes
+/// probes and container healthchecks rely on it.
+pub async fn bind_default(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    match TcpListener::bind(addr).await {
+        Ok(listener) => Ok(listener),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            let listener = bind(SocketAddr::new(addr.ip(), 0)).await?;
+            tracing::warn!(
+                default = %addr,
+                addr = %listener.local_addr()?,
+                "default address in use (another process of this role on this host?); \
+                 listening on an ephemeral port instead"
+            );
+            Ok(listener)
+        }
+        Err(e) => Err(std::io::Error::new(
+            e.kind(),
+            format!("failed to bind {addr}: {e}"),
+        )),
+    }
+}
+
 /// Turns a listener into the incoming-connection stream tonic's `serve_with_incoming*` wants,
 /// with `TCP_NODELAY` set (gRPC is latency-sensitive; Nagle adds up to 40 ms per message).
 pub fn incoming(
@@ -133,5 +161,25 @@ mod tests {
         early.await;
         s.wait().await;
         assert!(s.is_triggered());
+    }
+
+    /// A default address that is taken falls back to another port on the same IP, while an
+    /// explicit one fails with "address in use".
+    #[tokio::test]
+    async fn taken_default_falls_back_explicit_fails() {
+        let holder = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let taken = holder.local_addr().unwrap();
+        let fallback = bind_default(taken).await.unwrap();
+        let got = fallback.local_addr().unwrap();
+        assert_eq!(got.ip(), taken.ip());
+        assert_ne!(got.port(), taken.port());
+        let err = bind(taken).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+        assert!(err.to_string().contains(&taken.to_string()), "{err}");
+        // a free default is used as is
+        drop(holder);
+        drop(fallback);
+        let again = bind_default(taken).await.unwrap();
+        assert_eq!(again.local_addr().unwrap(), taken);
     }
 }

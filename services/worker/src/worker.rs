@@ -35,7 +35,9 @@ pub struct WorkerArgs {
 /// Configuration of the `pfc worker` role.
 #[derive(Clone, Debug, clap::Args)]
 pub struct Config {
-    /// gRPC listen address (health only: Kubernetes probes and `pfc probe`).
+    /// gRPC listen address (health only: Kubernetes probes and `pfc probe`). When the
+    /// default is taken (another worker on this host) an ephemeral port is used instead; an
+    /// address given by flag or environment must be free.
     #[arg(long, env = "PFC_GRPC_ADDR", default_value = "127.0.0.1:50054")]
     pub grpc_addr: SocketAddr,
     /// Job store.
