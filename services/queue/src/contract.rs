@@ -18,12 +18,7 @@ fn new_job(text: &str) -> NewJob {
 }
 
 fn done(job: &Job, worker: &str, result: &str) -> Completion {
-    Completion {
-        job_id: job.id.clone(),
-        attempt: job.attempts,
-        worker_id: worker.into(),
-        outcome: Outcome::Done(result.into()),
-    }
+    Completion::of(job, worker, Outcome::Done(result.into()))
 }
 
 /// Submit → take → complete: the job is done with its result, once.
@@ -58,10 +53,19 @@ pub async fn submit_take_complete(s: &dyn JobStore) {
     assert_eq!(j.status, Status::Done);
     assert_eq!(j.result.as_deref(), Some("BONJOUR LE MONDE"));
     assert!(j.finished_at.is_some());
-    // a second report of the same delivery is stale, not applied twice
+    // a second report of the same delivery (a retry) is a duplicate, not applied twice;
+    // another worker's report on it is stale
     assert_eq!(
         s.complete(&[done(job, "w1", "X")]).await.unwrap(),
+        [CompletionResult::Duplicate]
+    );
+    assert_eq!(
+        s.complete(&[done(job, "w2", "X")]).await.unwrap(),
         [CompletionResult::Stale]
+    );
+    assert_eq!(
+        s.get(&job.id).await.unwrap().unwrap().result.as_deref(),
+        Some("BONJOUR LE MONDE")
     );
     let st = s.stats().await.unwrap();
     assert_eq!(
@@ -135,10 +139,7 @@ pub async fn heartbeat_renews(s: &dyn JobStore, lease: Duration) {
         in_flight: 1,
         last_seen: 0,
     };
-    let lref = LeaseRef {
-        job_id: job.id.clone(),
-        attempt: job.attempts,
-    };
+    let lref = LeaseRef::of(&job);
     let until = std::time::Instant::now() + lease * 2;
     while std::time::Instant::now() < until {
         assert!(s
@@ -158,7 +159,7 @@ pub async fn heartbeat_renews(s: &dyn JobStore, lease: Duration) {
     assert_eq!(st.workers[0].concurrency, 4);
     let stale = LeaseRef {
         job_id: job.id.clone(),
-        attempt: 99,
+        delivery: 99,
     };
     assert_eq!(
         s.heartbeat(&info, std::slice::from_ref(&stale))
@@ -182,14 +183,15 @@ pub async fn retries_then_fails(s: &dyn JobStore) {
         .unwrap()
         .job
         .id;
-    let fail = |j: &Job| Completion {
-        job_id: j.id.clone(),
-        attempt: j.attempts,
-        worker_id: "w".into(),
-        outcome: Outcome::Failed {
-            error: format!("boom {}", j.attempts),
-            retryable: true,
-        },
+    let fail = |j: &Job| {
+        Completion::of(
+            j,
+            "w",
+            Outcome::Failed {
+                error: format!("boom {}", j.attempts),
+                retryable: true,
+            },
+        )
     };
     let j1 = s.take("w", 1, Duration::ZERO).await.unwrap().remove(0);
     s.complete(&[fail(&j1)]).await.unwrap();
@@ -219,15 +221,14 @@ pub async fn retries_then_fails(s: &dyn JobStore) {
 
     let id2 = s.submit(new_job("y")).await.unwrap().job.id;
     let j = s.take("w", 1, Duration::ZERO).await.unwrap().remove(0);
-    s.complete(&[Completion {
-        job_id: j.id.clone(),
-        attempt: j.attempts,
-        worker_id: "w".into(),
-        outcome: Outcome::Failed {
+    s.complete(&[Completion::of(
+        &j,
+        "w",
+        Outcome::Failed {
             error: "bad input".into(),
             retryable: false,
         },
-    }])
+    )])
     .await
     .unwrap();
     assert_eq!(s.get(&id2).await.unwrap().unwrap().status, Status::Failed);
@@ -451,7 +452,7 @@ pub async fn release_requeues(s: &dyn JobStore) {
         "w",
         &[LeaseRef {
             job_id: a.clone(),
-            attempt: 1,
+            delivery: 1,
         }],
     )
     .await

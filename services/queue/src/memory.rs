@@ -38,6 +38,8 @@ struct Inner {
     expiry: BTreeSet<(i64, String)>,
     workers: HashMap<String, WorkerInfo>,
     counters: Stats,
+    /// Last time leases were kept (see [`Inner::tick`]).
+    clock: Option<i64>,
 }
 
 impl MemoryStore {
@@ -84,9 +86,44 @@ impl Inner {
         let job = self.transition(id, to, now)?;
         job.finished_at = Some(now);
         let job = job.clone();
-        self.expiry
-            .insert((now + retention.as_millis() as i64, id.to_owned()));
+        let until = now + retention.as_millis() as i64;
+        self.expiry.insert((until, id.to_owned()));
+        // the idempotency key holds while the job is unfinished, then for the retention
+        if let Some(key) = &job.idempotency_key {
+            if let Some(e) = self.idem.get_mut(key) {
+                if e.0 == job.id {
+                    e.1 = until;
+                }
+            }
+        }
         Some(job)
+    }
+
+    /// The lease clock, as in the Redis store: when leases were not kept for longer than
+    /// `gap` (the process was paused), every deadline moves forward by the pause.
+    fn tick(&mut self, now: i64, gap: Duration) {
+        if let Some(last) = self.clock {
+            let pause = now - last;
+            if pause > gap.as_millis() as i64 && !self.leases.is_empty() {
+                let leases = std::mem::take(&mut self.leases);
+                for (deadline, id) in leases {
+                    self.lease_of.insert(id.clone(), deadline + pause);
+                    self.leases.insert((deadline + pause, id));
+                }
+            }
+        }
+        if self.clock.is_none_or(|last| now > last) {
+            self.clock = Some(now);
+        }
+    }
+
+    /// True when `worker` holds delivery `delivery` of job `id`.
+    fn holds(&self, id: &str, worker: &str, delivery: u64) -> bool {
+        self.jobs.get(id).is_some_and(|j| {
+            j.status == Status::Processing
+                && j.delivery == delivery
+                && j.worker_id.as_deref() == Some(worker)
+        })
     }
 
     fn drop_lease(&mut self, id: &str) {
@@ -97,6 +134,7 @@ impl Inner {
 
     /// Promote due scheduled jobs, redeliver expired leases, expire old jobs.
     fn maintain(&mut self, config: &StoreConfig, now: i64) -> Vec<Job> {
+        self.tick(now, config.clock_gap());
         let mut changed = Vec::new();
         while let Some((at, id)) = self.scheduled.first().cloned() {
             if at > now {
@@ -190,6 +228,7 @@ impl JobStore for MemoryStore {
                 error: None,
                 attempts: 0,
                 max_attempts: new.max_attempts.max(1),
+                delivery: 0,
                 created_at: now,
                 updated_at: now,
                 run_at: if scheduled { new.run_at } else { None },
@@ -201,8 +240,8 @@ impl JobStore for MemoryStore {
                 traceparent: new.traceparent,
             };
             if let Some(key) = new.idempotency_key {
-                let exp = now + self.config.retention.as_millis() as i64;
-                g.idem.insert(key, (id.clone(), exp));
+                // held until the job finishes (then for the retention: see `finish`)
+                g.idem.insert(key, (id.clone(), i64::MAX));
             }
             g.all.insert(id.clone());
             g.by_status.entry(status).or_default().insert(id.clone());
@@ -328,6 +367,7 @@ impl JobStore for MemoryStore {
                         continue;
                     };
                     job.attempts += 1;
+                    job.delivery += 1;
                     job.started_at = Some(now);
                     job.worker_id = Some(worker.to_owned());
                     let job = job.clone();
@@ -354,7 +394,8 @@ impl JobStore for MemoryStore {
             if now_i >= deadline {
                 return Ok(taken);
             }
-            let mut sleep_until = deadline;
+            // as in the Redis store: tick more often than the clock gap while waiting
+            let mut sleep_until = deadline.min(now_i + self.config.clock_gap() / 2);
             if let Some(due) = next_due {
                 let d = Duration::from_millis((due - now).max(1) as u64);
                 sleep_until = sleep_until.min(now_i + d);
@@ -369,6 +410,7 @@ impl JobStore for MemoryStore {
     async fn heartbeat(&self, worker: &WorkerInfo, leases: &[LeaseRef]) -> Result<Vec<LeaseRef>> {
         let now = now_ms();
         let mut g = self.lock();
+        g.tick(now, self.config.clock_gap());
         g.workers.insert(
             worker.id.clone(),
             WorkerInfo {
@@ -378,12 +420,7 @@ impl JobStore for MemoryStore {
         );
         let mut lost = Vec::new();
         for l in leases {
-            let held = g.jobs.get(&l.job_id).is_some_and(|j| {
-                j.status == Status::Processing
-                    && j.attempts == l.attempt
-                    && j.worker_id.as_deref() == Some(worker.id.as_str())
-            });
-            if held {
+            if g.holds(&l.job_id, &worker.id, l.delivery) {
                 g.drop_lease(&l.job_id);
                 let until = now + self.config.lease.as_millis() as i64;
                 g.leases.insert((until, l.job_id.clone()));
@@ -403,12 +440,21 @@ impl JobStore for MemoryStore {
         {
             let mut g = self.lock();
             for c in completions {
-                let held = g
-                    .jobs
-                    .get(&c.job_id)
-                    .is_some_and(|j| j.status == Status::Processing && j.attempts == c.attempt);
-                if !held {
-                    out.push(CompletionResult::Stale);
+                if !g.holds(&c.job_id, &c.worker_id, c.delivery) {
+                    // the same report applied before (a retry) is not stale
+                    let again = g.jobs.get(&c.job_id).is_some_and(|j| {
+                        j.delivery == c.delivery
+                            && j.worker_id.as_deref() == Some(c.worker_id.as_str())
+                            && matches!(
+                                j.status,
+                                Status::Done | Status::Failed | Status::Scheduled
+                            )
+                    });
+                    out.push(if again {
+                        CompletionResult::Duplicate
+                    } else {
+                        CompletionResult::Stale
+                    });
                     continue;
                 }
                 g.drop_lease(&c.job_id);
@@ -462,12 +508,7 @@ impl JobStore for MemoryStore {
         {
             let mut g = self.lock();
             for l in leases {
-                let held = g.jobs.get(&l.job_id).is_some_and(|j| {
-                    j.status == Status::Processing
-                        && j.attempts == l.attempt
-                        && j.worker_id.as_deref() == Some(worker)
-                });
-                if !held {
+                if !g.holds(&l.job_id, worker, l.delivery) {
                     continue;
                 }
                 g.drop_lease(&l.job_id);

@@ -88,10 +88,13 @@ pub struct Job {
     pub result: Option<String>,
     /// Last delivery's error.
     pub error: Option<String>,
-    /// Deliveries so far.
+    /// Deliveries so far that count towards `max_attempts` (a release refunds one).
     pub attempts: u32,
     /// Deliveries allowed.
     pub max_attempts: u32,
+    /// Number of the current (or last) delivery: incremented by every lease and never
+    /// reused, so together with the worker id it fences every report of that delivery.
+    pub delivery: u64,
     /// Accepted at.
     pub created_at: i64,
     /// Last transition at.
@@ -211,13 +214,28 @@ pub enum Outcome {
 pub struct Completion {
     /// The job.
     pub job_id: String,
-    /// The delivery it concerns (`Job::attempts` when leased): a fencing token, so a worker
-    /// whose lease expired can't overwrite the job's newer delivery.
+    /// `Job::attempts` when leased (sets the retry backoff).
     pub attempt: u32,
+    /// `Job::delivery` when leased: with `worker_id`, the fencing token, so a worker whose
+    /// lease expired (or that released the job) can't overwrite a newer delivery.
+    pub delivery: u64,
     /// The worker.
     pub worker_id: String,
     /// How it ended.
     pub outcome: Outcome,
+}
+
+impl Completion {
+    /// The report of `worker` on its delivery of `job`.
+    pub fn of(job: &Job, worker: &str, outcome: Outcome) -> Self {
+        Self {
+            job_id: job.id.clone(),
+            attempt: job.attempts,
+            delivery: job.delivery,
+            worker_id: worker.to_owned(),
+            outcome,
+        }
+    }
 }
 
 /// What happened to a completion.
@@ -227,6 +245,9 @@ pub enum CompletionResult {
     Applied,
     /// Ignored: the lease was lost (expired and redelivered, or the job is gone).
     Stale,
+    /// This very report (same worker and delivery) was applied before: a retry after a lost
+    /// reply. Nothing changed.
+    Duplicate,
 }
 
 /// A lease a worker holds: job and delivery number.
@@ -234,8 +255,18 @@ pub enum CompletionResult {
 pub struct LeaseRef {
     /// The job.
     pub job_id: String,
-    /// Its delivery number.
-    pub attempt: u32,
+    /// Its delivery number (`Job::delivery`).
+    pub delivery: u64,
+}
+
+impl LeaseRef {
+    /// The lease on `job`'s current delivery.
+    pub fn of(job: &Job) -> Self {
+        Self {
+            job_id: job.id.clone(),
+            delivery: job.delivery,
+        }
+    }
 }
 
 /// A live worker, as seen through its heartbeats.
@@ -309,6 +340,16 @@ pub struct StoreConfig {
     pub backoff_max: Duration,
     /// A worker without a heartbeat for this long is not live.
     pub worker_ttl: Duration,
+}
+
+impl StoreConfig {
+    /// A pause in lease keeping longer than this (no heartbeat, take or housekeeping ran —
+    /// Redis paused, restarted or unreachable) moves every lease deadline forward by the
+    /// pause (`docs/design.md`, "The lease clock"). Normal gaps are a heartbeat interval
+    /// (lease/3) or the housekeeping tick (500 ms), well below.
+    pub fn clock_gap(&self) -> Duration {
+        (self.lease / 2).max(Duration::from_secs(1))
+    }
 }
 
 impl Default for StoreConfig {

@@ -49,7 +49,7 @@ pub struct Config {
 }
 
 /// Leases held by this worker: job id → delivery number.
-type Held = Arc<Mutex<HashMap<String, u32>>>;
+type Held = Arc<Mutex<HashMap<String, u64>>>;
 
 /// A worker process's job loop.
 pub struct Worker {
@@ -117,10 +117,13 @@ impl Worker {
                 _ = stop.wait() => break,
             };
             let free = slots.available_permits() + 1;
-            let taken = tokio::select! {
-                r = self.store.take(&self.id, free, Duration::from_millis(500)) => r,
-                _ = stop.wait() => break,
-            };
+            // never cancel a take: Redis may have leased the batch already, and dropping the
+            // reply would strand it until the leases expire (an attempt lost). A take returns
+            // within its wait (500 ms) unless Redis is unreachable.
+            let taken = self
+                .store
+                .take(&self.id, free, Duration::from_millis(500))
+                .await;
             let jobs = match taken {
                 Ok(jobs) => {
                     backoff = Duration::from_millis(100);
@@ -146,7 +149,7 @@ impl Worker {
                 };
                 held.lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .insert(job.id.clone(), job.attempts);
+                    .insert(job.id.clone(), job.delivery);
                 let done = done_tx.clone();
                 let registry = self.registry.clone();
                 let worker = self.id.clone();
@@ -182,7 +185,7 @@ impl Worker {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .drain()
-            .map(|(job_id, attempt)| LeaseRef { job_id, attempt })
+            .map(|(job_id, delivery)| LeaseRef { job_id, delivery })
             .collect();
         if !left.is_empty() {
             match self.store.release(&self.id, &left).await {
@@ -201,7 +204,7 @@ impl Worker {
 }
 
 async fn process(registry: &Registry, worker: &str, job: Job, timeout: Duration) -> Completion {
-    let span = tracing::info_span!("job", job_id = %job.id, kind = %job.kind, attempt = job.attempts, worker = %worker);
+    let span = tracing::info_span!("job", job_id = %job.id, kind = %job.kind, attempt = job.attempts, delivery = job.delivery, worker = %worker);
     if let Some(tp) = &job.traceparent {
         pfc_telemetry::set_parent(&span, tp);
     }
@@ -244,13 +247,8 @@ async fn process(registry: &Registry, worker: &str, job: Job, timeout: Duration)
         } => "retry",
         Outcome::Failed { .. } => "fail",
     };
-    tracing::info!(job_id = %job.id, attempt = job.attempts, worker = %worker, outcome = label, "job finished");
-    Completion {
-        job_id: job.id,
-        attempt: job.attempts,
-        worker_id: worker.to_owned(),
-        outcome,
-    }
+    tracing::info!(job_id = %job.id, attempt = job.attempts, delivery = job.delivery, worker = %worker, outcome = label, "job finished");
+    Completion::of(&job, worker, outcome)
 }
 
 /// Reports completions in batches: whatever is waiting when a round trip starts goes in it.
@@ -267,11 +265,11 @@ async fn completer(
                 Ok(results) => {
                     let mut h = held.lock().unwrap_or_else(|p| p.into_inner());
                     for (c, r) in batch.iter().zip(results) {
-                        if h.get(&c.job_id) == Some(&c.attempt) {
+                        if h.get(&c.job_id) == Some(&c.delivery) {
                             h.remove(&c.job_id);
                         }
                         if r == CompletionResult::Stale {
-                            tracing::warn!(job_id = %c.job_id, attempt = c.attempt, "report ignored: lease was lost");
+                            tracing::warn!(job_id = %c.job_id, delivery = c.delivery, "report ignored: lease was lost");
                         }
                     }
                     break;
@@ -310,7 +308,7 @@ async fn heartbeat(
             .iter()
             .map(|(k, v)| LeaseRef {
                 job_id: k.clone(),
-                attempt: *v,
+                delivery: *v,
             })
             .collect();
         let info = WorkerInfo {
@@ -326,7 +324,7 @@ async fn heartbeat(
                     for l in lost {
                         // a lease reported in the same instant as its completion is not lost:
                         // the completer already removed it
-                        if h.get(&l.job_id) == Some(&l.attempt) {
+                        if h.get(&l.job_id) == Some(&l.delivery) {
                             tracing::warn!(job_id = %l.job_id, "lease lost (expired or redelivered)");
                             h.remove(&l.job_id);
                         }

@@ -1,35 +1,36 @@
--- ARGV: prefix, job id, attempt, outcome ('done' | 'retry' | 'fail'), result or error,
---       retention ms, backoff ms
--- Applies one worker report if the worker still holds that delivery (attempt is the fencing
--- token). Returns 1 when applied, 0 when stale.
-local id, attempt, outcome, payload = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local ret, backoff = ARGV[6], tonumber(ARGV[7])
-local key = jkey(id)
-local f = redis.call('HMGET', key, 'status', 'attempts', 'max', 'kind', 'worker', 'v', 'idem')
-if f[1] ~= 'processing' or f[2] ~= attempt then
+-- ARGV: channel, job id, worker id, delivery, outcome ('done' | 'retry' | 'fail'),
+--       result or error, retention ms, backoff ms
+-- Applies one worker report if that worker still holds that delivery (owner + delivery
+-- number are the fence). Returns 1 when applied, 2 when this very report was applied before
+-- (a retry after a lost reply), 0 when stale.
+local id, worker, d, outcome, payload = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local ret, backoff = ARGV[7], tonumber(ARGV[8])
+local j = load(id)
+if not holds(j, worker, d) then
+  if j and j.worker == worker and tonumber(j.d) == tonumber(d)
+      and (j.status == 'done' or j.status == 'failed' or j.status == 'scheduled') then
+    return 2
+  end
   return 0
 end
-redis.call('ZREM', p .. 'leases', id)
+redis.call('ZREM', K.leases, id)
 local now = now_ms()
+local result = nil
 if outcome == 'done' then
-  local v = move(id, 'processing', 'done', now, f[6], 'result', payload, 'finished', now)
-  if f[2] ~= '1' then
-    -- an earlier delivery may have left an error behind
-    redis.call('HDEL', key, 'error')
-  end
-  retain(id, ret, f[7])
-  redis.call('HINCRBY', p .. 'stats', 'done', 1)
-  emit(id, 'done', v, f[2], f[4], now, f[5], '')
-elseif outcome == 'retry' and tonumber(f[2]) < tonumber(f[3]) then
-  local at = now + backoff
-  local v = move(id, 'processing', 'scheduled', now, f[6], 'error', payload, 'run_at', at)
-  redis.call('ZADD', p .. 'scheduled', at, id)
-  redis.call('HINCRBY', p .. 'stats', 'retried', 1)
-  emit(id, 'scheduled', v, f[2], f[4], now, f[5], payload)
+  j.error = nil
+  redis.call('HSET', K.output, id, payload)
+  result = payload
+  finish(j, 'done', now, ret, 'done')
+elseif outcome == 'retry' and j.attempts < j.max then
+  j.error = payload
+  j.run_at = now + backoff
+  move(j, 'scheduled', now)
+  redis.call('ZADD', K.scheduled, j.run_at, id)
+  redis.call('HINCRBY', K.stats, 'retried', 1)
 else
-  local v = move(id, 'processing', 'failed', now, f[6], 'error', payload, 'finished', now)
-  retain(id, ret, f[7])
-  redis.call('HINCRBY', p .. 'stats', 'failed', 1)
-  emit(id, 'failed', v, f[2], f[4], now, f[5], payload)
+  j.error = payload
+  finish(j, 'failed', now, ret, 'failed')
 end
+save(j)
+emit(j, result)
 return 1

@@ -1,22 +1,25 @@
--- ARGV: prefix, worker id, concurrency, in flight, lease ms, worker ttl ms, then (job id, attempt)...
+-- ARGV: channel, worker id, concurrency, in flight, lease ms, worker ttl ms, clock gap ms,
+--       then (job id, delivery)...
 -- Marks the worker live and renews the leases it still holds. Returns the ones it lost,
--- as a flat list id, attempt, ...
+-- as a flat list id, delivery, ...
 local worker, conc, inflight = ARGV[2], ARGV[3], ARGV[4]
 local lease, wttl = tonumber(ARGV[5]), tonumber(ARGV[6])
-local now = now_ms()
-redis.call('ZADD', p .. 'workers', now, worker)
-redis.call('ZREMRANGEBYSCORE', p .. 'workers', '-inf', now - wttl)
-redis.call('HSET', p .. 'worker:' .. worker, 'concurrency', conc, 'in_flight', inflight)
-redis.call('PEXPIRE', p .. 'worker:' .. worker, wttl * 2)
+local now = tick(ARGV[7])
+redis.call('ZADD', K.workers, now, worker)
+local gone = redis.call('ZRANGEBYSCORE', K.workers, '-inf', now - wttl)
+if #gone > 0 then
+  redis.call('ZREMRANGEBYSCORE', K.workers, '-inf', now - wttl)
+  redis.call('HDEL', K.winfo, unpack(gone))
+end
+redis.call('HSET', K.winfo, worker, conc .. ' ' .. inflight)
 local lost = {}
-for i = 7, #ARGV, 2 do
-  local id, attempt = ARGV[i], ARGV[i + 1]
-  local f = redis.call('HMGET', jkey(id), 'status', 'attempts', 'worker')
-  if f[1] == 'processing' and f[2] == attempt and f[3] == worker then
-    redis.call('ZADD', p .. 'leases', 'XX', now + lease, id)
+for i = 8, #ARGV, 2 do
+  local id, d = ARGV[i], ARGV[i + 1]
+  if holds(load(id), worker, d) then
+    redis.call('ZADD', K.leases, 'XX', now + lease, id)
   else
     lost[#lost + 1] = id
-    lost[#lost + 1] = attempt
+    lost[#lost + 1] = d
   end
 end
 return lost

@@ -1,47 +1,122 @@
 -- Shared by every pfc queue script (prepended at build time).
--- KEYS[1] is always the queue's list key: it carries the queue's hash tag, so Redis Cluster
--- routes the script to the slot that holds every key below (they all share `{queue}`).
--- ARGV[1] is the key prefix, e.g. `pfc:{default}:`.
-local p = ARGV[1]
+--
+-- Every key a script touches is declared in KEYS, in the order of `redis_store::keys::Keys`
+-- (the same list for every script, so no script builds a key name): Redis Cluster and
+-- Dragonfly see every key up front, and all of them carry the queue's hash tag `{queue}`,
+-- so they live in one slot. A job is not a key of its own: its record is a field of the
+-- queue's `jobs` hash (JSON), its input a field of `input`, its result a field of `output`.
+-- ARGV[1] is the events channel (a channel, not a key).
+local K = {
+  jobs = KEYS[1], input = KEYS[2], output = KEYS[3], queued = KEYS[4], scheduled = KEYS[5],
+  leases = KEYS[6], all = KEYS[7], expiring = KEYS[8], idem = KEYS[9], stats = KEYS[10],
+  wake = KEYS[11], clock = KEYS[12], workers = KEYS[13], winfo = KEYS[14],
+  scheduled_idx = KEYS[15], done = KEYS[16], failed = KEYS[17], cancelled = KEYS[18],
+}
+-- status -> its index (ListJobs). QUEUED is listed from `queued` and PROCESSING from
+-- `leases`, so the hot path touches no extra index for them.
+local INDEX = { scheduled = K.scheduled_idx, done = K.done, failed = K.failed, cancelled = K.cancelled }
+local channel = ARGV[1]
 
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
-local function jkey(id)
-  return p .. 'job:' .. id
+-- The job record (a Lua table) or nil.
+local function load(id)
+  local r = redis.call('HGET', K.jobs, id)
+  if not r then
+    return nil
+  end
+  return cjson.decode(r)
 end
 
--- One event per transition: "id \t status \t version \t attempts \t kind \t at \t worker \t error".
-local function emit(id, status, v, attempts, kind, at, worker, err)
-  redis.call('PUBLISH', p .. 'events', id .. '\t' .. status .. '\t' .. v .. '\t' .. (attempts or 0)
-    .. '\t' .. (kind or '') .. '\t' .. at .. '\t' .. (worker or '') .. '\t' .. (err or ''))
+local function save(j)
+  redis.call('HSET', K.jobs, j.id, cjson.encode(j))
 end
 
--- Statuses with an index of their own (`status:<name>`, for ListJobs). QUEUED is listed
--- from the `queued` list and PROCESSING from the `leases` set, so the hot path (submit, take,
--- complete) touches no extra index for them.
-local indexed = { scheduled = true, done = true, failed = true, cancelled = true }
-
--- Moves job `id` (at version `v`) from status `from` to `to` and stamps it; extra hash fields
--- follow as pairs. Returns the new version.
-local function move(id, from, to, now, v, ...)
-  if indexed[from] then
-    redis.call('ZREM', p .. 'status:' .. from, id)
+-- One event per transition (JSON): id, status, version, attempts, kind, at, worker, error,
+-- and the result of a DONE job when it is small (watchers then need no extra read).
+local function emit(j, result)
+  local ev = { id = j.id, s = j.status, v = j.v, a = j.attempts, k = j.kind, at = j.updated,
+    w = j.worker, e = j.error }
+  if result and #result <= 16384 then
+    ev.r = result
   end
-  if indexed[to] then
-    redis.call('ZADD', p .. 'status:' .. to, 0, id)
-  end
-  v = tonumber(v) + 1
-  redis.call('HSET', jkey(id), 'status', to, 'updated', now, 'v', v, ...)
-  return v
+  redis.call('PUBLISH', channel, cjson.encode(ev))
 end
 
--- A terminal job (and its idempotency key, if any) is kept for the retention time, then expires.
-local function retain(id, ret, idem)
-  redis.call('PEXPIRE', jkey(id), ret)
-  if idem then
-    redis.call('PEXPIRE', p .. 'idem:' .. idem, ret)
+-- Moves record `j` to status `to` at `now`: status indexes, version bump, timestamp.
+local function move(j, to, now)
+  if INDEX[j.status] then
+    redis.call('ZREM', INDEX[j.status], j.id)
   end
+  if INDEX[to] then
+    redis.call('ZADD', INDEX[to], 0, j.id)
+  end
+  j.status = to
+  j.updated = now
+  j.v = j.v + 1
+end
+
+-- Deletes everything of up to `n` jobs whose retention ended by `now`: record, input,
+-- result, index entries, idempotency key. Returns how many.
+local function sweep(n, now)
+  local ids = redis.call('ZRANGEBYSCORE', K.expiring, '-inf', now, 'LIMIT', 0, n)
+  for _, id in ipairs(ids) do
+    local j = load(id)
+    if j and j.idem and redis.call('HGET', K.idem, j.idem) == id then
+      redis.call('HDEL', K.idem, j.idem)
+    end
+    redis.call('HDEL', K.jobs, id)
+    redis.call('HDEL', K.input, id)
+    redis.call('HDEL', K.output, id)
+    redis.call('ZREM', K.all, id)
+    redis.call('ZREM', K.done, id)
+    redis.call('ZREM', K.failed, id)
+    redis.call('ZREM', K.cancelled, id)
+    redis.call('ZREM', K.expiring, id)
+  end
+  return #ids
+end
+
+-- A job reached a terminal status: it is kept for the retention `ret` (ms), then swept.
+-- Each terminal transition also sweeps up to two expired jobs, so cleanup keeps up with any
+-- sustained rate by construction (the housekeeping tick catches up after bursts).
+local function finish(j, to, now, ret, counter)
+  move(j, to, now)
+  j.finished = now
+  redis.call('ZADD', K.expiring, now + tonumber(ret), j.id)
+  redis.call('HINCRBY', K.stats, counter, 1)
+  sweep(2, now)
+end
+
+-- The lease clock. Lease deadlines are Redis times, but a lease can only be renewed while
+-- scripts run; if none ran for longer than `gap_ms` (Redis paused, restarted, unreachable
+-- from everyone), nobody could renew anything, so every deadline moves forward by the gap:
+-- an outage never expires a lease by itself. Called by every script that renews or
+-- expires leases; returns the current time.
+local function tick(gap_ms)
+  local now = now_ms()
+  local last = tonumber(redis.call('GET', K.clock))
+  if last and now - last > tonumber(gap_ms) then
+    local gap = now - last
+    local l = redis.call('ZRANGE', K.leases, 0, -1, 'WITHSCORES')
+    for i = 1, #l, 2 do
+      redis.call('ZADD', K.leases, tonumber(l[i + 1]) + gap, l[i])
+    end
+    if #l > 0 then
+      redis.call('HINCRBY', K.stats, 'clock_shifts', 1)
+    end
+  end
+  if not last or now > last then
+    redis.call('SET', K.clock, now)
+  end
+  return now
+end
+
+-- True when `j` is the delivery `d` held by `worker` (the fence for complete, heartbeat and
+-- release: owner and delivery number, never reused).
+local function holds(j, worker, d)
+  return j ~= nil and j.status == 'processing' and j.worker == worker and tonumber(j.d) == tonumber(d)
 end

@@ -1,46 +1,46 @@
--- ARGV: prefix, id, kind, text, max_attempts, run_at ms ('' = now), idempotency key, traceparent, retention ms
--- Returns {1, id, now, status} for a new job, {0, existing id} when the idempotency key matched.
-local id, kind, text, max = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local run_at, idem, tp, ret = tonumber(ARGV[6]), ARGV[7], ARGV[8], tonumber(ARGV[9])
+-- ARGV: channel, id, kind, text, max_attempts, run_at ms ('' = now), idempotency key ('' = none),
+--       traceparent ('' = none)
+-- Returns {1, id, now, status} for a new job, {0, existing id} when the idempotency key
+-- matched, {2, id} when this very job id exists already (a retried submit: idempotent per id).
+local id, kind, text, max = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+local run_at, idem, tp = tonumber(ARGV[6]), ARGV[7], ARGV[8]
+if redis.call('HEXISTS', K.jobs, id) == 1 then
+  return {2, id}
+end
 if idem ~= '' then
-  local existing = redis.call('GET', p .. 'idem:' .. idem)
-  if existing and redis.call('EXISTS', jkey(existing)) == 1 then
+  local existing = redis.call('HGET', K.idem, idem)
+  if existing and redis.call('HEXISTS', K.jobs, existing) == 1 then
     return {0, existing}
   end
 end
 local now = now_ms()
-local status = 'queued'
+local j = { id = id, kind = kind, status = 'queued', attempts = 0, d = 0, max = max,
+  created = now, updated = now, v = 1 }
 if run_at and run_at > now then
-  status = 'scheduled'
+  j.status = 'scheduled'
+  j.run_at = run_at
 end
-local key = jkey(id)
-redis.call('HSET', key, 'id', id, 'kind', kind, 'status', status, 'text', text, 'attempts', 0,
-  'max', max, 'created', now, 'updated', now, 'v', 1)
 if tp ~= '' then
-  redis.call('HSET', key, 'tp', tp)
+  j.tp = tp
 end
 if idem ~= '' then
-  local ttl = ret
-  if status == 'scheduled' then
-    ttl = ttl + (run_at - now)
-  end
-  redis.call('HSET', key, 'idem', idem)
-  redis.call('SET', p .. 'idem:' .. idem, id, 'PX', ttl)
+  -- held while the job is unfinished, and for the retention after (removed by sweep)
+  j.idem = idem
+  redis.call('HSET', K.idem, idem, id)
 end
-if status == 'scheduled' then
-  redis.call('HSET', key, 'run_at', run_at)
-  redis.call('ZADD', p .. 'scheduled', run_at, id)
+save(j)
+redis.call('HSET', K.input, id, text)
+if j.status == 'scheduled' then
+  redis.call('ZADD', K.scheduled, run_at, id)
+  redis.call('ZADD', K.scheduled_idx, 0, id)
 else
   -- wake an idle worker; past 64 waiting jobs every worker is busy or already woken
-  if redis.call('RPUSH', p .. 'queued', id) <= 64 then
-    redis.call('LPUSH', p .. 'wake', '1')
-    redis.call('LTRIM', p .. 'wake', 0, 63)
+  if redis.call('RPUSH', K.queued, id) <= 64 then
+    redis.call('LPUSH', K.wake, '1')
+    redis.call('LTRIM', K.wake, 0, 63)
   end
 end
-redis.call('ZADD', p .. 'all', 0, id)
-if status == 'scheduled' then
-  redis.call('ZADD', p .. 'status:scheduled', 0, id)
-end
-redis.call('HINCRBY', p .. 'stats', 'submitted', 1)
-emit(id, status, 1, 0, kind, now, '', '')
-return {1, id, now, status}
+redis.call('ZADD', K.all, 0, id)
+redis.call('HINCRBY', K.stats, 'submitted', 1)
+emit(j)
+return {1, id, now, j.status}

@@ -1,66 +1,93 @@
--- ARGV: prefix, worker id, max jobs, lease ms, retention ms
+-- ARGV: channel, worker, max jobs, lease ms, retention ms, clock gap ms, request id ('' = none)
+-- KEYS[19] (with a request id): this take's receipt, so a retried take (its reply was lost
+-- to a timeout or a broken connection) gets the same batch instead of stranding it.
 -- Housekeeping first (due scheduled jobs join the queue, expired leases are redelivered or
 -- failed), then leases up to `max` queued jobs to the worker.
--- Returns {now, next due ms or -1, {job hash as flat field list}...}.
+-- Returns {now, next due ms or -1, {record JSON, input}...}.
 local worker, max, lease, ret = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
-local now = now_ms()
-
-local due = redis.call('ZRANGEBYSCORE', p .. 'scheduled', '-inf', now, 'LIMIT', 0, 1000)
-for _, id in ipairs(due) do
-  redis.call('ZREM', p .. 'scheduled', id)
-  local f = redis.call('HMGET', jkey(id), 'status', 'attempts', 'kind', 'v')
-  if f[1] == 'scheduled' then
-    local v = move(id, 'scheduled', 'queued', now, f[4])
-    redis.call('HDEL', jkey(id), 'run_at')
-    redis.call('RPUSH', p .. 'queued', id)
-    emit(id, 'queued', v, f[2], f[3], now, '', '')
-  end
-end
-
-local expired = redis.call('ZRANGEBYSCORE', p .. 'leases', '-inf', now, 'LIMIT', 0, 1000)
-for _, id in ipairs(expired) do
-  redis.call('ZREM', p .. 'leases', id)
-  local f = redis.call('HMGET', jkey(id), 'status', 'attempts', 'max', 'kind', 'worker', 'v', 'idem')
-  if f[1] == 'processing' then
-    if tonumber(f[2]) >= tonumber(f[3]) then
-      local err = 'lease expired after ' .. f[2] .. ' deliveries (worker ' .. (f[5] or '?') .. ' lost)'
-      local v = move(id, 'processing', 'failed', now, f[6], 'error', err, 'finished', now)
-      retain(id, ret, f[7])
-      redis.call('HINCRBY', p .. 'stats', 'failed', 1)
-      emit(id, 'failed', v, f[2], f[4], now, f[5], err)
-    else
-      local err = 'lease expired (worker ' .. (f[5] or '?') .. ' lost); redelivered'
-      local v = move(id, 'processing', 'queued', now, f[6], 'error', err)
-      redis.call('LPUSH', p .. 'queued', id)
-      emit(id, 'queued', v, f[2], f[4], now, f[5], err)
-    end
-  end
-end
-
+local gap, rid = ARGV[6], ARGV[7]
 local out = {}
+
+if rid ~= '' then
+  local receipt = redis.call('GET', KEYS[19])
+  if receipt then
+    for _, e in ipairs(cjson.decode(receipt)) do
+      local j = load(e[1])
+      if holds(j, worker, e[2]) then
+        out[#out + 1] = cjson.encode(j)
+        out[#out + 1] = redis.call('HGET', K.input, j.id) or ''
+      end
+    end
+    return {now_ms(), -1, out}
+  end
+end
+
+local now = tick(gap)
+
+local due = redis.call('ZRANGEBYSCORE', K.scheduled, '-inf', now, 'LIMIT', 0, 1000)
+for _, id in ipairs(due) do
+  redis.call('ZREM', K.scheduled, id)
+  local j = load(id)
+  if j and j.status == 'scheduled' then
+    move(j, 'queued', now)
+    j.run_at = nil
+    save(j)
+    redis.call('RPUSH', K.queued, id)
+    emit(j)
+  end
+end
+
+local expired = redis.call('ZRANGEBYSCORE', K.leases, '-inf', now, 'LIMIT', 0, 1000)
+for _, id in ipairs(expired) do
+  redis.call('ZREM', K.leases, id)
+  local j = load(id)
+  if j and j.status == 'processing' then
+    local who = j.worker or '?'
+    if j.attempts >= j.max then
+      j.error = 'lease expired after ' .. j.attempts .. ' deliveries (worker ' .. who .. ' lost)'
+      finish(j, 'failed', now, ret, 'failed')
+    else
+      j.error = 'lease expired (worker ' .. who .. ' lost); redelivered'
+      move(j, 'queued', now)
+      redis.call('LPUSH', K.queued, id)
+    end
+    save(j)
+    emit(j)
+  end
+end
+
+local receipt = {}
 local deadline = now + lease
 for _ = 1, max do
-  local id = redis.call('LPOP', p .. 'queued')
+  local id = redis.call('LPOP', K.queued)
   if not id then
     break
   end
-  local key = jkey(id)
-  local f = redis.call('HMGET', key, 'status', 'kind', 'attempts', 'v')
-  if f[1] == 'queued' then
-    local a = tonumber(f[3]) + 1
-    local v = move(id, 'queued', 'processing', now, f[4], 'started', now, 'worker', worker, 'attempts', a)
-    redis.call('ZADD', p .. 'leases', deadline, id)
-    out[#out + 1] = redis.call('HGETALL', key)
-    emit(id, 'processing', v, a, f[2], now, worker, '')
+  local j = load(id)
+  if j and j.status == 'queued' then
+    move(j, 'processing', now)
+    j.attempts = j.attempts + 1
+    j.d = (j.d or 0) + 1
+    j.started = now
+    j.worker = worker
+    save(j)
+    redis.call('ZADD', K.leases, deadline, id)
+    out[#out + 1] = cjson.encode(j)
+    out[#out + 1] = redis.call('HGET', K.input, id) or ''
+    receipt[#receipt + 1] = {id, j.d}
+    emit(j)
   end
+end
+if rid ~= '' and #receipt > 0 then
+  redis.call('SET', KEYS[19], cjson.encode(receipt), 'PX', math.max(lease * 3, 10000))
 end
 
 local next_due = -1
-local s = redis.call('ZRANGE', p .. 'scheduled', 0, 0, 'WITHSCORES')
+local s = redis.call('ZRANGE', K.scheduled, 0, 0, 'WITHSCORES')
 if s[2] then
   next_due = tonumber(s[2])
 end
-local l = redis.call('ZRANGE', p .. 'leases', 0, 0, 'WITHSCORES')
+local l = redis.call('ZRANGE', K.leases, 0, 0, 'WITHSCORES')
 if l[2] and (next_due < 0 or tonumber(l[2]) < next_due) then
   next_due = tonumber(l[2])
 end
