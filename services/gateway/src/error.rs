@@ -24,9 +24,10 @@ pub enum ApiError {
     /// The body is not JSON (415 `unsupported_media_type`).
     #[error("content-type must be application/json")]
     UnsupportedMediaType,
-    /// The body is larger than the limit (413 `payload_too_large`).
-    #[error("request body is larger than {0} bytes")]
-    PayloadTooLarge(usize),
+    /// The body is larger than the gateway's limit, or the message made of it is larger than
+    /// the core's (413 `payload_too_large`).
+    #[error("{0}")]
+    PayloadTooLarge(String),
     /// No such job, or no such route (404 `not_found`).
     #[error("{0}")]
     NotFound(String),
@@ -114,6 +115,10 @@ impl From<tonic::Status> for ApiError {
             Code::AlreadyExists | Code::FailedPrecondition | Code::Aborted => {
                 ApiError::Conflict(msg)
             }
+            // a request message over the server's size limit is the caller's size, not load
+            Code::ResourceExhausted if pfc_runtime::message_limit::is_message_too_large(&s) => {
+                ApiError::PayloadTooLarge(msg)
+            }
             Code::ResourceExhausted => ApiError::TooManyRequests(msg),
             Code::Unauthenticated => ApiError::Unauthenticated(msg),
             Code::PermissionDenied => ApiError::PermissionDenied(msg),
@@ -151,6 +156,7 @@ mod tests {
     fn grpc_codes_map_to_http() {
         let cases = [
             (Code::InvalidArgument, 422),
+            (Code::OutOfRange, 422),
             (Code::NotFound, 404),
             (Code::FailedPrecondition, 409),
             (Code::ResourceExhausted, 429),
@@ -167,6 +173,20 @@ mod tests {
                 assert!(!err.to_string().contains("secret"), "{code:?} leaks: {err}");
             }
         }
+    }
+
+    /// A request message over the core's size limit is a 413 naming the limit, while other
+    /// RESOURCE_EXHAUSTED answers (a full queue, a rate limit) stay 429s.
+    #[test]
+    fn message_too_large_is_413() {
+        let err = ApiError::from(pfc_runtime::message_limit::too_large(5 << 20, 4 << 20));
+        assert_eq!(
+            err.status_and_code(),
+            (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+        );
+        assert!(err.to_string().contains("4194304"), "{err}");
+        let err = ApiError::from(tonic::Status::resource_exhausted("queue full"));
+        assert_eq!(err.status_and_code().0, StatusCode::TOO_MANY_REQUESTS);
     }
 
     /// A malformed id is a 404 for lookups, like an unknown one.

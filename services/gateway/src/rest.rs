@@ -43,7 +43,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
                 let too_large = std::error::Error::source(&e)
                     .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
                 if too_large {
-                    ApiError::PayloadTooLarge(limit)
+                    ApiError::PayloadTooLarge(format!("request body is larger than {limit} bytes"))
                 } else {
                     ApiError::InvalidJson(format!("failed to read the request body: {e}"))
                 }
@@ -95,6 +95,7 @@ impl AppState {
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
         (status = 422, description = "Missing, empty or oversized text", body = ErrorBody),
+        (status = 429, description = "Queue full", body = ErrorBody),
         (status = 503, description = "Core unavailable", body = ErrorBody),
     )
 )]

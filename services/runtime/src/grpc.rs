@@ -1,5 +1,6 @@
 //! Serving gRPC the same way in every role: health, reflection (v1 and v1alpha, so grpcurl
-//! and `buf curl` work without .proto files), TCP_NODELAY, and a shutdown that first turns
+//! and `buf curl` work without .proto files), TCP_NODELAY, `RESOURCE_EXHAUSTED` for request
+//! messages over the size limit ([`crate::message_limit`]), and a shutdown that first turns
 //! health to `NOT_SERVING` so load balancers stop sending new calls, then drains.
 
 use std::future::Future;
@@ -80,6 +81,7 @@ pub async fn serve(
         tracing::info!("gRPC server draining");
     };
     Server::builder()
+        .layer(crate::message_limit::MessageLimitLayer)
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .add_routes(routes)
         .serve_with_incoming_shutdown(crate::incoming(listener), drain)

@@ -10,8 +10,10 @@
 //! - [`bind`]: binds a TCP listener with a useful error message; [`bind_default`] for a
 //!   default address that may be taken, which falls back to an ephemeral port.
 //! - [`grpc`]: serves a set of tonic services with health, reflection and graceful shutdown.
+//! - [`message_limit`]: a request message over the size limit answers `RESOURCE_EXHAUSTED`.
 
 pub mod grpc;
+pub mod message_limit;
 
 use std::future::Future;
 use std::net::SocketAddr;
