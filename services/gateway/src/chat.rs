@@ -16,6 +16,7 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -246,6 +247,7 @@ pub struct HeartbeatResult {
 
 /// Paging of `GET /api/v1/rooms/{room}/messages`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Page size, 1-200 (default 50).
     pub limit: Option<u32>,
@@ -255,6 +257,7 @@ pub struct PageQuery {
 
 /// Options of `GET /api/v1/rooms/{room}/events`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// The token, for clients that cannot set headers (`EventSource`).
     pub access_token: Option<String>,
@@ -263,7 +266,8 @@ pub struct EventsQuery {
 }
 
 /// Token of `GET` requests that may come from `EventSource`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TokenQuery {
     /// The token, when not in the `Authorization` header.
     pub access_token: Option<String>,
@@ -339,7 +343,11 @@ async fn do_login(st: &AppState, username: String) -> Result<LoginResult, ApiErr
 #[utoipa::path(post, path = "/login", tag = "auth", request_body = LoginBody,
     responses(
         (status = 200, description = "Token issued", body = LoginResult),
-        (status = 422, description = "Invalid username", body = ErrorBody),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 422, description = "Missing or invalid username", body = ErrorBody),
+        (status = 503, description = "Auth unavailable", body = ErrorBody),
     ))]
 pub async fn origin_login(
     State(st): State<AppState>,
@@ -352,7 +360,11 @@ pub async fn origin_login(
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginBody,
     responses(
         (status = 200, description = "Token issued", body = LoginResult),
-        (status = 422, description = "Invalid username", body = ErrorBody),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 422, description = "Missing or invalid username", body = ErrorBody),
+        (status = 503, description = "Auth unavailable", body = ErrorBody),
     ))]
 pub async fn login(
     State(st): State<AppState>,
@@ -365,7 +377,12 @@ pub async fn login(
 #[utoipa::path(post, path = "/verify", tag = "auth", request_body = VerifyBody,
     responses(
         (status = 200, description = "Valid token", body = VerifyResult),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "Invalid, tampered or expired token", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 422, description = "Missing token field", body = ErrorBody),
+        (status = 503, description = "Auth unavailable", body = ErrorBody),
     ))]
 pub async fn origin_verify(
     State(st): State<AppState>,
@@ -395,15 +412,19 @@ pub async fn origin_verify(
 
 /// List rooms with history, most recently active first.
 #[utoipa::path(get, path = "/api/v1/rooms", tag = "chat", security(("bearer" = [])),
+    params(TokenQuery),
     responses(
         (status = 200, description = "Rooms", body = Rooms),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 422, description = "Malformed query string", body = ErrorBody),
+        (status = 503, description = "Chat unavailable", body = ErrorBody),
     ))]
 pub async fn list_rooms(
     State(st): State<AppState>,
     headers: HeaderMap,
-    Query(q): Query<TokenQuery>,
+    query: Result<Query<TokenQuery>, QueryRejection>,
 ) -> Result<Json<Rooms>, ApiError> {
+    let Query(q) = query?;
     let token = token_of(&headers, q.access_token.as_deref());
     let resp = st
         .chat_client()
@@ -434,13 +455,15 @@ pub async fn list_rooms(
         (status = 200, description = "Messages, newest first", body = MessagePage),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 422, description = "Invalid room, limit or cursor", body = ErrorBody),
+        (status = 503, description = "Chat unavailable", body = ErrorBody),
     ))]
 pub async fn list_messages(
     State(st): State<AppState>,
     Path(room): Path<String>,
     headers: HeaderMap,
-    Query(q): Query<PageQuery>,
+    query: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Json<MessagePage>, ApiError> {
+    let Query(q) = query?;
     let token = token_of(&headers, None);
     let req = pb::ListMessagesRequest {
         room,
@@ -464,9 +487,13 @@ pub async fn list_messages(
     request_body = SendBody,
     responses(
         (status = 201, description = "Stored", body = ChatMessage),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 422, description = "Empty or too long text, invalid room", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 422, description = "Missing, empty or too long text, invalid room", body = ErrorBody),
         (status = 429, description = "Sending too fast", body = ErrorBody),
+        (status = 503, description = "Chat unavailable", body = ErrorBody),
     ))]
 pub async fn send_message(
     State(st): State<AppState>,
@@ -499,6 +526,8 @@ pub async fn send_message(
     responses(
         (status = 200, description = "Online members", body = Presence),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 422, description = "Invalid room", body = ErrorBody),
+        (status = 503, description = "Chat unavailable", body = ErrorBody),
     ))]
 pub async fn online(
     State(st): State<AppState>,
@@ -520,6 +549,8 @@ pub async fn online(
     responses(
         (status = 200, description = "Present", body = HeartbeatResult),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 422, description = "Invalid room", body = ErrorBody),
+        (status = 503, description = "Chat unavailable", body = ErrorBody),
     ))]
 pub async fn heartbeat(
     State(st): State<AppState>,
@@ -544,6 +575,8 @@ pub async fn heartbeat(
     responses(
         (status = 204, description = "Left"),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 422, description = "Invalid room", body = ErrorBody),
+        (status = 503, description = "Chat unavailable", body = ErrorBody),
     ))]
 pub async fn leave(
     State(st): State<AppState>,
@@ -585,13 +618,15 @@ fn error_event(status: tonic::Status) -> Event {
         (status = 200, description = "`text/event-stream` of `message` (ChatMessage) and `presence` (Presence) events", content_type = "text/event-stream", body = ChatMessage),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 422, description = "Invalid room or resume id", body = ErrorBody),
+        (status = 503, description = "Chat unavailable", body = ErrorBody),
     ))]
 pub async fn events(
     State(st): State<AppState>,
     Path(room): Path<String>,
     headers: HeaderMap,
-    Query(q): Query<EventsQuery>,
+    query: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let Query(q) = query?;
     let token = token_of(&headers, q.access_token.as_deref());
     let after = headers
         .get("last-event-id")
