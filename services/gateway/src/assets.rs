@@ -5,10 +5,13 @@
 //! always compiles, even from a checkout without the built UI.
 //!
 //! Path rule ([`resolve`]): an existing file is served as is; a directory with an `index.html`
-//! serves that; a path whose last segment looks like a file name (has an extension) and does not
-//! exist is a 404; anything else is a client-side route and gets the UI's `index.html`.
+//! serves that (`/` is the UI, `/docs` the API docs); anything else is a 404. The UI routes with
+//! the URL fragment (`/#/jobs/{id}`), which never reaches the server, so no other path is a UI
+//! page, and a 404 tells a mistyped link or a client probing for files the truth instead of
+//! answering 200 with the UI. Browsers (`Accept: text/html`) get a small HTML page with a link
+//! to the UI; everyone else the usual JSON error body.
 
-use axum::http::{header, Method, StatusCode, Uri};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use rust_embed::RustEmbed;
 
@@ -43,15 +46,7 @@ pub fn resolve(path: &str, exists: impl Fn(&str) -> bool) -> Resolved {
     if exists(&dir_index) {
         return Resolved::File(dir_index);
     }
-    let last = path.rsplit('/').next().unwrap_or_default();
-    if last.contains('.') {
-        return Resolved::NotFound;
-    }
-    if exists("index.html") {
-        Resolved::File("index.html".into())
-    } else {
-        Resolved::NotFound
-    }
+    Resolved::NotFound
 }
 
 /// Content-Security-Policy of the UI and docs pages: everything from this origin only, no
@@ -60,9 +55,38 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsa
     img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'self'; \
     frame-ancestors 'none'; form-action 'self'";
 
-/// Fallback handler: serves the UI to `GET`/`HEAD`; any other method on an unknown path (a
-/// POST to a gRPC service that does not exist, say) is a JSON 404.
-pub async fn serve(method: Method, uri: Uri) -> Response {
+/// The 404 page for browsers. It names no path: nothing from the request is echoed.
+const NOT_FOUND_HTML: &str = "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+    <title>Not found - pfc</title></head><body><h1>Not found</h1>\
+    <p>There is no page at this address. The pfc UI is at <a href=\"/\">/</a>, the API docs at \
+    <a href=\"/docs\">/docs</a>.</p></body></html>\n";
+
+/// The 404 answer: the HTML page when the client prefers HTML (a browser navigating), else the
+/// JSON error body every API route uses.
+fn not_found(headers: &HeaderMap) -> Response {
+    let wants_html = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    if !wants_html {
+        return crate::ApiError::NotFound("no such route".into()).into_response();
+    }
+    (
+        StatusCode::NOT_FOUND,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::CONTENT_SECURITY_POLICY, CSP),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        NOT_FOUND_HTML,
+    )
+        .into_response()
+}
+
+/// Fallback handler: serves the UI's files to `GET`/`HEAD`; any other path, or any other
+/// method on an unknown path (a POST to a gRPC service that does not exist, say), is a 404.
+pub async fn serve(method: Method, uri: Uri, headers: HeaderMap) -> Response {
     if method != Method::GET && method != Method::HEAD {
         return crate::ApiError::NotFound("no such route".into()).into_response();
     }
@@ -89,9 +113,9 @@ pub async fn serve(method: Method, uri: Uri) -> Response {
                 )
                     .into_response()
             }
-            None => StatusCode::NOT_FOUND.into_response(),
+            None => not_found(&headers),
         },
-        Resolved::NotFound => (StatusCode::NOT_FOUND, "not found").into_response(),
+        Resolved::NotFound => not_found(&headers),
     }
 }
 
@@ -109,8 +133,8 @@ mod tests {
         .contains(&p)
     }
 
-    /// Files are served, directories serve their index, file-like misses are 404s and every
-    /// other path is a client-side route that gets index.html.
+    /// Files are served, directories serve their index, and every other path is a 404: the UI
+    /// routes by `#` fragment, so no other path is one of its pages.
     #[test]
     fn path_rule() {
         let f = |s: &str| Resolved::File(s.into());
@@ -124,10 +148,15 @@ mod tests {
         assert_eq!(resolve("/docs/", files), f("docs/index.html"));
         assert_eq!(resolve("/assets/missing.js", files), Resolved::NotFound);
         assert_eq!(resolve("/robots.txt", files), Resolved::NotFound);
-        assert_eq!(resolve("/stats", files), f("index.html"));
-        assert_eq!(resolve("/jobs-view/123", files), f("index.html"));
+        assert_eq!(resolve("/index.html", files), f("index.html"));
+        assert_eq!(resolve("/docs/index.html", files), f("docs/index.html"));
+        assert_eq!(resolve("/stats", files), Resolved::NotFound);
+        assert_eq!(resolve("/no/such/route", files), Resolved::NotFound);
+        assert_eq!(resolve("/jobs-view/123", files), Resolved::NotFound);
+        assert_eq!(resolve("/assets", files), Resolved::NotFound);
         assert_eq!(resolve("/../etc/passwd", files), Resolved::NotFound);
         assert_eq!(resolve("/x", |_| false), Resolved::NotFound);
+        assert_eq!(resolve("/", |_| false), Resolved::NotFound);
     }
 
     /// Some UI is always embedded: the built one, or the fallback page.

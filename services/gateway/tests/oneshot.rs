@@ -219,22 +219,61 @@ async fn openapi_document() {
     assert!(v["components"]["schemas"]["ErrorBody"].is_object());
 }
 
-/// The UI is served at `/`, client-side routes fall back to index.html, and `/docs` is the
-/// interactive API documentation.
+/// The UI is served at `/` and `/index.html` with its assets, and `/docs` is the interactive
+/// API documentation.
 #[tokio::test]
 async fn ui_and_docs() {
     let (st, ct, body) = send(get("/")).await;
     assert_eq!(st, StatusCode::OK);
     assert!(ct.starts_with("text/html"), "{ct}");
-    assert!(String::from_utf8_lossy(&body).contains("pfc"));
-    let (st, ct, _) = send(get("/some/client/route")).await;
+    let index = String::from_utf8_lossy(&body).into_owned();
+    assert!(index.contains("pfc"));
+    let (st, ct, _) = send(get("/index.html")).await;
     assert_eq!(st, StatusCode::OK);
-    assert!(ct.starts_with("text/html"));
+    assert!(ct.starts_with("text/html"), "{ct}");
+    // every file the page links to by absolute path (the built UI's assets, the favicon)
+    let linked: Vec<&str> = index
+        .split(['"', '\''])
+        .filter(|s| s.starts_with('/') && s.len() > 1 && s.contains('.'))
+        .collect();
+    for path in &linked {
+        let (st, _, _) = send(get(path)).await;
+        assert_eq!(st, StatusCode::OK, "{path}, linked from index.html");
+    }
     let (st, _, _) = send(get("/missing.js")).await;
     assert_eq!(st, StatusCode::NOT_FOUND);
-    let (st, ct, _) = send(get("/docs")).await;
-    assert_eq!(st, StatusCode::OK);
-    assert!(ct.starts_with("text/html"));
+    for docs in ["/docs", "/docs/"] {
+        let (st, ct, _) = send(get(docs)).await;
+        assert_eq!(st, StatusCode::OK, "{docs}");
+        assert!(ct.starts_with("text/html"));
+    }
+}
+
+/// An unknown non-API path is a 404, not the UI (which routes by `#` fragment): a small HTML
+/// page for browsers, the JSON error body for everyone else.
+#[tokio::test]
+async fn unknown_paths_are_404() {
+    for path in ["/no/such/route", "/stats", "/jobs-view/123", "/assets"] {
+        let req = Request::get(path)
+            .header(header::ACCEPT, "text/html,application/xhtml+xml,*/*;q=0.8")
+            .body(Body::empty())
+            .unwrap();
+        let (st, ct, body) = send(req).await;
+        assert_eq!(st, StatusCode::NOT_FOUND, "{path}");
+        assert!(ct.starts_with("text/html"), "{path}: {ct}");
+        let page = String::from_utf8_lossy(&body);
+        assert!(
+            page.contains("Not found") && page.contains("href=\"/\""),
+            "{page}"
+        );
+        assert!(
+            !page.contains(path),
+            "the page must not echo the path: {page}"
+        );
+        expect_error(get(path), 404, "not_found").await;
+    }
+    let req = Request::head("/no/such/route").body(Body::empty()).unwrap();
+    assert_eq!(send(req).await.0, StatusCode::NOT_FOUND);
 }
 
 /// `/metrics` is Prometheus text with request counters by route, and `pfc_core_up 0` without a core.
