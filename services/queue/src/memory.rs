@@ -445,10 +445,7 @@ impl JobStore for MemoryStore {
                     let again = g.jobs.get(&c.job_id).is_some_and(|j| {
                         j.delivery == c.delivery
                             && j.worker_id.as_deref() == Some(c.worker_id.as_str())
-                            && matches!(
-                                j.status,
-                                Status::Done | Status::Failed | Status::Scheduled
-                            )
+                            && matches!(j.status, Status::Done | Status::Failed | Status::Scheduled)
                     });
                     out.push(if again {
                         CompletionResult::Duplicate

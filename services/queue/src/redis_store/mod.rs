@@ -320,9 +320,9 @@ impl JobStore for RedisStore {
             // from its tail (newest) and the lease set (bounded by worker concurrency)
             Some(Status::Queued) => {
                 let key = self.keys.key("queued");
-                let len: i64 = self.conns.check(
-                    redis::cmd("LLEN").arg(&key).query_async(&mut conn).await,
-                )?;
+                let len: i64 = self
+                    .conns
+                    .check(redis::cmd("LLEN").arg(&key).query_async(&mut conn).await)?;
                 let end = match &q.before {
                     None => len - 1,
                     Some(b) => {
@@ -594,12 +594,10 @@ impl JobStore for RedisStore {
         let applied: Vec<i64> = self.run_pipe(&pipe).await?;
         Ok(applied
             .into_iter()
-            .map(|a| {
-                match a {
-                    1 => CompletionResult::Applied,
-                    2 => CompletionResult::Duplicate,
-                    _ => CompletionResult::Stale,
-                }
+            .map(|a| match a {
+                1 => CompletionResult::Applied,
+                2 => CompletionResult::Duplicate,
+                _ => CompletionResult::Stale,
             })
             .collect())
     }

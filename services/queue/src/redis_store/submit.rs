@@ -224,7 +224,10 @@ pub(crate) async fn submit(
             let job = crate::JobStore::get(store, &job_id)
                 .await?
                 .ok_or_else(|| StoreError::NotFound(job_id.clone()))?;
-            Ok(Submitted { job, created: c == 2 })
+            Ok(Submitted {
+                job,
+                created: c == 2,
+            })
         }
     }
 }
