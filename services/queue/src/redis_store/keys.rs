@@ -81,9 +81,8 @@ mod tests {
         assert!(k.take_receipt("r1").starts_with("pfc:{default}:"));
         let prelude = include_str!("../lua/prelude.lua");
         for (i, s) in SUFFIXES.iter().enumerate() {
-            let name = s.replace("status:", "").replace("scheduled", "scheduled");
             let needle = format!("= KEYS[{}]", i + 1);
-            assert!(prelude.contains(&needle), "prelude lacks {needle} ({name})");
+            assert!(prelude.contains(&needle), "prelude lacks {needle} ({s})");
         }
         assert_eq!(k.key("jobs"), k.all()[0]);
     }
