@@ -1,10 +1,13 @@
 //! Test support shared by every pfc crate's integration tests.
 //!
 //! Tests talk to a **real** `redis-server`, started here on a free loopback port with no
-//! persistence, and killed when the [`RedisServer`] handle drops. Nothing is mocked.
+//! persistence (or, for crash tests, with an append-only file fsynced on every write), and
+//! killed when the [`RedisServer`] handle drops. Nothing is mocked.
 //!
 //! # Layout
-//! - [`RedisServer`]: spawn, stop and restart a private redis-server.
+//! - [`RedisServer`]: spawn, stop, restart, pause and resume a private redis-server.
+//! - [`RedisOptions`]: persistence (AOF `appendfsync always`) for restarts that keep data.
+//! - [`signal`]: send a signal (`STOP`, `CONT`, `KILL`, ...) to a process by id.
 //! - [`free_port`]: a free TCP port on 127.0.0.1.
 //! - [`wait_until`]: poll a condition with a deadline instead of sleeping.
 
@@ -22,6 +25,25 @@ pub fn free_port() -> u16 {
         .expect("no free port on 127.0.0.1")
 }
 
+/// Sends signal `name` (`STOP`, `CONT`, `KILL`, `TERM`, ...) to process `pid` with `kill(1)`.
+/// Returns false when the process does not exist (or `kill` failed).
+pub fn signal(pid: u32, name: &str) -> bool {
+    Command::new("kill")
+        .args([format!("-{name}"), pid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// How a [`RedisServer`] keeps its data.
+#[derive(Clone, Debug, Default)]
+pub struct RedisOptions {
+    /// Append-only file with `appendfsync always`: every acknowledged write is on disk, so a
+    /// [`RedisServer::restart`] (even after SIGKILL) comes back with all the data.
+    pub aof: bool,
+}
+
 /// A private `redis-server` on a free port, killed on drop.
 ///
 /// `PFC_TEST_REDIS_URL` is deliberately not used to share one server: every test gets its own
@@ -30,6 +52,8 @@ pub struct RedisServer {
     port: u16,
     child: Option<Child>,
     dir: PathBuf,
+    options: RedisOptions,
+    paused: bool,
 }
 
 impl RedisServer {
@@ -37,6 +61,11 @@ impl RedisServer {
     ///
     /// Panics with installation advice when `redis-server` is not on PATH.
     pub fn start() -> Self {
+        Self::start_with(RedisOptions::default())
+    }
+
+    /// Starts a redis-server with `options` and waits until it answers PING.
+    pub fn start_with(options: RedisOptions) -> Self {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("pfc-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("create redis dir");
@@ -44,15 +73,23 @@ impl RedisServer {
             port,
             child: None,
             dir,
+            options,
+            paused: false,
         };
         s.spawn();
         s
     }
 
     fn spawn(&mut self) {
+        let persistence: &[&str] = if self.options.aof {
+            &["--appendonly", "yes", "--appendfsync", "always"]
+        } else {
+            &["--appendonly", "no"]
+        };
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--bind", "127.0.0.1", "--save", ""])
+            .args(persistence)
             .args(["--dir", self.dir.to_str().expect("utf-8 temp dir")])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -82,18 +119,53 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    /// Kills the server (SIGKILL) and waits for it to exit: an outage, data lost.
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The server's working directory (where the append-only file lives).
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// Kills the server (SIGKILL) and waits for it to exit: an outage; the data is lost
+    /// unless the server was started with [`RedisOptions::aof`].
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
+        self.paused = false;
     }
 
-    /// Starts the server again on the same port (after [`RedisServer::stop`]).
+    /// Starts the server again on the same port (after [`RedisServer::stop`], or kills it
+    /// first), and waits until it answers PING (with AOF: until the data is loaded).
     pub fn restart(&mut self) {
         self.stop();
         self.spawn();
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open but nothing is answered, like a
+    /// stalled host or a network partition. Undo with [`RedisServer::resume`].
+    pub fn pause(&mut self) {
+        if let Some(pid) = self.pid() {
+            assert!(signal(pid, "STOP"), "SIGSTOP redis-server {pid}");
+            self.paused = true;
+        }
+    }
+
+    /// Lets a paused server run again (SIGCONT).
+    pub fn resume(&mut self) {
+        if let Some(pid) = self.pid() {
+            assert!(signal(pid, "CONT"), "SIGCONT redis-server {pid}");
+        }
+        self.paused = false;
+    }
+
+    /// True between [`RedisServer::pause`] and [`RedisServer::resume`].
+    pub fn is_paused(&self) -> bool {
+        self.paused
     }
 }
 
@@ -148,5 +220,30 @@ mod tests {
         assert!(!ping(r.port()));
         r.restart();
         assert!(ping(r.port()));
+    }
+
+    /// With AOF a write survives SIGKILL and restart; a paused server answers nothing
+    /// until resumed.
+    #[test]
+    fn aof_restart_keeps_data_and_pause_freezes() {
+        let mut r = RedisServer::start_with(RedisOptions { aof: true });
+        assert_eq!(command(r.port(), "SET k v"), "+OK\r\n");
+        r.restart();
+        assert_eq!(command(r.port(), "GET k"), "$1\r\nv\r\n");
+        r.pause();
+        assert!(r.is_paused());
+        assert!(!ping(r.port()), "a paused server does not answer");
+        r.resume();
+        assert!(ping(r.port()));
+    }
+
+    fn command(port: u16, cmd: &str) -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        s.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
+        let mut buf = [0u8; 64];
+        let n = s.read(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
     }
 }
