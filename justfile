@@ -79,6 +79,11 @@ bench *flags:
 bench-jobs jobs="200000" workers="2" concurrency="64":
     scripts/bench.sh {{ jobs }} {{ workers }} {{ concurrency }}
 
+# The fault-injection suite (docs/reliability.md): real Redis (AOF), 2 jobs servers, 3 workers, seeded
+# faults under load. Short run by default; long run: `just faults 600 $RANDOM`
+faults secs="60" seed="1" *flags:
+    PFC_FAULTS_SECS={{ secs }} PFC_FAULTS_SEED={{ seed }} cargo test -p pfc --test faults --locked {{ flags }} -- --nocapture
+
 # What CI runs (bootstrap + lints + tests + shipping checks)
 ci:
     bash .ci/run
