@@ -132,6 +132,7 @@ impl Jobs {
         Ok(NewJob {
             kind: kind.to_owned(),
             text: r.text.clone(),
+            payload: None,
             idempotency_key: (!r.idempotency_key.is_empty()).then(|| r.idempotency_key.clone()),
             run_at: run_at.filter(|t| *t > now),
             max_attempts: if r.max_attempts == 0 {

@@ -8,6 +8,10 @@ use std::time::Duration;
 use crate::model::*;
 use crate::JobStore;
 
+fn kinds() -> Vec<String> {
+    vec!["uppercase".into()]
+}
+
 fn new_job(text: &str) -> NewJob {
     NewJob {
         kind: "uppercase".into(),
@@ -30,14 +34,17 @@ pub async fn submit_take_complete(s: &dyn JobStore) {
     assert_eq!(got.text, "bonjour le monde");
     assert_eq!(got.status, Status::Queued);
 
-    let taken = s.take("w1", 10, Duration::from_millis(100)).await.unwrap();
+    let taken = s
+        .take("w1", &kinds(), 10, Duration::from_millis(100))
+        .await
+        .unwrap();
     assert_eq!(taken.len(), 1);
     let job = &taken[0];
     assert_eq!(job.status, Status::Processing);
     assert_eq!(job.attempts, 1);
     assert_eq!(job.worker_id.as_deref(), Some("w1"));
     assert!(
-        s.take("w2", 10, Duration::from_millis(50))
+        s.take("w2", &kinds(), 10, Duration::from_millis(50))
             .await
             .unwrap()
             .is_empty(),
@@ -80,8 +87,8 @@ pub async fn fifo_and_batch(s: &dyn JobStore) {
     for i in 0..5 {
         ids.push(s.submit(new_job(&format!("t{i}"))).await.unwrap().job.id);
     }
-    let a = s.take("w", 3, Duration::ZERO).await.unwrap();
-    let b = s.take("w", 3, Duration::ZERO).await.unwrap();
+    let a = s.take("w", &kinds(), 3, Duration::ZERO).await.unwrap();
+    let b = s.take("w", &kinds(), 3, Duration::ZERO).await.unwrap();
     assert_eq!(a.len(), 3);
     assert_eq!(b.len(), 2);
     let got: Vec<_> = a.iter().chain(&b).map(|j| j.id.clone()).collect();
@@ -93,7 +100,10 @@ pub async fn take_waits_for_submit(s: std::sync::Arc<dyn JobStore>) {
     let s2 = s.clone();
     let waiter = tokio::spawn(async move {
         let t = std::time::Instant::now();
-        let jobs = s2.take("w", 1, Duration::from_secs(5)).await.unwrap();
+        let jobs = s2
+            .take("w", &kinds(), 1, Duration::from_secs(5))
+            .await
+            .unwrap();
         (jobs, t.elapsed())
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -108,10 +118,17 @@ pub async fn take_waits_for_submit(s: std::sync::Arc<dyn JobStore>) {
 /// the old holder's completion is then stale.
 pub async fn expired_lease_redelivers(s: &dyn JobStore) {
     let id = s.submit(new_job("x")).await.unwrap().job.id;
-    let first = s.take("dead", 1, Duration::ZERO).await.unwrap().remove(0);
+    let first = s
+        .take("dead", &kinds(), 1, Duration::ZERO)
+        .await
+        .unwrap()
+        .remove(0);
     assert_eq!(first.attempts, 1);
     // lease in the test config is short; do not heartbeat
-    let again = s.take("alive", 1, Duration::from_secs(5)).await.unwrap();
+    let again = s
+        .take("alive", &kinds(), 1, Duration::from_secs(5))
+        .await
+        .unwrap();
     assert_eq!(again.len(), 1, "job redelivered after the lease expired");
     assert_eq!(again[0].id, id);
     assert_eq!(again[0].attempts, 2);
@@ -132,12 +149,17 @@ pub async fn expired_lease_redelivers(s: &dyn JobStore) {
 /// Heartbeats keep a lease alive past its duration; a lost lease is reported.
 pub async fn heartbeat_renews(s: &dyn JobStore, lease: Duration) {
     s.submit(new_job("x")).await.unwrap();
-    let job = s.take("w", 1, Duration::ZERO).await.unwrap().remove(0);
+    let job = s
+        .take("w", &kinds(), 1, Duration::ZERO)
+        .await
+        .unwrap()
+        .remove(0);
     let info = WorkerInfo {
         id: "w".into(),
         concurrency: 4,
         in_flight: 1,
         last_seen: 0,
+        kinds: kinds(),
     };
     let lref = LeaseRef::of(&job);
     let until = std::time::Instant::now() + lease * 2;
@@ -193,14 +215,18 @@ pub async fn retries_then_fails(s: &dyn JobStore) {
             },
         )
     };
-    let j1 = s.take("w", 1, Duration::ZERO).await.unwrap().remove(0);
+    let j1 = s
+        .take("w", &kinds(), 1, Duration::ZERO)
+        .await
+        .unwrap()
+        .remove(0);
     s.complete(&[fail(&j1)]).await.unwrap();
     let mid = s.get(&id).await.unwrap().unwrap();
     assert_eq!(mid.status, Status::Scheduled);
     assert_eq!(mid.error.as_deref(), Some("boom 1"));
     assert!(mid.run_at.is_some());
     let j2 = s
-        .take("w", 1, Duration::from_secs(5))
+        .take("w", &kinds(), 1, Duration::from_secs(5))
         .await
         .unwrap()
         .remove(0);
@@ -220,7 +246,11 @@ pub async fn retries_then_fails(s: &dyn JobStore) {
     assert_eq!(failed.jobs.len(), 1, "dead letters are listed");
 
     let id2 = s.submit(new_job("y")).await.unwrap().job.id;
-    let j = s.take("w", 1, Duration::ZERO).await.unwrap().remove(0);
+    let j = s
+        .take("w", &kinds(), 1, Duration::ZERO)
+        .await
+        .unwrap()
+        .remove(0);
     s.complete(&[Completion::of(
         &j,
         "w",
@@ -247,9 +277,16 @@ pub async fn delayed_job(s: &dyn JobStore) {
         .await
         .unwrap();
     assert_eq!(sub.job.status, Status::Scheduled);
-    assert!(s.take("w", 1, Duration::ZERO).await.unwrap().is_empty());
+    assert!(s
+        .take("w", &kinds(), 1, Duration::ZERO)
+        .await
+        .unwrap()
+        .is_empty());
     assert_eq!(s.stats().await.unwrap().scheduled, 1);
-    let jobs = s.take("w", 1, Duration::from_secs(3)).await.unwrap();
+    let jobs = s
+        .take("w", &kinds(), 1, Duration::from_secs(3))
+        .await
+        .unwrap();
     assert_eq!(jobs.len(), 1);
     assert!(now_ms() >= at - 5, "delivered before its time");
 }
@@ -299,7 +336,11 @@ pub async fn cancel(s: &dyn JobStore) {
         .id;
     assert_eq!(s.cancel(&q).await.unwrap().status, Status::Cancelled);
     assert_eq!(s.cancel(&later).await.unwrap().status, Status::Cancelled);
-    assert!(s.take("w", 10, Duration::ZERO).await.unwrap().is_empty());
+    assert!(s
+        .take("w", &kinds(), 10, Duration::ZERO)
+        .await
+        .unwrap()
+        .is_empty());
     assert!(matches!(
         s.cancel(&q).await,
         Err(crate::StoreError::InvalidState { .. })
@@ -309,7 +350,7 @@ pub async fn cancel(s: &dyn JobStore) {
         Err(crate::StoreError::NotFound(_))
     ));
     let p = s.submit(new_job("p")).await.unwrap().job.id;
-    s.take("w", 1, Duration::ZERO).await.unwrap();
+    s.take("w", &kinds(), 1, Duration::ZERO).await.unwrap();
     assert!(matches!(
         s.cancel(&p).await,
         Err(crate::StoreError::InvalidState {
@@ -324,7 +365,11 @@ pub async fn cancel(s: &dyn JobStore) {
 /// Finished jobs expire after the retention time (the store is built with a short one).
 pub async fn retention_expires(s: &dyn JobStore, retention: Duration) {
     s.submit(new_job("x")).await.unwrap();
-    let j = s.take("w", 1, Duration::ZERO).await.unwrap().remove(0);
+    let j = s
+        .take("w", &kinds(), 1, Duration::ZERO)
+        .await
+        .unwrap()
+        .remove(0);
     s.complete(&[done(&j, "w", "X")]).await.unwrap();
     assert!(s.get(&j.id).await.unwrap().is_some());
     tokio::time::sleep(retention + Duration::from_millis(300)).await;
@@ -349,7 +394,7 @@ pub async fn list_pages(s: &dyn JobStore) {
     for i in 0..7 {
         ids.push(s.submit(new_job(&format!("{i}"))).await.unwrap().job.id);
     }
-    s.take("w", 2, Duration::ZERO).await.unwrap();
+    s.take("w", &kinds(), 2, Duration::ZERO).await.unwrap();
     let p1 = s
         .list(ListQuery {
             limit: 3,
@@ -419,7 +464,11 @@ pub async fn events_are_published(s: &dyn JobStore) {
     // the Redis listener subscribes asynchronously: give it a moment
     tokio::time::sleep(Duration::from_millis(200)).await;
     let id = s.submit(new_job("e")).await.unwrap().job.id;
-    let j = s.take("w", 1, Duration::ZERO).await.unwrap().remove(0);
+    let j = s
+        .take("w", &kinds(), 1, Duration::ZERO)
+        .await
+        .unwrap()
+        .remove(0);
     s.complete(&[done(&j, "w", "E")]).await.unwrap();
     let mut seen = Vec::new();
     while seen.len() < 3 {
@@ -446,7 +495,11 @@ pub async fn events_are_published(s: &dyn JobStore) {
 pub async fn release_requeues(s: &dyn JobStore) {
     let a = s.submit(new_job("a")).await.unwrap().job.id;
     let b = s.submit(new_job("b")).await.unwrap().job.id;
-    let j = s.take("w", 1, Duration::ZERO).await.unwrap().remove(0);
+    let j = s
+        .take("w", &kinds(), 1, Duration::ZERO)
+        .await
+        .unwrap()
+        .remove(0);
     assert_eq!(j.id, a);
     s.release(
         "w",
@@ -459,9 +512,88 @@ pub async fn release_requeues(s: &dyn JobStore) {
     .unwrap();
     let got = s.get(&a).await.unwrap().unwrap();
     assert_eq!((got.status, got.attempts), (Status::Queued, 0));
-    let next = s.take("w2", 2, Duration::ZERO).await.unwrap();
+    let next = s.take("w2", &kinds(), 2, Duration::ZERO).await.unwrap();
     assert_eq!(
         next.iter().map(|j| j.id.clone()).collect::<Vec<_>>(),
         [a, b]
     );
+}
+
+/// A worker is handed only jobs of the kinds it declared; a kind nobody handles yet waits
+/// queued; several kinds are served fairly in one take; the known kinds are listed.
+pub async fn kinds_route_jobs(s: &dyn JobStore) {
+    let of = |kind: &str, text: &str| NewJob {
+        kind: kind.into(),
+        ..new_job(text)
+    };
+    let resize = s.submit(of("resize", "r1")).await.unwrap().job.id;
+    s.submit(of("email", "e1")).await.unwrap();
+    s.submit(of("email", "e2")).await.unwrap();
+    let mine = s
+        .take("w", &["resize".into()], 10, Duration::from_millis(50))
+        .await
+        .unwrap();
+    assert_eq!(
+        mine.iter().map(|j| j.id.clone()).collect::<Vec<_>>(),
+        [resize]
+    );
+    assert!(s
+        .take("w", &["nobody".into()], 10, Duration::from_millis(50))
+        .await
+        .unwrap()
+        .is_empty());
+    s.submit(of("resize", "r2")).await.unwrap();
+    let both = s
+        .take("w", &["email".into(), "resize".into()], 2, Duration::ZERO)
+        .await
+        .unwrap();
+    let mut got: Vec<&str> = both.iter().map(|j| j.kind.as_str()).collect();
+    got.sort();
+    assert_eq!(got, ["email", "resize"], "one of each kind, not two of one");
+    let st = s.stats().await.unwrap();
+    assert_eq!(st.queued, 1);
+    for k in ["email", "resize"] {
+        assert!(st.kinds.iter().any(|x| x == k), "{k} in {:?}", st.kinds);
+    }
+}
+
+/// JSON payloads and results round-trip as bytes with their content type; text jobs keep
+/// `text`/`result`; progress reaches the job (fenced by the delivery).
+pub async fn payloads_and_progress(s: &dyn JobStore) {
+    let body = br#"{"w":64,"name":"caf\u00e9"}"#.to_vec();
+    let sub = s
+        .submit(NewJob {
+            kind: "resize".into(),
+            payload: Some(Payload::json(body.clone())),
+            ..new_job("")
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        sub.job.payload.as_ref().map(|p| p.bytes.clone()),
+        Some(body.clone())
+    );
+    let j = s
+        .take("w", &["resize".into()], 1, Duration::ZERO)
+        .await
+        .unwrap()
+        .remove(0);
+    let p = j.payload.clone().expect("payload delivered");
+    assert_eq!((p.bytes, p.content_type.as_str()), (body, JSON));
+    assert!(j.text.is_empty());
+    assert!(s.progress("w", &LeaseRef::of(&j), 40).await.unwrap());
+    assert!(!s.progress("other", &LeaseRef::of(&j), 50).await.unwrap());
+    let mid = s.get(&j.id).await.unwrap().unwrap();
+    assert_eq!(mid.progress, Some(40));
+    assert!(mid.version > j.version);
+    let out = Payload::json(br#"{"ok":true}"#.to_vec());
+    s.complete(&[Completion::of(&j, "w", Outcome::DonePayload(out.clone()))])
+        .await
+        .unwrap();
+    let end = s.get(&j.id).await.unwrap().unwrap();
+    assert_eq!(end.status, Status::Done);
+    assert_eq!(end.result_payload, Some(out));
+    assert_eq!(end.result, None);
+    let ev = JobEvent::of(&end);
+    assert_eq!(ev.result.as_deref(), Some(r#"{"ok":true}"#));
 }

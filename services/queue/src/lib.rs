@@ -64,10 +64,21 @@ pub trait JobStore: Send + Sync + 'static {
     /// have missed events (its event connection was re-established).
     fn subscribe(&self) -> broadcast::Receiver<Feed>;
 
-    /// Leases up to `max` due jobs to `worker`, waiting up to `wait` when none is available.
-    /// Each returned job is `Processing` with `attempts` incremented; the worker must
-    /// heartbeat within the lease time or the job is delivered again.
-    async fn take(&self, worker: &str, max: usize, wait: Duration) -> Result<Vec<Job>>;
+    /// Leases up to `max` due jobs of `kinds` to `worker`, waiting up to `wait` when none is
+    /// available. Each returned job is `Processing` with `attempts` and `delivery`
+    /// incremented; the worker must heartbeat within the lease time or the job is delivered
+    /// again. Jobs of other kinds are never handed to this worker.
+    async fn take(
+        &self,
+        worker: &str,
+        kinds: &[String],
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Job>>;
+
+    /// Records the progress (0–100) of a job `worker` holds; false when it no longer holds
+    /// that delivery. Watchers see it as a new version of the job.
+    async fn progress(&self, worker: &str, lease: &LeaseRef, progress: u32) -> Result<bool>;
 
     /// Records the worker as live and renews the leases it holds. Returns the leases it no
     /// longer holds (expired and redelivered, or cancelled): the worker should drop them.

@@ -25,7 +25,10 @@ pub struct MemoryStore {
 #[derive(Default)]
 struct Inner {
     jobs: HashMap<String, Job>,
-    queue: VecDeque<String>,
+    /// kind -> ids ready to run, FIFO
+    ready: HashMap<String, VecDeque<String>>,
+    /// every kind ever submitted
+    kinds: BTreeSet<String>,
     scheduled: BTreeSet<(i64, String)>,
     leases: BTreeSet<(i64, String)>,
     lease_of: HashMap<String, i64>,
@@ -143,8 +146,12 @@ impl Inner {
             self.scheduled.pop_first();
             if let Some(job) = self.transition(&id, Status::Queued, now) {
                 job.run_at = None;
-                changed.push(job.clone());
-                self.queue.push_back(id);
+                let job = job.clone();
+                self.ready
+                    .entry(job.kind.clone())
+                    .or_default()
+                    .push_back(id);
+                changed.push(job);
             }
         }
         while let Some((deadline, id)) = self.leases.first().cloned() {
@@ -170,8 +177,12 @@ impl Inner {
                 }
             } else if let Some(job) = self.transition(&id, Status::Queued, now) {
                 job.error = Some("lease expired (worker lost); redelivered".into());
-                changed.push(job.clone());
-                self.queue.push_front(id);
+                let job = job.clone();
+                self.ready
+                    .entry(job.kind.clone())
+                    .or_default()
+                    .push_front(id);
+                changed.push(job);
             }
         }
         while let Some((at, id)) = self.expiry.first().cloned() {
@@ -223,8 +234,15 @@ impl JobStore for MemoryStore {
                 kind: new.kind,
                 queue: "default".into(),
                 status,
-                text: new.text,
+                text: if new.payload.is_some() {
+                    String::new()
+                } else {
+                    new.text
+                },
+                payload: new.payload,
                 result: None,
+                result_payload: None,
+                progress: None,
                 error: None,
                 attempts: 0,
                 max_attempts: new.max_attempts.max(1),
@@ -248,9 +266,13 @@ impl JobStore for MemoryStore {
             if scheduled {
                 g.scheduled.insert((job.run_at.unwrap_or(now), id.clone()));
             } else {
-                g.queue.push_back(id.clone());
+                g.ready
+                    .entry(job.kind.clone())
+                    .or_default()
+                    .push_back(id.clone());
             }
             g.counters.submitted_total += 1;
+            g.kinds.insert(job.kind.clone());
             g.jobs.insert(id, job.clone());
             job
         };
@@ -303,8 +325,11 @@ impl JobStore for MemoryStore {
                 .ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
             match job.status {
                 Status::Queued => {
-                    if let Some(pos) = g.queue.iter().rposition(|x| x == id) {
-                        g.queue.remove(pos);
+                    let kind = job.kind.clone();
+                    if let Some(q) = g.ready.get_mut(&kind) {
+                        if let Some(pos) = q.iter().rposition(|x| x == id) {
+                            q.remove(pos);
+                        }
                     }
                 }
                 Status::Scheduled => {
@@ -339,7 +364,8 @@ impl JobStore for MemoryStore {
             .collect();
         workers.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(Stats {
-            queued: g.queue.len() as u64,
+            queued: g.ready.values().map(|q| q.len() as u64).sum(),
+            kinds: g.kinds.iter().cloned().collect(),
             scheduled: g.scheduled.len() as u64,
             processing: g.leases.len() as u64,
             workers,
@@ -351,7 +377,13 @@ impl JobStore for MemoryStore {
         self.events.subscribe()
     }
 
-    async fn take(&self, worker: &str, max: usize, wait: Duration) -> Result<Vec<Job>> {
+    async fn take(
+        &self,
+        worker: &str,
+        kinds: &[String],
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Job>> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let notified = self.wake.notified();
@@ -360,8 +392,22 @@ impl JobStore for MemoryStore {
                 let mut g = self.lock();
                 let changed = g.maintain(&self.config, now);
                 let mut taken = Vec::new();
-                while taken.len() < max {
-                    let Some(id) = g.queue.pop_front() else { break };
+                // round-robin over the worker's kinds, from a random one (fair between kinds)
+                let start = if kinds.is_empty() {
+                    0
+                } else {
+                    rand::random_range(0..kinds.len())
+                };
+                let mut empty = 0;
+                let mut i = 0;
+                while taken.len() < max && empty < kinds.len() {
+                    let kind = &kinds[(start + i) % kinds.len()];
+                    i += 1;
+                    let Some(id) = g.ready.get_mut(kind).and_then(|q| q.pop_front()) else {
+                        empty += 1;
+                        continue;
+                    };
+                    empty = 0;
                     let lease_until = now + self.config.lease.as_millis() as i64;
                     let Some(job) = g.transition(&id, Status::Processing, now) else {
                         continue;
@@ -369,6 +415,7 @@ impl JobStore for MemoryStore {
                     job.attempts += 1;
                     job.delivery += 1;
                     job.started_at = Some(now);
+                    job.progress = None;
                     job.worker_id = Some(worker.to_owned());
                     let job = job.clone();
                     g.leases.insert((lease_until, id.clone()));
@@ -458,9 +505,13 @@ impl JobStore for MemoryStore {
                 let attempts = g.jobs[&c.job_id].attempts;
                 let max = g.jobs[&c.job_id].max_attempts;
                 let job = match &c.outcome {
-                    Outcome::Done(result) => {
+                    Outcome::Done(_) | Outcome::DonePayload(_) => {
                         if let Some(j) = g.jobs.get_mut(&c.job_id) {
-                            j.result = Some(result.clone());
+                            match &c.outcome {
+                                Outcome::Done(r) => j.result = Some(r.clone()),
+                                Outcome::DonePayload(p) => j.result_payload = Some(p.clone()),
+                                Outcome::Failed { .. } => {}
+                            }
                             j.error = None;
                         }
                         g.counters.done_total += 1;
@@ -512,9 +563,13 @@ impl JobStore for MemoryStore {
                 if let Some(j) = g.transition(&l.job_id, Status::Queued, now) {
                     // the delivery did not really happen: don't let it count towards max_attempts
                     j.attempts = j.attempts.saturating_sub(1);
-                    changed.push(j.clone());
+                    let j = j.clone();
+                    g.ready
+                        .entry(j.kind.clone())
+                        .or_default()
+                        .push_front(l.job_id.clone());
+                    changed.push(j);
                 }
-                g.queue.push_front(l.job_id.clone());
             }
         }
         for j in &changed {
@@ -522,6 +577,24 @@ impl JobStore for MemoryStore {
         }
         self.wake.notify_waiters();
         Ok(())
+    }
+
+    async fn progress(&self, worker: &str, lease: &LeaseRef, progress: u32) -> Result<bool> {
+        let job = {
+            let mut g = self.lock();
+            if !g.holds(&lease.job_id, worker, lease.delivery) {
+                return Ok(false);
+            }
+            let Some(j) = g.jobs.get_mut(&lease.job_id) else {
+                return Ok(false);
+            };
+            j.progress = Some(progress.min(100));
+            j.updated_at = now_ms();
+            j.version += 1;
+            j.clone()
+        };
+        self.emit(&job);
+        Ok(true)
     }
 
     async fn unregister_worker(&self, worker: &str) -> Result<()> {

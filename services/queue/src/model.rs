@@ -71,6 +71,29 @@ impl FromStr for Status {
     }
 }
 
+/// Content type of JSON payloads and results.
+pub const JSON: &str = "application/json";
+
+/// Bytes with a content type: a job's input or result other than plain text (JSON by
+/// default; any other type is passed through as bytes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Payload {
+    /// The bytes (UTF-8 JSON for [`JSON`]).
+    pub bytes: Vec<u8>,
+    /// MIME type, e.g. `application/json`.
+    pub content_type: String,
+}
+
+impl Payload {
+    /// A JSON payload.
+    pub fn json(bytes: impl Into<Vec<u8>>) -> Self {
+        Self {
+            bytes: bytes.into(),
+            content_type: JSON.into(),
+        }
+    }
+}
+
 /// A job and everything known about it. Times are Unix milliseconds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Job {
@@ -82,10 +105,16 @@ pub struct Job {
     pub queue: String,
     /// Current status.
     pub status: Status,
-    /// Input.
+    /// Input, for text jobs (empty when the job has a [`Job::payload`]).
     pub text: String,
-    /// Output, when done.
+    /// Input other than plain text (JSON or bytes).
+    pub payload: Option<Payload>,
+    /// Output of a text job, when done.
     pub result: Option<String>,
+    /// Output other than plain text, when done.
+    pub result_payload: Option<Payload>,
+    /// Progress reported by the worker running it (0–100), reset by each delivery.
+    pub progress: Option<u32>,
     /// Last delivery's error.
     pub error: Option<String>,
     /// Deliveries so far that count towards `max_attempts` (a release refunds one).
@@ -120,8 +149,10 @@ pub struct Job {
 pub struct NewJob {
     /// Processor name.
     pub kind: String,
-    /// Input.
+    /// Input, for text jobs.
     pub text: String,
+    /// Input other than plain text; when set, `text` is ignored.
+    pub payload: Option<Payload>,
     /// Optional idempotency key.
     pub idempotency_key: Option<String>,
     /// Run at (Unix ms); `None` or a past time runs now.
@@ -160,8 +191,13 @@ pub struct JobEvent {
     pub error: Option<String>,
     /// Worker involved.
     pub worker_id: Option<String>,
-    /// The result, on the transition to `Done` (so a watcher needs no extra read).
+    /// The result, on the transition to `Done` (so a watcher needs no extra read): text, or
+    /// JSON when `result_type` says so; absent when large or binary (re-read the job).
     pub result: Option<String>,
+    /// Content type of `result` when it is not plain text.
+    pub result_type: Option<String>,
+    /// Progress of a running job (0–100).
+    pub progress: Option<u32>,
 }
 
 /// What a store subscription delivers: transitions, and notice of possible gaps.
@@ -186,11 +222,16 @@ impl JobEvent {
             at: job.updated_at,
             error: job.error.clone(),
             worker_id: job.worker_id.clone(),
-            result: if job.status == Status::Done {
-                job.result.clone()
-            } else {
-                None
+            result: match (&job.result, &job.result_payload) {
+                _ if job.status != Status::Done => None,
+                (Some(r), _) => Some(r.clone()),
+                (None, Some(p)) if p.content_type == JSON => {
+                    String::from_utf8(p.bytes.clone()).ok()
+                }
+                _ => None,
             },
+            result_type: job.result_payload.as_ref().map(|p| p.content_type.clone()),
+            progress: job.progress,
         }
     }
 }
@@ -198,8 +239,10 @@ impl JobEvent {
 /// How a delivery ended, reported by the worker.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// Success with the result.
+    /// Success with a text result.
     Done(String),
+    /// Success with a JSON (or other) result.
+    DonePayload(Payload),
     /// Failure; retried with backoff while attempts remain, unless `retryable` is false.
     Failed {
         /// What went wrong.
@@ -278,6 +321,8 @@ pub struct WorkerInfo {
     pub concurrency: u32,
     /// Jobs held at the last heartbeat.
     pub in_flight: u32,
+    /// Kinds it handles.
+    pub kinds: Vec<String>,
     /// Last heartbeat (Unix ms).
     pub last_seen: i64,
 }
@@ -303,6 +348,8 @@ pub struct Stats {
     pub retried_total: u64,
     /// Workers seen recently.
     pub workers: Vec<WorkerInfo>,
+    /// Every kind ever submitted or declared (for `ListKinds`).
+    pub kinds: Vec<String>,
 }
 
 /// A page request of [`crate::JobStore::list`].

@@ -19,6 +19,10 @@ fn config(lease: Duration, retention: Duration) -> StoreConfig {
     }
 }
 
+fn kinds() -> Vec<String> {
+    vec!["uppercase".into()]
+}
+
 fn job(text: &str, max_attempts: u32) -> NewJob {
     NewJob {
         kind: "uppercase".into(),
@@ -77,7 +81,10 @@ async fn steady_load(s: &Arc<dyn JobStore>, secs: u64) -> u64 {
         assert!(subs.iter().all(|r| r.is_ok()));
         let mut left = 100;
         while left > 0 {
-            let taken = s.take("w", left, Duration::from_millis(200)).await.unwrap();
+            let taken = s
+                .take("w", &kinds(), left, Duration::from_millis(200))
+                .await
+                .unwrap();
             left -= taken.len();
             let c: Vec<Completion> = taken.iter().map(|j| done(j, "w")).collect();
             s.complete(&c).await.unwrap();
@@ -190,6 +197,7 @@ fn heartbeats(
         concurrency: 16,
         in_flight: leases.len() as u32,
         last_seen: 0,
+        kinds: kinds(),
     };
     tokio::spawn(async move {
         loop {
@@ -212,7 +220,10 @@ async fn outage_longer_than_the_lease_fails_no_live_job() {
     for i in 0..20 {
         s.submit(job(&format!("slow {i}"), 1)).await.unwrap();
     }
-    let taken = s.take("w", 20, Duration::from_secs(1)).await.unwrap();
+    let taken = s
+        .take("w", &kinds(), 20, Duration::from_secs(1))
+        .await
+        .unwrap();
     assert_eq!(taken.len(), 20);
     let hb = heartbeats(
         s.clone(),
@@ -268,7 +279,7 @@ async fn lost_take_reply_strands_nothing() {
     server.pause();
     let taker = {
         let s = s.clone();
-        tokio::spawn(async move { s.take("w", 5, Duration::ZERO).await })
+        tokio::spawn(async move { s.take("w", &kinds(), 5, Duration::ZERO).await })
     };
     // past the 2 s response timeout: the first try's reply is lost
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -294,9 +305,17 @@ async fn lost_take_reply_strands_nothing() {
 /// late report and heartbeat are refused and worker 2's result stands.
 async fn released_delivery_cannot_report(s: Arc<dyn JobStore>) {
     let id = s.submit(job("x", 3)).await.unwrap().job.id;
-    let first = s.take("w1", 1, Duration::ZERO).await.unwrap().remove(0);
+    let first = s
+        .take("w1", &kinds(), 1, Duration::ZERO)
+        .await
+        .unwrap()
+        .remove(0);
     s.release("w1", &[LeaseRef::of(&first)]).await.unwrap();
-    let second = s.take("w2", 1, Duration::ZERO).await.unwrap().remove(0);
+    let second = s
+        .take("w2", &kinds(), 1, Duration::ZERO)
+        .await
+        .unwrap()
+        .remove(0);
     assert_eq!(second.id, id);
     assert_eq!(second.attempts, first.attempts, "the attempt was refunded");
     assert_ne!(
@@ -308,6 +327,7 @@ async fn released_delivery_cannot_report(s: Arc<dyn JobStore>) {
         concurrency: 1,
         in_flight: 1,
         last_seen: 0,
+        kinds: kinds(),
     };
     assert_eq!(
         s.heartbeat(&info, &[LeaseRef::of(&first)]).await.unwrap(),
@@ -411,7 +431,11 @@ async fn idempotency_key_outlives_a_long_job(s: Arc<dyn JobStore>, retention: Du
         ..job("x", 3)
     };
     let first = s.submit(keyed.clone()).await.unwrap();
-    let j = s.take("w", 1, Duration::ZERO).await.unwrap().remove(0);
+    let j = s
+        .take("w", &kinds(), 1, Duration::ZERO)
+        .await
+        .unwrap()
+        .remove(0);
     let hb = heartbeats(
         s.clone(),
         "w",
@@ -557,7 +581,8 @@ async fn health_follows_writes() {
 
 /// Every key a script touches is declared in `KEYS` (Redis Cluster and Dragonfly refuse
 /// undeclared keys mid-script, after `LPOP`, which stranded a job): no script names a key
-/// other than through `K.<name>`, `INDEX[...]` or `KEYS[n]`.
+/// other than through `K.<name>`, `INDEX[...]`, `READY[...]`/`WAKE[...]` (the declared lists
+/// of the kinds a call names) or `KEYS[n]`.
 #[test]
 fn scripts_declare_every_key() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/lua");
@@ -579,7 +604,11 @@ fn scripts_declare_every_key() {
                 let ok = if cmd == "PUBLISH" {
                     arg.starts_with("channel")
                 } else {
-                    arg.starts_with("K.") || arg.starts_with("INDEX[") || arg.starts_with("KEYS[")
+                    // READY/WAKE map declared kinds to their declared lists (KEYS[22...]);
+                    // `list` is a local taken from READY
+                    ["K.", "INDEX[", "KEYS[", "READY[", "WAKE[", "list,", "list)"]
+                        .iter()
+                        .any(|p| arg.starts_with(p))
                 };
                 assert!(
                     ok,

@@ -98,11 +98,14 @@ impl Worker {
         tracing::info!(worker = %self.id, concurrency, "worker started");
 
         let completer = tokio::spawn(completer(self.store.clone(), held.clone(), done_rx));
+        // the kinds this worker runs: every processor in its registry
+        let kinds: Vec<String> = self.registry.iter().map(|p| p.name().to_owned()).collect();
         let hb_stop = pfc_runtime::Shutdown::new();
         let heartbeat = tokio::spawn(heartbeat(
             self.store.clone(),
             held.clone(),
             self.id.clone(),
+            kinds.clone(),
             concurrency as u32,
             self.lease / 3,
             hb_stop.wait(),
@@ -122,7 +125,7 @@ impl Worker {
             // within its wait (500 ms) unless Redis is unreachable.
             let taken = self
                 .store
-                .take(&self.id, free, Duration::from_millis(500))
+                .take(&self.id, &kinds, free, Duration::from_millis(500))
                 .await;
             let jobs = match taken {
                 Ok(jobs) => {
@@ -241,7 +244,7 @@ async fn process(registry: &Registry, worker: &str, job: Job, timeout: Duration)
     .await;
     // one line per processor run, with the delivery's fencing token (the fault suite's history)
     let label = match &outcome {
-        Outcome::Done(_) => "done",
+        Outcome::Done(_) | Outcome::DonePayload(_) => "done",
         Outcome::Failed {
             retryable: true, ..
         } => "retry",
@@ -290,6 +293,7 @@ async fn heartbeat(
     store: Arc<dyn JobStore>,
     held: Held,
     id: String,
+    kinds: Vec<String>,
     concurrency: u32,
     every: Duration,
     stop: impl Future<Output = ()>,
@@ -315,6 +319,7 @@ async fn heartbeat(
             id: id.clone(),
             concurrency,
             in_flight: leases.len() as u32,
+            kinds: kinds.clone(),
             last_seen: 0,
         };
         match store.heartbeat(&info, &leases).await {

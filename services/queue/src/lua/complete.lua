@@ -1,10 +1,10 @@
--- ARGV: channel, job id, worker id, delivery, outcome ('done' | 'retry' | 'fail'),
---       result or error, retention ms, backoff ms
+-- ARGV: channel, kinds ([]), job id, worker id, delivery, outcome ('done' | 'retry' | 'fail'),
+--       result or error, retention ms, backoff ms, result content type ('' = text)
 -- Applies one worker report if that worker still holds that delivery (owner + delivery
 -- number are the fence). Returns 1 when applied, 2 when this very report was applied before
 -- (a retry after a lost reply), 0 when stale.
-local id, worker, d, outcome, payload = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local ret, backoff = ARGV[7], tonumber(ARGV[8])
+local id, worker, d, outcome, payload = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local ret, backoff, rt = ARGV[8], tonumber(ARGV[9]), ARGV[10]
 local j = load(id)
 if not holds(j, worker, d) then
   if j and j.worker == worker and tonumber(j.d) == tonumber(d)
@@ -18,6 +18,9 @@ local now = now_ms()
 local result = nil
 if outcome == 'done' then
   j.error = nil
+  if rt and rt ~= '' then
+    j.rt = rt
+  end
   redis.call('HSET', K.output, id, payload)
   result = payload
   finish(j, 'done', now, ret, 'done')

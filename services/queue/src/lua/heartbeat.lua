@@ -1,8 +1,8 @@
--- ARGV: channel, worker id, concurrency, in flight, lease ms, worker ttl ms, clock gap ms,
---       then (job id, delivery)...
+-- ARGV: channel, kinds ([]), worker id, worker info (JSON: concurrency, in flight, kinds),
+--       lease ms, worker ttl ms, clock gap ms, then (job id, delivery)...
 -- Marks the worker live and renews the leases it still holds. Returns the ones it lost,
 -- as a flat list id, delivery, ...
-local worker, conc, inflight = ARGV[2], ARGV[3], ARGV[4]
+local worker, info = ARGV[3], ARGV[4]
 local lease, wttl = tonumber(ARGV[5]), tonumber(ARGV[6])
 local now = tick(ARGV[7])
 redis.call('ZADD', K.workers, now, worker)
@@ -11,7 +11,7 @@ if #gone > 0 then
   redis.call('ZREMRANGEBYSCORE', K.workers, '-inf', now - wttl)
   redis.call('HDEL', K.winfo, unpack(gone))
 end
-redis.call('HSET', K.winfo, worker, conc .. ' ' .. inflight)
+redis.call('HSET', K.winfo, worker, info)
 local lost = {}
 for i = 8, #ARGV, 2 do
   local id, d = ARGV[i], ARGV[i + 1]

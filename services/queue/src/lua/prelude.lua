@@ -5,17 +5,31 @@
 -- Dragonfly see every key up front, and all of them carry the queue's hash tag `{queue}`,
 -- so they live in one slot. A job is not a key of its own: its record is a field of the
 -- queue's `jobs` hash (JSON), its input a field of `input`, its result a field of `output`.
+-- KEYS[21] is the call's own key (a take's receipt; a placeholder otherwise). KEYS[22...] are
+-- two keys per kind named, in the same order, by the JSON array ARGV[2]: the kind's ready list
+-- and its wake list (one list per kind, so a worker is only handed — and woken for — the kinds
+-- it declared).
 -- ARGV[1] is the events channel (a channel, not a key).
 local K = {
-  jobs = KEYS[1], input = KEYS[2], output = KEYS[3], queued = KEYS[4], scheduled = KEYS[5],
+  jobs = KEYS[1], input = KEYS[2], output = KEYS[3], legacy_queued = KEYS[4], scheduled = KEYS[5],
   leases = KEYS[6], all = KEYS[7], expiring = KEYS[8], idem = KEYS[9], stats = KEYS[10],
   wake = KEYS[11], clock = KEYS[12], workers = KEYS[13], winfo = KEYS[14],
   scheduled_idx = KEYS[15], done = KEYS[16], failed = KEYS[17], cancelled = KEYS[18],
+  kinds = KEYS[19], queued_idx = KEYS[20],
 }
--- status -> its index (ListJobs). QUEUED is listed from `queued` and PROCESSING from
--- `leases`, so the hot path touches no extra index for them.
-local INDEX = { scheduled = K.scheduled_idx, done = K.done, failed = K.failed, cancelled = K.cancelled }
+-- status -> its index (ListJobs). PROCESSING is listed from `leases`.
+local INDEX = { queued = K.queued_idx, scheduled = K.scheduled_idx, done = K.done,
+  failed = K.failed, cancelled = K.cancelled }
 local channel = ARGV[1]
+local KINDS = cjson.decode(ARGV[2])
+-- kind -> its ready list (only for the kinds this call declared)
+local READY, WAKE = {}, {}
+for i, kind in ipairs(KINDS) do
+  READY[kind] = KEYS[20 + 2 * i]
+  WAKE[kind] = KEYS[21 + 2 * i]
+end
+-- Set when a job's kind had no declared list: the caller refreshes its kinds and calls again.
+local missing = 0
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -39,8 +53,8 @@ end
 -- and the result of a DONE job when it is small (watchers then need no extra read).
 local function emit(j, result)
   local ev = { id = j.id, s = j.status, v = j.v, a = j.attempts, k = j.kind, at = j.updated,
-    w = j.worker, e = j.error }
-  if result and #result <= 16384 then
+    w = j.worker, e = j.error, p = j.progress, rt = j.rt }
+  if result and #result <= 16384 and (not j.rt or j.rt == 'application/json') then
     ev.r = result
   end
   redis.call('PUBLISH', channel, cjson.encode(ev))
@@ -117,6 +131,26 @@ end
 
 -- True when `j` is the delivery `d` held by `worker` (the fence for complete, heartbeat and
 -- release: owner and delivery number, never reused).
+-- Puts a queued job on its kind's ready list (`front`: redelivered or released jobs go
+-- first). False (and `missing` set) when the kind's list was not declared by this call.
+local function ready(j, front)
+  local list = READY[j.kind]
+  if not list then
+    missing = 1
+    return false
+  end
+  if front then
+    redis.call('LPUSH', list, j.id)
+  else
+    redis.call('RPUSH', list, j.id)
+  end
+  -- wake an idle worker of this kind; past 64 tokens every such worker is already woken
+  if redis.call('LLEN', WAKE[j.kind]) < 64 then
+    redis.call('LPUSH', WAKE[j.kind], '1')
+  end
+  return true
+end
+
 local function holds(j, worker, d)
   return j ~= nil and j.status == 'processing' and j.worker == worker and tonumber(j.d) == tonumber(d)
 end

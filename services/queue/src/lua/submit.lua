@@ -1,9 +1,9 @@
--- ARGV: channel, id, kind, text, max_attempts, run_at ms ('' = now), idempotency key ('' = none),
---       traceparent ('' = none)
+-- ARGV: channel, kinds ([kind]), id, kind, input, max_attempts, run_at ms ('' = now),
+--       idempotency key ('' = none), traceparent ('' = none), content type ('' = text)
 -- Returns {1, id, now, status} for a new job, {0, existing id} when the idempotency key
 -- matched, {2, id} when this very job id exists already (a retried submit: idempotent per id).
-local id, kind, text, max = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
-local run_at, idem, tp = tonumber(ARGV[6]), ARGV[7], ARGV[8]
+local id, kind, input, max = ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
+local run_at, idem, tp, ct = tonumber(ARGV[7]), ARGV[8], ARGV[9], ARGV[10]
 if redis.call('HEXISTS', K.jobs, id) == 1 then
   return {2, id}
 end
@@ -23,22 +23,22 @@ end
 if tp ~= '' then
   j.tp = tp
 end
+if ct and ct ~= '' then
+  j.ct = ct
+end
 if idem ~= '' then
   -- held while the job is unfinished, and for the retention after (removed by sweep)
   j.idem = idem
   redis.call('HSET', K.idem, idem, id)
 end
+redis.call('SADD', K.kinds, kind)
 save(j)
-redis.call('HSET', K.input, id, text)
+redis.call('HSET', K.input, id, input)
+redis.call('ZADD', INDEX[j.status], 0, id)
 if j.status == 'scheduled' then
   redis.call('ZADD', K.scheduled, run_at, id)
-  redis.call('ZADD', K.scheduled_idx, 0, id)
 else
-  -- wake an idle worker; past 64 waiting jobs every worker is busy or already woken
-  if redis.call('RPUSH', K.queued, id) <= 64 then
-    redis.call('LPUSH', K.wake, '1')
-    redis.call('LTRIM', K.wake, 0, 63)
-  end
+  ready(j, false)
 end
 redis.call('ZADD', K.all, 0, id)
 redis.call('HINCRBY', K.stats, 'submitted', 1)

@@ -1,15 +1,17 @@
--- ARGV: channel, worker, max jobs, lease ms, retention ms, clock gap ms, request id ('' = none)
--- KEYS[19] (with a request id): this take's receipt, so a retried take (its reply was lost
--- to a timeout or a broken connection) gets the same batch instead of stranding it.
--- Housekeeping first (due scheduled jobs join the queue, expired leases are redelivered or
--- failed), then leases up to `max` queued jobs to the worker.
--- Returns {now, next due ms or -1, {record JSON, input}...}.
-local worker, max, lease, ret = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
-local gap, rid = ARGV[6], ARGV[7]
+-- ARGV: channel, kinds (the worker's kinds first, then every other known kind), worker,
+--       number of the worker's kinds, max jobs, lease ms, retention ms, clock gap ms,
+--       request id ('' = none)
+-- KEYS[21]: this take's receipt, so a retried take (its reply was lost to a timeout or a
+-- broken connection) gets the same batch instead of stranding it.
+-- Housekeeping first (due scheduled jobs join their kind's list, expired leases are
+-- redelivered or failed), then leases up to `max` jobs of the worker's kinds.
+-- Returns {now, next due ms or -1, {record JSON, input}..., missing kinds (0/1)}.
+local worker, own, max, lease = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local ret, gap, rid = ARGV[7], ARGV[8], ARGV[9]
 local out = {}
 
 if rid ~= '' then
-  local receipt = redis.call('GET', KEYS[19])
+  local receipt = redis.call('GET', KEYS[21])
   if receipt then
     for _, e in ipairs(cjson.decode(receipt)) do
       local j = load(e[1])
@@ -18,7 +20,7 @@ if rid ~= '' then
         out[#out + 1] = redis.call('HGET', K.input, j.id) or ''
       end
     end
-    return {now_ms(), -1, out}
+    return {now_ms(), -1, out, 0}
   end
 end
 
@@ -26,22 +28,28 @@ local now = tick(gap)
 
 local due = redis.call('ZRANGEBYSCORE', K.scheduled, '-inf', now, 'LIMIT', 0, 1000)
 for _, id in ipairs(due) do
-  redis.call('ZREM', K.scheduled, id)
   local j = load(id)
-  if j and j.status == 'scheduled' then
+  if not j or j.status ~= 'scheduled' then
+    redis.call('ZREM', K.scheduled, id)
+  elseif READY[j.kind] then
+    redis.call('ZREM', K.scheduled, id)
     move(j, 'queued', now)
     j.run_at = nil
     save(j)
-    redis.call('RPUSH', K.queued, id)
+    ready(j, false)
     emit(j)
+  else
+    missing = 1
   end
 end
 
 local expired = redis.call('ZRANGEBYSCORE', K.leases, '-inf', now, 'LIMIT', 0, 1000)
 for _, id in ipairs(expired) do
-  redis.call('ZREM', K.leases, id)
   local j = load(id)
-  if j and j.status == 'processing' then
+  if not j or j.status ~= 'processing' then
+    redis.call('ZREM', K.leases, id)
+  elseif j.attempts >= j.max or READY[j.kind] then
+    redis.call('ZREM', K.leases, id)
     local who = j.worker or '?'
     if j.attempts >= j.max then
       j.error = 'lease expired after ' .. j.attempts .. ' deliveries (worker ' .. who .. ' lost)'
@@ -49,37 +57,55 @@ for _, id in ipairs(expired) do
     else
       j.error = 'lease expired (worker ' .. who .. ' lost); redelivered'
       move(j, 'queued', now)
-      redis.call('LPUSH', K.queued, id)
+      ready(j, true)
     end
     save(j)
     emit(j)
+  else
+    missing = 1
   end
 end
 
 local receipt = {}
 local deadline = now + lease
-for _ = 1, max do
-  local id = redis.call('LPOP', K.queued)
+-- round-robin over the worker's kinds, starting at a random one (fair between kinds)
+local lists = {}
+for i = 1, own do
+  lists[#lists + 1] = READY[KINDS[i]]
+end
+local start = 0
+if #lists > 1 then
+  start = tonumber(string.sub(tostring(now), -3)) % #lists
+end
+local empty = 0
+local i = 0
+while #receipt < max and empty < #lists do
+  local list = lists[((start + i) % #lists) + 1]
+  i = i + 1
+  local id = redis.call('LPOP', list)
   if not id then
-    break
-  end
-  local j = load(id)
-  if j and j.status == 'queued' then
-    move(j, 'processing', now)
-    j.attempts = j.attempts + 1
-    j.d = (j.d or 0) + 1
-    j.started = now
-    j.worker = worker
-    save(j)
-    redis.call('ZADD', K.leases, deadline, id)
-    out[#out + 1] = cjson.encode(j)
-    out[#out + 1] = redis.call('HGET', K.input, id) or ''
-    receipt[#receipt + 1] = {id, j.d}
-    emit(j)
+    empty = empty + 1
+  else
+    empty = 0
+    local j = load(id)
+    if j and j.status == 'queued' then
+      move(j, 'processing', now)
+      j.attempts = j.attempts + 1
+      j.d = (j.d or 0) + 1
+      j.started = now
+      j.worker = worker
+      j.progress = nil
+      save(j)
+      redis.call('ZADD', K.leases, deadline, id)
+      out[#out + 1] = cjson.encode(j)
+      out[#out + 1] = redis.call('HGET', K.input, id) or ''
+      receipt[#receipt + 1] = {id, j.d}
+      emit(j)
+    end
   end
 end
 if rid ~= '' and #receipt > 0 then
-  redis.call('SET', KEYS[19], cjson.encode(receipt), 'PX', math.max(lease * 3, 10000))
+  redis.call('SET', KEYS[21], cjson.encode(receipt), 'PX', math.max(lease * 3, 10000))
 end
 
 local next_due = -1
@@ -91,4 +117,4 @@ local l = redis.call('ZRANGE', K.leases, 0, 0, 'WITHSCORES')
 if l[2] and (next_due < 0 or tonumber(l[2]) < next_due) then
   next_due = tonumber(l[2])
 end
-return {now, next_due, out}
+return {now, next_due, out, missing}

@@ -10,7 +10,7 @@ pub(crate) struct Keys {
 }
 
 /// Key suffixes in `KEYS` order (must match `K` in `lua/prelude.lua`).
-const SUFFIXES: [&str; 18] = [
+const SUFFIXES: [&str; 20] = [
     "jobs",
     "input",
     "output",
@@ -29,6 +29,8 @@ const SUFFIXES: [&str; 18] = [
     "status:done",
     "status:failed",
     "status:cancelled",
+    "kinds",
+    "status:queued",
 ];
 
 impl Keys {
@@ -62,9 +64,24 @@ impl Keys {
         format!("{}{suffix}", self.prefix)
     }
 
-    /// The receipt of a take request (`KEYS[19]` of `take.lua`).
+    /// The receipt of a take request (`KEYS[21]` of `take.lua`).
     pub(crate) fn take_receipt(&self, request: &str) -> String {
         format!("{}take:{request}", self.prefix)
+    }
+
+    /// `KEYS[21]` of calls that have no key of their own.
+    pub(crate) fn placeholder(&self) -> String {
+        format!("{}-", self.prefix)
+    }
+
+    /// The ready list of a kind (jobs queued for it, FIFO).
+    pub(crate) fn ready(&self, kind: &str) -> String {
+        format!("{}ready:{kind}", self.prefix)
+    }
+
+    /// The wake list of a kind (tokens for its idle workers).
+    pub(crate) fn wake(&self, kind: &str) -> String {
+        format!("{}wake:{kind}", self.prefix)
     }
 }
 

@@ -52,6 +52,7 @@ pub(crate) struct Scripts {
     release: Script,
     cancel: Script,
     sweep: Script,
+    progress: Script,
 }
 
 impl Scripts {
@@ -64,11 +65,13 @@ impl Scripts {
             release: script!("release.lua"),
             cancel: script!("cancel.lua"),
             sweep: script!("sweep.lua"),
+            progress: script!("progress.lua"),
         }
     }
 
-    fn all(&self) -> [&Script; 7] {
+    fn all(&self) -> [&Script; 8] {
         [
+            &self.progress,
             &self.submit,
             &self.take,
             &self.heartbeat,
@@ -112,7 +115,12 @@ pub struct RedisStore {
     blocking: Mutex<Option<MultiplexedConnection>>,
     /// Submits waiting to go to Redis together (see [`submit::batcher`]).
     submits: OnceLock<mpsc::UnboundedSender<submit::Pending>>,
+    /// Every known kind (`kinds` set), cached: housekeeping declares their lists.
+    kinds: std::sync::Mutex<(Option<tokio::time::Instant>, Vec<String>)>,
 }
+
+/// How long the known kinds are cached (a script that meets an unknown one asks for a refresh).
+const KINDS_TTL: Duration = Duration::from_secs(1);
 
 impl RedisStore {
     /// Creates the store. Does not need Redis to be up yet: calls fail with
@@ -129,6 +137,7 @@ impl RedisStore {
             listener: OnceLock::new(),
             blocking: Mutex::new(None),
             submits: OnceLock::new(),
+            kinds: std::sync::Mutex::new((None, Vec::new())),
         }))
     }
 
@@ -141,14 +150,62 @@ impl RedisStore {
         d.as_millis() as u64
     }
 
-    /// A script invocation with the queue's keys and events channel already in place.
-    fn call<'a>(&self, script: &'a Script) -> redis::ScriptInvocation<'a> {
+    /// A script invocation with the queue's keys, `own` (`KEYS[21]`, or a placeholder), the
+    /// lists of `kinds` and the events channel already in place.
+    fn call<'a>(
+        &self,
+        script: &'a Script,
+        own: Option<&str>,
+        kinds: &[String],
+    ) -> redis::ScriptInvocation<'a> {
         let mut inv = script.prepare_invoke();
         for k in self.keys.all() {
             inv.key(k);
         }
+        match own {
+            Some(k) => inv.key(k),
+            None => inv.key(self.keys.placeholder()),
+        };
+        for kind in kinds {
+            inv.key(self.keys.ready(kind)).key(self.keys.wake(kind));
+        }
         inv.arg(self.keys.channel());
+        inv.arg(serde_json::to_string(kinds).unwrap_or_else(|_| "[]".into()));
         inv
+    }
+
+    /// Every known kind (cached for [`KINDS_TTL`]; `refresh` forces a read).
+    async fn known_kinds(&self, refresh: bool) -> Result<Vec<String>> {
+        {
+            let g = self.kinds.lock().unwrap_or_else(|p| p.into_inner());
+            if let (false, Some(at)) = (refresh, g.0) {
+                if at.elapsed() < KINDS_TTL {
+                    return Ok(g.1.clone());
+                }
+            }
+        }
+        let mut conn = self.conns.get().await?;
+        let mut kinds: Vec<String> = self.conns.check(
+            redis::cmd("SMEMBERS")
+                .arg(self.keys.key("kinds"))
+                .query_async(&mut conn)
+                .await,
+        )?;
+        kinds.sort();
+        *self.kinds.lock().unwrap_or_else(|p| p.into_inner()) =
+            (Some(tokio::time::Instant::now()), kinds.clone());
+        Ok(kinds)
+    }
+
+    /// `own` first, then every other known kind.
+    async fn kinds_with(&self, own: &[String], refresh: bool) -> Result<Vec<String>> {
+        let mut all: Vec<String> = own.to_vec();
+        for k in self.known_kinds(refresh).await? {
+            if !own.contains(&k) {
+                all.push(k);
+            }
+        }
+        Ok(all)
     }
 
     /// Runs a pipeline of script calls, loading the scripts if Redis lost them (restart,
@@ -185,7 +242,11 @@ impl RedisStore {
         });
     }
 
-    async fn blpop_wake(&self, timeout: Duration) -> Result<()> {
+    async fn blpop_wake(&self, kinds: &[String], timeout: Duration) -> Result<()> {
+        if kinds.is_empty() {
+            tokio::time::sleep(timeout).await;
+            return Ok(());
+        }
         let mut guard = self.blocking.lock().await;
         if guard.is_none() {
             *guard = Some(
@@ -198,11 +259,11 @@ impl RedisStore {
         }
         let conn = guard.as_mut().expect("connection set above");
         let secs = timeout.as_secs_f64().clamp(0.01, 2.0);
-        let r: redis::RedisResult<Value> = redis::cmd("BLPOP")
-            .arg(self.keys.key("wake"))
-            .arg(format!("{secs:.3}"))
-            .query_async(conn)
-            .await;
+        let mut cmd = redis::cmd("BLPOP");
+        for k in kinds {
+            cmd.arg(self.keys.wake(k));
+        }
+        let r: redis::RedisResult<Value> = cmd.arg(format!("{secs:.3}")).query_async(conn).await;
         if let Err(e) = r {
             *guard = None;
             return Err(e.into());
@@ -244,26 +305,49 @@ impl RedisStore {
 
     /// One take request, retried with the same request id after a lost reply, so a batch
     /// Redis leased is never stranded (the receipt returns it again).
-    async fn take_once(&self, worker: &str, max: usize) -> Result<(i64, i64, Vec<Job>)> {
+    async fn take_once(
+        &self,
+        worker: &str,
+        own: &[String],
+        max: usize,
+    ) -> Result<(i64, i64, Vec<Job>)> {
         let request = new_job_id();
         let receipt = self.keys.take_receipt(&request);
         let give_up = tokio::time::Instant::now() + TAKE_RETRY_FOR;
         let mut backoff = Duration::from_millis(50);
+        let mut refresh = false;
         loop {
-            let mut inv = self.call(&self.scripts.take);
-            inv.key(&receipt)
-                .arg(worker)
+            let kinds = match self.kinds_with(own, refresh).await {
+                Ok(k) => k,
+                // the same retry as a lost take reply below
+                Err(StoreError::Redis(e))
+                    if is_transport(&e) && max > 0 && tokio::time::Instant::now() < give_up =>
+                {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let mut inv = self.call(&self.scripts.take, Some(&receipt), &kinds);
+            inv.arg(worker)
+                .arg(own.len())
                 .arg(max)
                 .arg(Self::ms(self.config.lease))
                 .arg(Self::ms(self.config.retention))
                 .arg(Self::ms(self.config.clock_gap()))
                 .arg(&request);
-            match self.invoke::<(i64, i64, Vec<Vec<u8>>)>(&inv).await {
-                Ok((now, next_due, flat)) => {
+            match self.invoke::<(i64, i64, Vec<Vec<u8>>, i64)>(&inv).await {
+                Ok((now, next_due, flat, missing)) => {
                     let jobs = flat
                         .chunks(2)
                         .map(|c| job_from_record(&c[0], c.get(1).cloned(), None))
                         .collect::<Result<Vec<_>>>()?;
+                    if missing == 1 && jobs.is_empty() && !refresh {
+                        // housekeeping met a kind this process did not know yet
+                        refresh = true;
+                        continue;
+                    }
                     return Ok((now, next_due, jobs));
                 }
                 Err(StoreError::Redis(e))
@@ -316,45 +400,8 @@ impl JobStore for RedisStore {
         };
         let mut conn = self.conns.get().await?;
         let (ids, total): (Vec<String>, u64) = match q.status {
-            // QUEUED and PROCESSING have no index of their own (design.md): page the queue list
-            // from its tail (newest) and the lease set (bounded by worker concurrency)
-            Some(Status::Queued) => {
-                let key = self.keys.key("queued");
-                let len: i64 = self
-                    .conns
-                    .check(redis::cmd("LLEN").arg(&key).query_async(&mut conn).await)?;
-                let end = match &q.before {
-                    None => len - 1,
-                    Some(b) => {
-                        let pos: Option<i64> = self.conns.check(
-                            redis::cmd("LPOS")
-                                .arg(&key)
-                                .arg(b)
-                                .arg("RANK")
-                                .arg(-1)
-                                .query_async(&mut conn)
-                                .await,
-                        )?;
-                        // a cursor job that left the queue ends the listing
-                        pos.map_or(-1, |p| p - 1)
-                    }
-                };
-                let mut ids: Vec<String> = if end < 0 {
-                    Vec::new()
-                } else {
-                    let start = (end - limit as i64).max(0);
-                    self.conns.check(
-                        redis::cmd("LRANGE")
-                            .arg(&key)
-                            .arg(start)
-                            .arg(end)
-                            .query_async(&mut conn)
-                            .await,
-                    )?
-                };
-                ids.reverse();
-                (ids, len.max(0) as u64)
-            }
+            // PROCESSING has no index of its own (design.md): page the lease set (bounded
+            // by worker concurrency)
             Some(Status::Processing) => {
                 let mut all: Vec<String> = self.conns.check(
                     redis::cmd("ZRANGE")
@@ -406,9 +453,16 @@ impl JobStore for RedisStore {
     }
 
     async fn cancel(&self, id: &str) -> Result<Job> {
-        let mut inv = self.call(&self.scripts.cancel);
-        inv.arg(id).arg(Self::ms(self.config.retention));
-        let r: Vec<Value> = self.invoke(&inv).await?;
+        let mut r: Vec<Value> = Vec::new();
+        for refresh in [false, true] {
+            let kinds = self.known_kinds(refresh).await?;
+            let mut inv = self.call(&self.scripts.cancel, None, &kinds);
+            inv.arg(id).arg(Self::ms(self.config.retention));
+            r = self.invoke(&inv).await?;
+            if r.first() != Some(&Value::Int(3)) {
+                break;
+            }
+        }
         let mut it = r.into_iter();
         let code: i64 = it
             .next()
@@ -441,16 +495,17 @@ impl JobStore for RedisStore {
         let mut conn = self.conns.get().await?;
         let k = &self.keys;
         let ttl = Self::ms(self.config.worker_ttl) as i64;
-        let (queued, scheduled, processing, counters, time): (
+        let (queued, scheduled, processing, counters, time, mut kinds): (
             u64,
             u64,
             u64,
             HashMap<String, u64>,
             (i64, i64),
+            Vec<String>,
         ) = self.conns.check(
             redis::pipe()
-                .cmd("LLEN")
-                .arg(k.key("queued"))
+                .cmd("ZCARD")
+                .arg(k.key("status:queued"))
                 .cmd("ZCARD")
                 .arg(k.key("scheduled"))
                 .cmd("ZCARD")
@@ -458,9 +513,12 @@ impl JobStore for RedisStore {
                 .cmd("HGETALL")
                 .arg(k.key("stats"))
                 .cmd("TIME")
+                .cmd("SMEMBERS")
+                .arg(k.key("kinds"))
                 .query_async(&mut conn)
                 .await,
         )?;
+        kinds.sort();
         let now = time.0 * 1000 + time.1 / 1000;
         let live: Vec<(String, i64)> = self.conns.check(
             redis::cmd("ZRANGEBYSCORE")
@@ -482,15 +540,14 @@ impl JobStore for RedisStore {
                     .await,
             )?;
             for ((id, seen), info) in live.into_iter().zip(infos) {
-                let mut nums = info
-                    .as_deref()
-                    .unwrap_or("")
-                    .split(' ')
-                    .map(|n| n.parse::<u32>().unwrap_or(0));
+                let info: record::WorkerRecord = info
+                    .and_then(|i| serde_json::from_str(&i).ok())
+                    .unwrap_or_default();
                 workers.push(WorkerInfo {
                     id,
-                    concurrency: nums.next().unwrap_or(0),
-                    in_flight: nums.next().unwrap_or(0),
+                    concurrency: info.c,
+                    in_flight: info.n,
+                    kinds: info.k,
                     last_seen: seen,
                 });
             }
@@ -506,6 +563,7 @@ impl JobStore for RedisStore {
             submitted_total: c("submitted"),
             retried_total: c("retried"),
             workers,
+            kinds,
         })
     }
 
@@ -514,10 +572,16 @@ impl JobStore for RedisStore {
         self.events.subscribe()
     }
 
-    async fn take(&self, worker: &str, max: usize, wait: Duration) -> Result<Vec<Job>> {
+    async fn take(
+        &self,
+        worker: &str,
+        kinds: &[String],
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Job>> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let (now, next_due, jobs) = self.take_once(worker, max).await?;
+            let (now, next_due, jobs) = self.take_once(worker, kinds, max).await?;
             if !jobs.is_empty() {
                 return Ok(jobs);
             }
@@ -531,15 +595,19 @@ impl JobStore for RedisStore {
             if next_due >= 0 {
                 nap = nap.min(Duration::from_millis((next_due - now).max(10) as u64));
             }
-            self.blpop_wake(nap).await?;
+            self.blpop_wake(kinds, nap).await?;
         }
     }
 
     async fn heartbeat(&self, worker: &WorkerInfo, leases: &[LeaseRef]) -> Result<Vec<LeaseRef>> {
-        let mut inv = self.call(&self.scripts.heartbeat);
+        let mut inv = self.call(&self.scripts.heartbeat, None, &[]);
+        let info = record::WorkerRecord {
+            c: worker.concurrency,
+            n: worker.in_flight,
+            k: worker.kinds.clone(),
+        };
         inv.arg(&worker.id)
-            .arg(worker.concurrency)
-            .arg(worker.in_flight)
+            .arg(serde_json::to_string(&info).unwrap_or_default())
             .arg(Self::ms(self.config.lease))
             .arg(Self::ms(self.config.worker_ttl))
             .arg(Self::ms(self.config.clock_gap()));
@@ -564,29 +632,35 @@ impl JobStore for RedisStore {
         }
         let mut pipe = redis::pipe();
         for c in completions {
+            let mut rt = "";
             let (outcome, payload, backoff) = match &c.outcome {
-                Outcome::Done(r) => ("done", r.as_str(), 0),
+                Outcome::Done(r) => ("done", r.as_bytes(), 0),
+                Outcome::DonePayload(p) => {
+                    rt = p.content_type.as_str();
+                    ("done", p.bytes.as_slice(), 0)
+                }
                 Outcome::Failed {
                     error,
                     retryable: true,
                 } => (
                     "retry",
-                    error.as_str(),
+                    error.as_bytes(),
                     Self::ms(self.config.backoff(c.attempt)),
                 ),
                 Outcome::Failed {
                     error,
                     retryable: false,
-                } => ("fail", error.as_str(), 0),
+                } => ("fail", error.as_bytes(), 0),
             };
-            let mut inv = self.call(&self.scripts.complete);
+            let mut inv = self.call(&self.scripts.complete, None, &[]);
             inv.arg(&c.job_id)
                 .arg(&c.worker_id)
                 .arg(c.delivery)
                 .arg(outcome)
                 .arg(payload)
                 .arg(Self::ms(self.config.retention))
-                .arg(backoff);
+                .arg(backoff)
+                .arg(rt);
             pipe.invoke_script(&inv);
         }
         // complete is idempotent (a report applied once is "already applied" the next
@@ -606,12 +680,18 @@ impl JobStore for RedisStore {
         if leases.is_empty() {
             return Ok(());
         }
-        let mut inv = self.call(&self.scripts.release);
-        inv.arg(worker);
-        for l in leases {
-            inv.arg(&l.job_id).arg(l.delivery);
+        for refresh in [false, true] {
+            let kinds = self.known_kinds(refresh).await?;
+            let mut inv = self.call(&self.scripts.release, None, &kinds);
+            inv.arg(worker);
+            for l in leases {
+                inv.arg(&l.job_id).arg(l.delivery);
+            }
+            let (_, missing): (i64, i64) = self.invoke(&inv).await?;
+            if missing == 0 {
+                break;
+            }
         }
-        let _: i64 = self.invoke(&inv).await?;
         Ok(())
     }
 
@@ -631,10 +711,20 @@ impl JobStore for RedisStore {
         Ok(())
     }
 
+    async fn progress(&self, worker: &str, lease: &LeaseRef, progress: u32) -> Result<bool> {
+        let mut inv = self.call(&self.scripts.progress, None, &[]);
+        inv.arg(&lease.job_id)
+            .arg(worker)
+            .arg(lease.delivery)
+            .arg(progress.min(100));
+        let r: i64 = self.invoke(&inv).await?;
+        Ok(r == 1)
+    }
+
     async fn maintain(&self) -> Result<()> {
-        self.take_once("maintenance", 0).await?;
+        self.take_once("maintenance", &[], 0).await?;
         for _ in 0..SWEEP_ROUNDS {
-            let mut inv = self.call(&self.scripts.sweep);
+            let mut inv = self.call(&self.scripts.sweep, None, &[]);
             inv.arg(SWEEP_BATCH);
             let swept: usize = self.invoke(&inv).await?;
             if swept < SWEEP_BATCH {

@@ -1,9 +1,9 @@
 //! The job record as the scripts store it: a JSON object in the queue's `jobs` hash (written
 //! by Lua's cjson), plus the input and result in their own hashes.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use crate::model::{Job, JobEvent, Status, UnknownStatus};
+use crate::model::{Job, JobEvent, Payload, Status, UnknownStatus};
 use crate::{Result, StoreError};
 
 /// Field names are short on purpose: they are stored once per job.
@@ -26,6 +26,25 @@ struct Record {
     worker: Option<String>,
     tp: Option<String>,
     error: Option<String>,
+    /// input content type (absent: plain text)
+    ct: Option<String>,
+    /// result content type (absent: plain text)
+    rt: Option<String>,
+    progress: Option<f64>,
+}
+
+/// A worker's heartbeat info, as kept in the `winfo` hash.
+#[derive(Serialize, Deserialize, Default)]
+pub(crate) struct WorkerRecord {
+    /// concurrency
+    #[serde(default)]
+    pub c: u32,
+    /// in flight
+    #[serde(default)]
+    pub n: u32,
+    /// kinds
+    #[serde(default)]
+    pub k: Vec<String>,
 }
 
 pub(crate) fn corrupt(key: &str, detail: impl Into<String>) -> StoreError {
@@ -50,12 +69,35 @@ pub(crate) fn job_from_record(
     let r: Record =
         serde_json::from_slice(json).map_err(|e| corrupt("job record", e.to_string()))?;
     let text = |b: Option<Vec<u8>>| b.map(|b| String::from_utf8_lossy(&b).into_owned());
+    let (text_in, payload) = match r.ct {
+        Some(ct) => (
+            String::new(),
+            Some(Payload {
+                bytes: input.unwrap_or_default(),
+                content_type: ct,
+            }),
+        ),
+        None => (text(input).unwrap_or_default(), None),
+    };
+    let (result, result_payload) = match (r.rt, output) {
+        (Some(rt), Some(b)) => (
+            None,
+            Some(Payload {
+                bytes: b,
+                content_type: rt,
+            }),
+        ),
+        (_, o) => (text(o), None),
+    };
     Ok(Job {
         status: status(&r.id, &r.status)?,
         kind: r.kind,
         queue: "default".into(),
-        text: text(input).unwrap_or_default(),
-        result: text(output),
+        text: text_in,
+        payload,
+        result,
+        result_payload,
+        progress: r.progress.map(|p| p as u32),
         error: r.error,
         attempts: r.attempts as u32,
         max_attempts: r.max as u32,
@@ -85,6 +127,8 @@ struct Event {
     w: Option<String>,
     e: Option<String>,
     r: Option<String>,
+    p: Option<f64>,
+    rt: Option<String>,
 }
 
 /// Parses one published event; `None` for anything else on the channel (liveness pings).
@@ -99,6 +143,8 @@ pub(crate) fn parse_event(payload: &[u8]) -> Option<JobEvent> {
         error: e.e,
         worker_id: e.w,
         result: e.r,
+        result_type: e.rt,
+        progress: e.p.map(|p| p as u32),
         job_id: e.id,
     })
 }

@@ -29,6 +29,7 @@ const RETRY_FOR: Duration = Duration::from_secs(5);
 
 /// One submit waiting for its batch.
 pub(crate) struct Pending {
+    kind: String,
     args: Vec<Vec<u8>>,
     reply: oneshot::Sender<std::result::Result<Value, redis::RedisError>>,
 }
@@ -67,7 +68,11 @@ async fn send(conns: &Conns, scripts: &Scripts, keys: &Keys, jobs: Vec<Pending>)
             for k in keys.all() {
                 inv.key(k);
             }
+            inv.key(keys.placeholder())
+                .key(keys.ready(&j.kind))
+                .key(keys.wake(&j.kind));
             inv.arg(keys.channel());
+            inv.arg(serde_json::to_string(&[&j.kind]).unwrap_or_default());
             for a in &j.args {
                 inv.arg(a.as_slice());
             }
@@ -148,20 +153,26 @@ pub(crate) async fn submit(
 ) -> Result<Submitted> {
     let id = new_job_id();
     let run_at = new.run_at.map(|t| t.to_string()).unwrap_or_default();
+    let (input, ct) = match &new.payload {
+        Some(p) => (p.bytes.clone(), p.content_type.clone()),
+        None => (new.text.clone().into_bytes(), String::new()),
+    };
     let args: Vec<Vec<u8>> = vec![
         id.clone().into_bytes(),
         new.kind.clone().into_bytes(),
-        new.text.clone().into_bytes(),
+        input,
         new.max_attempts.max(1).to_string().into_bytes(),
         run_at.into_bytes(),
         new.idempotency_key.clone().unwrap_or_default().into_bytes(),
         new.traceparent.clone().unwrap_or_default().into_bytes(),
+        ct.into_bytes(),
     ];
     let give_up = tokio::time::Instant::now() + RETRY_FOR;
     let mut backoff = Duration::from_millis(50);
     let reply = loop {
         let (reply, rx) = oneshot::channel();
         tx.send(Pending {
+            kind: new.kind.clone(),
             args: args.clone(),
             reply,
         })
@@ -199,8 +210,15 @@ pub(crate) async fn submit(
                     kind: new.kind,
                     queue: "default".into(),
                     status,
-                    text: new.text,
+                    text: if new.payload.is_some() {
+                        String::new()
+                    } else {
+                        new.text
+                    },
+                    payload: new.payload,
                     result: None,
+                    result_payload: None,
+                    progress: None,
                     error: None,
                     attempts: 0,
                     max_attempts: new.max_attempts.max(1),
