@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Static verification of the Helm chart charts/pfc, offline (no cluster, no registry):
 #   1. yamllint      values files, Chart.yaml and every rendered manifest; every value has a
-#                    `# --` comment and the README values table is current (values-table.py)
+#                    `# --` comment and the README values table is current (values-table.py);
+#                    files/grpc-services.yaml matches the protos (grpc-services.py --check);
+#                    the chart unit tests in charts/pfc/tests/ (unittest.py, helm-unittest format)
 #   2. helm lint --strict and helm template for the defaults, each preset and the ci/ value sets
 #      (plus values the schema or the templates must reject)
 #   3. contract      scripts/chart/check-contract.py: roles, ports, env vars, probes and security
 #                    settings of the rendered manifests against docs/roles.md
 #   4. kubernetes-validate --strict against several Kubernetes versions (1.29 ... newest bundled);
 #      "Couldn't find schema" fails, except for the CRD kinds of optional features (KEDA
-#      ScaledObject/TriggerAuthentication, Prometheus Operator ServiceMonitor: no CRD schemas offline)
+#      ScaledObject/TriggerAuthentication, Prometheus Operator ServiceMonitor, Gateway API
+#      HTTPRoute/GRPCRoute: no CRD schemas offline)
 #   5. checkov       --framework helm (chart defaults) and --framework kubernetes (every rendering);
 #                    the skipped checks and why are listed in charts/pfc/README.md ("Security scan")
 # Installs its tools first (idempotent; SKIP_INSTALL=1 to skip). ~20-30 s on 2 cores once installed.
@@ -43,7 +46,7 @@ declare -A args=(
   [external-redis]="-f $CHART/ci/external-redis-values.yaml"
 )
 # Kinds without a bundled schema (CRDs), rendered only when their feature is enabled.
-crd_kinds='ScaledObject|TriggerAuthentication|ServiceMonitor'
+crd_kinds='ScaledObject|TriggerAuthentication|ServiceMonitor|HTTPRoute|GRPCRoute'
 
 schemas="$(dirname "$(readlink -f "$(command -v kubernetes-validate)")")/.."
 newest="$(find "$schemas"/lib/python3*/site-packages/kubernetes_validate/kubernetes-json-schema \
@@ -69,6 +72,12 @@ fi
 
 say "values documentation: a \`# --\` comment on every value, README table up to date"
 "$PY" scripts/chart/values-table.py --check
+
+say "gRPC services routed by the chart match the protos (files/grpc-services.yaml)"
+"$PY" scripts/chart/grpc-services.py --check
+
+say "chart unit tests (charts/pfc/tests/*_test.yaml, helm-unittest format)"
+"$PY" scripts/chart/unittest.py "$CHART"
 
 say "helm lint --strict + helm template (kube $lowest): ${names[*]}"
 for n in "${names[@]}"; do

@@ -116,6 +116,27 @@ Call with (dict "ctx" $ "component" "auth").
 {{- end }}
 
 {{/*
+pfc.grpcServices: the pfc gRPC services and the role serving each, as YAML
+(`services: [{name, role}]`), from files/grpc-services.yaml (generated from the protos by
+scripts/chart/grpc-services.py). Use: (include "pfc.grpcServices" . | fromYaml).services
+*/}}
+{{- define "pfc.grpcServices" -}}
+{{- $doc := .Files.Get "files/grpc-services.yaml" | fromYaml }}
+{{- if not $doc.services }}
+{{- fail "files/grpc-services.yaml lists no gRPC services: run scripts/chart/grpc-services.py" }}
+{{- end }}
+{{- toYaml (pick $doc "services") }}
+{{- end }}
+
+{{/*
+pfc.grpcRouted: true ("true"/"") when a gRPC route from outside the release to the gRPC roles
+is rendered: the gRPC Ingress, or a GRPCRoute of the Gateway API.
+*/}}
+{{- define "pfc.grpcRouted" -}}
+{{- if or .Values.grpcIngress.enabled (and .Values.gatewayApi.enabled .Values.gatewayApi.grpcRoute.enabled) }}true{{ end }}
+{{- end }}
+
+{{/*
 pfc.redisUrl: PFC_REDIS_URL (the password is passed separately as PFC_REDIS_PASSWORD).
 */}}
 {{- define "pfc.redisUrl" -}}
@@ -329,6 +350,9 @@ pfc.validate: fail early on contradictory values.
 {{- end }}
 {{- if and .Values.grpcIngress.enabled (not .Values.grpcIngress.tlsSecretName) }}
 {{- fail "grpcIngress.enabled needs grpcIngress.tlsSecretName: NGINX serves gRPC (HTTP/2) only over TLS; without TLS use kubectl port-forward" }}
+{{- end }}
+{{- if and .Values.gatewayApi.enabled (not .Values.gatewayApi.parentRefs) }}
+{{- fail "gatewayApi.enabled needs gatewayApi.parentRefs (the Gateway the routes attach to, e.g. [{name: eg, namespace: envoy-gateway-system}])" }}
 {{- end }}
 {{- if and .Values.ingress.tls.enabled (not .Values.ingress.tls.secretName) }}
 {{- fail "ingress.tls.enabled needs ingress.tls.secretName" }}
