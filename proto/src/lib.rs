@@ -5,6 +5,7 @@
 //! - `pfc/jobs/v1/jobs.proto` → [`jobs::v1`]: `JobService`.
 //! - `pfc/auth/v1/auth.proto` → [`auth::v1`]: `AuthService`.
 //! - `pfc/chat/v1/chat.proto` → [`chat::v1`]: `ChatService`, `PresenceService`.
+//! - `pfc/worker/v1/worker.proto` → [`worker::v1`]: `WorkerService` (the worker protocol).
 //! - [`codec`]: the prost codec all services use (decode errors are `INVALID_ARGUMENT`).
 //! - [`FILE_DESCRIPTOR_SET`]: every file, for server reflection.
 #![allow(missing_docs)] // generated code carries the .proto comments; the rest is documented
@@ -32,6 +33,14 @@ pub mod chat {
     /// Version 1.
     pub mod v1 {
         tonic::include_proto!("pfc.chat.v1");
+    }
+}
+
+/// Worker protocol (`pfc.worker.v1`).
+pub mod worker {
+    /// Version 1.
+    pub mod v1 {
+        tonic::include_proto!("pfc.worker.v1");
     }
 }
 

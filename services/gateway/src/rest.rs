@@ -225,7 +225,7 @@ pub async fn submit(
             run_at,
             delay,
             max_attempts: body.max_attempts.unwrap_or(0),
-            queue: String::new(),
+            ..Default::default()
         }))
         .await?
         .into_inner();

@@ -50,6 +50,19 @@ pub fn job_to_pb(j: Job) -> pb::Job {
         worker_id: j.worker_id.unwrap_or_default(),
         version: j.version,
         traceparent: j.traceparent.unwrap_or_default(),
+        content_type: j
+            .payload
+            .as_ref()
+            .map(|p| p.content_type.clone())
+            .unwrap_or_default(),
+        payload: j.payload.map(|p| p.bytes).unwrap_or_default(),
+        result_content_type: j
+            .result_payload
+            .as_ref()
+            .map(|p| p.content_type.clone())
+            .unwrap_or_default(),
+        result_payload: j.result_payload.map(|p| p.bytes).unwrap_or_default(),
+        progress: j.progress,
     }
 }
 
@@ -64,6 +77,7 @@ pub fn event_to_pb(e: JobEvent) -> pb::JobEvent {
         at: Some(timestamp_from_ms(e.at)),
         error: e.error.unwrap_or_default(),
         worker_id: e.worker_id.unwrap_or_default(),
+        progress: e.progress,
     }
 }
 
@@ -87,6 +101,7 @@ pub fn stats_to_pb(s: Stats) -> pb::GetStatsResponse {
                 concurrency: w.concurrency,
                 in_flight: w.in_flight,
                 last_seen: Some(timestamp_from_ms(w.last_seen)),
+                kinds: w.kinds,
             })
             .collect(),
     }

@@ -386,6 +386,8 @@ impl JobService for Jobs {
                 .map(|p| pb::Kind {
                     name: p.name().into(),
                     description: p.description().into(),
+                    builtin: true,
+                    ..Default::default()
                 })
                 .collect(),
         }))
