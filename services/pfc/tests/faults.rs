@@ -3,7 +3,8 @@
 //! of submits over gRPC, with faults injected at random moments from a seeded schedule:
 //! `kill -9` of a worker and of a jobs server (both restarted; the client fails over),
 //! SIGSTOP of Redis for longer than the lease, a Redis restart (SIGKILL, data kept by the
-//! AOF), and a worker paused past its lease then resumed (the zombie).
+//! AOF), a worker paused past its lease then resumed (the zombie), and a graceful worker
+//! restart (SIGTERM: unfinished jobs are given back).
 //!
 //! It records a history — every submit with its answer, every processor run (job, attempt,
 //! worker) from the workers' JSON logs, every fault — and the checker (`faults/checker.rs`,
@@ -130,7 +131,7 @@ async fn run(s: &Settings, dir: &Path) -> anyhow::Result<(Report, String)> {
     let mut timeline = String::from("timeline:\n");
     for p in &plan {
         tokio::time::sleep_until(t0 + p.at).await;
-        let f = inject(&mut cluster, &clients, p).await?;
+        let f = inject(&mut cluster, &clients, p, &mut exits).await?;
         let line = format!(
             "  t+{:>5.1}s  {:<30} {:<22} {:>5.1} s, {} jobs held",
             p.at.as_secs_f64(),
@@ -221,6 +222,7 @@ async fn inject(
     cluster: &mut Cluster,
     clients: &[Client],
     p: &Planned,
+    slow_exits: &mut Vec<String>,
 ) -> anyhow::Result<FaultRecord> {
     let workers = cluster.workers.len();
     let mut record = FaultRecord {
@@ -264,6 +266,25 @@ async fn inject(
             cluster.kill_redis();
             tokio::time::sleep(p.hold).await;
             cluster.start_redis();
+        }
+        FaultKind::WorkerTerm => {
+            let slot = (p.pick % workers as u64) as usize;
+            record.target = cluster.workers[slot].id.clone();
+            record.held = load::held_by_worker(clients)
+                .await
+                .remove(&record.target)
+                .unwrap_or_default();
+            record.start_ms = now_ms();
+            let (id, exited) = cluster
+                .terminate_worker(slot, Duration::from_secs(20))
+                .await;
+            if !exited {
+                slow_exits.push(format!(
+                    "worker {id} still running 20 s after SIGTERM (killed)"
+                ));
+            }
+            tokio::time::sleep(p.hold).await;
+            cluster.start_worker(slot).await?;
         }
         FaultKind::WorkerPause => {
             // the zombie is the worker holding the most jobs (ties broken by the schedule)

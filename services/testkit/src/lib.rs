@@ -6,10 +6,15 @@
 //!
 //! # Layout
 //! - [`RedisServer`]: spawn, stop, restart, pause and resume a private redis-server.
+//! - [`RedisCluster`]: a real Redis Cluster (masters + replicas) on loopback.
 //! - [`RedisOptions`]: persistence (AOF `appendfsync always`) for restarts that keep data.
 //! - [`signal`]: send a signal (`STOP`, `CONT`, `KILL`, ...) to a process by id.
-//! - [`free_port`]: a free TCP port on 127.0.0.1.
+//! - [`free_port`]: a free TCP port on 127.0.0.1; [`stable_port`]: one that stays free while
+//!   its server restarts.
 //! - [`wait_until`]: poll a condition with a deadline instead of sleeping.
+
+mod cluster;
+pub use cluster::RedisCluster;
 
 use std::future::Future;
 use std::net::TcpListener;
@@ -23,6 +28,39 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("no free port on 127.0.0.1")
+}
+
+/// A free TCP port on 127.0.0.1 **outside the kernel's ephemeral range**, for a server that is
+/// restarted on the same port: while it is down, no outgoing connection can take the port as
+/// its source port (or connect to itself on it), as can happen to a [`free_port`].
+pub fn stable_port() -> u16 {
+    let (lo, hi) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(|p| p.parse::<u32>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .unwrap_or((32768, 60999));
+    // below the range if there is room there, else above it
+    let (from, to) = if lo > 11_000 {
+        (10_000, lo)
+    } else {
+        (hi + 1, 65_536)
+    };
+    let span = to.saturating_sub(from).max(1);
+    let mut x = std::process::id().wrapping_mul(2_654_435_761)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+    for _ in 0..1000 {
+        x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        let port = (from + x % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    free_port()
 }
 
 /// Sends signal `name` (`STOP`, `CONT`, `KILL`, `TERM`, ...) to process `pid` with `kill(1)`.
@@ -42,6 +80,8 @@ pub struct RedisOptions {
     /// Append-only file with `appendfsync always`: every acknowledged write is on disk, so a
     /// [`RedisServer::restart`] (even after SIGKILL) comes back with all the data.
     pub aof: bool,
+    /// The port; a [`free_port`] when unset (use a [`stable_port`] for restarts under load).
+    pub port: Option<u16>,
 }
 
 /// A private `redis-server` on a free port, killed on drop.
@@ -66,7 +106,7 @@ impl RedisServer {
 
     /// Starts a redis-server with `options` and waits until it answers PING.
     pub fn start_with(options: RedisOptions) -> Self {
-        let port = free_port();
+        let port = options.port.unwrap_or_else(free_port);
         let dir = std::env::temp_dir().join(format!("pfc-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("create redis dir");
         let mut s = Self {
@@ -176,7 +216,7 @@ impl Drop for RedisServer {
     }
 }
 
-fn ping(port: u16) -> bool {
+pub(crate) fn ping(port: u16) -> bool {
     use std::io::{Read, Write};
     let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
         return false;
@@ -226,7 +266,11 @@ mod tests {
     /// until resumed.
     #[test]
     fn aof_restart_keeps_data_and_pause_freezes() {
-        let mut r = RedisServer::start_with(RedisOptions { aof: true });
+        let mut r = RedisServer::start_with(RedisOptions {
+            aof: true,
+            port: Some(stable_port()),
+        });
+        assert!(r.port() < 32768 || r.port() > 60999);
         assert_eq!(command(r.port(), "SET k v"), "+OK\r\n");
         r.restart();
         assert_eq!(command(r.port(), "GET k"), "$1\r\nv\r\n");

@@ -116,16 +116,19 @@ pub enum FaultKind {
     RedisRestart,
     /// SIGSTOP of a worker past its lease, then SIGCONT (the zombie).
     WorkerPause,
+    /// SIGTERM of a worker (graceful stop: it gives unfinished jobs back), then a new one.
+    WorkerTerm,
 }
 
 impl FaultKind {
     /// Every kind.
-    pub const ALL: [FaultKind; 5] = [
+    pub const ALL: [FaultKind; 6] = [
         FaultKind::WorkerKill,
         FaultKind::JobsKill,
         FaultKind::RedisPause,
         FaultKind::RedisRestart,
         FaultKind::WorkerPause,
+        FaultKind::WorkerTerm,
     ];
 }
 
@@ -137,6 +140,7 @@ impl fmt::Display for FaultKind {
             FaultKind::RedisPause => "SIGSTOP redis",
             FaultKind::RedisRestart => "restart redis (SIGKILL, AOF)",
             FaultKind::WorkerPause => "SIGSTOP worker (zombie)",
+            FaultKind::WorkerTerm => "SIGTERM worker (graceful)",
         })
     }
 }
@@ -310,6 +314,9 @@ pub enum Violation {
         redis_outage: bool,
         /// True when that worker never finished this delivery (e.g. a lost take reply).
         never_ran: bool,
+        /// True when that worker had been stopped gracefully (SIGTERM) before: it should
+        /// have given the job back.
+        graceful_stop: bool,
     },
     /// FAILED for another reason than its processor failing.
     UnexpectedFailure {
@@ -351,7 +358,7 @@ pub enum Violation {
         /// The job ids.
         ids: Vec<String>,
     },
-    /// A pfc process exited by itself under the faults.
+    /// A pfc process exited by itself under the faults, or did not stop on SIGTERM.
     ProcessExited {
         /// Which.
         name: String,
@@ -375,6 +382,10 @@ impl Violation {
             Violation::WrongResult { .. } => "wrong result",
             Violation::WrongOutcome { .. } => "wrong outcome",
             Violation::LeaseExpiredWorkerAlive {
+                graceful_stop: true,
+                ..
+            } => "FAILED 'lease expired' after its worker's graceful stop (not given back)",
+            Violation::LeaseExpiredWorkerAlive {
                 redis_outage: true, ..
             } => "FAILED 'lease expired' after a Redis outage (worker alive)",
             Violation::LeaseExpiredWorkerAlive {
@@ -388,7 +399,7 @@ impl Violation {
                 "stored outcome not from the accepted delivery (stale report applied)"
             }
             Violation::IdempotencyBroken { .. } => "two jobs for one idempotency key",
-            Violation::ProcessExited { .. } => "pfc process exited by itself",
+            Violation::ProcessExited { .. } => "pfc process crashed (or hung on SIGTERM)",
             Violation::TerminalCount { .. } => "terminal transitions != terminal jobs",
         }
     }
@@ -757,6 +768,11 @@ fn check_job(
                         error,
                         redis_outage: redis_outage_before(history, cfg, at),
                         never_ran: !ran,
+                        graceful_stop: history.faults.iter().any(|f| {
+                            f.kind == FaultKind::WorkerTerm
+                                && f.target == job.worker_id
+                                && f.start_ms <= at
+                        }),
                     });
                 }
             } else {
@@ -867,7 +883,10 @@ fn redis_outage_before(history: &History, cfg: &CheckConfig, at: i64) -> bool {
 
 fn redelivery(history: &History, fin: &Final, s: &mut Summary) {
     for f in &history.faults {
-        if !matches!(f.kind, FaultKind::WorkerKill | FaultKind::WorkerPause) {
+        if !matches!(
+            f.kind,
+            FaultKind::WorkerKill | FaultKind::WorkerPause | FaultKind::WorkerTerm
+        ) {
             continue;
         }
         for (id, attempts) in &f.held {
@@ -1098,8 +1117,9 @@ mod tests {
                 spec("k3", Expect::Done("C".into()), 1),
                 spec("k4", Expect::Done("D".into()), 1),
                 spec("k5", Expect::Done("E".into()), 1),
+                spec("k6", Expect::Done("F".into()), 1),
             ],
-            submits: ["k1", "k2", "k3", "k4", "k5"]
+            submits: ["k1", "k2", "k3", "k4", "k5", "k6"]
                 .iter()
                 .enumerate()
                 .map(|(i, k)| ack(k, &format!("j{}", i + 1)))
@@ -1127,6 +1147,13 @@ mod tests {
                     end_ms: 18_000,
                     held: vec![],
                 },
+                FaultRecord {
+                    kind: FaultKind::WorkerTerm,
+                    target: "w4".into(),
+                    start_ms: 40_000,
+                    end_ms: 41_000,
+                    held: vec![],
+                },
             ],
             ..History::default()
         };
@@ -1137,8 +1164,9 @@ mod tests {
                 failed("j3", "k3", err, 1, "w1", 900),  // expired before the kill
                 failed("j4", "k4", err, 1, "w3", 18_500), // Redis paused, worker ran it
                 failed("j5", "k5", "boom", 1, "w3", 30_000),
+                failed("j6", "k6", err, 1, "w4", 44_000), // SIGTERM: should be given back
             ],
-            totals(0, 5),
+            totals(0, 6),
         );
         let r = check(&h, &f, &CheckConfig::default());
         assert_eq!(
@@ -1147,6 +1175,7 @@ mod tests {
                 "FAILED 'lease expired' without running (worker alive)",
                 "FAILED 'lease expired' after a Redis outage (worker alive)",
                 "FAILED without its processor failing",
+                "FAILED 'lease expired' after its worker's graceful stop (not given back)",
             ]
         );
         assert_eq!(r.summary.failed_with_worker, 2);

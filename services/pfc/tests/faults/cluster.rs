@@ -115,8 +115,13 @@ fn tail(path: &Path) -> String {
 impl Cluster {
     /// Starts Redis, `jobs` servers and `workers` workers, and waits until all are ready.
     pub async fn start(dir: &Path, jobs: usize, workers: usize) -> anyhow::Result<Self> {
-        let redis =
-            tokio::task::block_in_place(|| RedisServer::start_with(RedisOptions { aof: true }));
+        // stable ports (outside the ephemeral range) for what restarts on the same port
+        let redis = tokio::task::block_in_place(|| {
+            RedisServer::start_with(RedisOptions {
+                aof: true,
+                port: Some(pfc_testkit::stable_port()),
+            })
+        });
         let mut c = Self {
             jobs: Vec::new(),
             workers: Vec::new(),
@@ -126,7 +131,7 @@ impl Cluster {
             spawned: 0,
         };
         for i in 0..jobs {
-            let port = pfc_testkit::free_port();
+            let port = pfc_testkit::stable_port();
             c.jobs.push(JobsServer {
                 name: format!("jobs-{i}"),
                 addr: SocketAddr::from(([127, 0, 0, 1], port)),
@@ -184,8 +189,22 @@ impl Cluster {
         self.jobs[i].proc = None;
     }
 
-    /// Starts a new worker process in `slot` and waits until it logged its id and is SERVING.
+    /// Starts a new worker process in `slot` and waits until it logged its id and is SERVING
+    /// (three tries: a free port can be taken by someone else before the worker binds it).
     pub async fn start_worker(&mut self, slot: usize) -> anyhow::Result<()> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.try_start_worker(slot).await {
+                Err(e) if tries < 3 && e.to_string().contains("exited at start") => {
+                    eprintln!("retrying a worker start: {e:#}");
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn try_start_worker(&mut self, slot: usize) -> anyhow::Result<()> {
         let url = self.redis.url();
         self.spawned += 1;
         let log = self
@@ -196,6 +215,8 @@ impl Cluster {
         cmd.args(["worker", "--redis-url", &url])
             .args(["--grpc-addr", &health.to_string()])
             .args(["--concurrency", &WORKER_CONCURRENCY.to_string()])
+            // on SIGTERM, jobs still running after 1 s are given back (exercises release)
+            .args(["--shutdown-timeout", "1s"])
             .env("PFC_LOG_FORMAT", "json")
             .env("PFC_LOG", "info");
         let mut proc = Process::spawn(cmd, &log)?;
@@ -236,6 +257,25 @@ impl Cluster {
         w.proc = None;
         w.paused = false;
         w.id.clone()
+    }
+
+    /// SIGTERM of the worker in `slot` (a graceful stop); waits up to `timeout` for it to
+    /// exit, then kills it. Returns its id and whether it exited in time.
+    pub async fn terminate_worker(&mut self, slot: usize, timeout: Duration) -> (String, bool) {
+        let w = &mut self.workers[slot];
+        let id = w.id.clone();
+        let Some(mut proc) = w.proc.take() else {
+            return (id, false);
+        };
+        pfc_testkit::signal(proc.pid(), "TERM");
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !proc.exited() {
+            if tokio::time::Instant::now() > deadline {
+                return (id, false); // dropping `proc` kills it
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        (id, true)
     }
 
     /// SIGSTOP of the worker in `slot`.

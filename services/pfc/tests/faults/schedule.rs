@@ -63,11 +63,12 @@ fn hold(rng: &mut Rng, kind: FaultKind) -> Duration {
         FaultKind::RedisPause => rng.millis(5000, 8000),
         FaultKind::RedisRestart => rng.millis(200, 1500),
         FaultKind::WorkerPause => rng.millis(5000, 8000),
+        FaultKind::WorkerTerm => rng.millis(300, 1500),
     }
 }
 
 /// The faults for a run of `total`: one at a time, a few seconds apart, every kind once (in
-/// a random order) before any repeats, none starting in the first 4 s or ending in the last 3 s.
+/// a random order) before any repeats, none starting in the first 3.5 s or ending in the last 3 s.
 pub fn plan(seed: u64, total: Duration) -> Vec<Planned> {
     let mut rng = Rng::new(seed ^ 0x6661_756c_7473); // "faults"
     let mut first = FaultKind::ALL.to_vec();
@@ -75,15 +76,20 @@ pub fn plan(seed: u64, total: Duration) -> Vec<Planned> {
         first.swap(i, rng.below(i as u64 + 1) as usize);
     }
     let mut out = Vec::new();
-    let mut t = rng.millis(4000, 6000);
+    let mut t = rng.millis(3500, 5000);
     for n in 0.. {
         let kind = match first.get(n) {
             Some(k) => *k,
             None => FaultKind::ALL[rng.below(FaultKind::ALL.len() as u64) as usize],
         };
         let hold = hold(&mut rng, kind);
-        // a restart takes about a second more than its downtime to be ready again
-        let busy = hold + Duration::from_secs(1);
+        // a restart takes about a second more than its downtime to be ready again; a
+        // graceful stop first drains (its shutdown timeout, 1 s, and the release)
+        let busy = hold
+            + match kind {
+                FaultKind::WorkerTerm => Duration::from_secs(3),
+                _ => Duration::from_secs(1),
+            };
         if t + busy + Duration::from_secs(3) > total {
             // the remaining time is too short for this one; a shorter kind may still fit
             if n < first.len() {
@@ -97,7 +103,7 @@ pub fn plan(seed: u64, total: Duration) -> Vec<Planned> {
             hold,
             pick: rng.next_u64(),
         });
-        t += busy + rng.millis(1500, 5000);
+        t += busy + rng.millis(1500, 4000);
     }
     out
 }
@@ -163,9 +169,10 @@ mod tests {
             for w in p.windows(2) {
                 assert!(w[0].at + w[0].hold + Duration::from_secs(1) <= w[1].at);
             }
+            // the plan leaves 3 s of slack at the end beyond each fault's estimated length
             let last = p.last().unwrap();
             assert!(last.at + last.hold + Duration::from_secs(4) <= Duration::from_secs(60));
-            assert!(p[0].at >= Duration::from_secs(4));
+            assert!(p[0].at >= Duration::from_millis(3500));
         }
     }
 
