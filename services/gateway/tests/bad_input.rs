@@ -57,6 +57,7 @@ async fn start_core() -> Core {
     let (reporter, health) = tonic_health::server::health_reporter();
     let limits = pfc_jobs::Limits {
         max_text_bytes: 64 * 1024,
+        max_payload_bytes: 1024 * 1024,
         default_max_attempts: 3,
     };
     let routes = tonic::service::Routes::new(pfc_jobs::service(

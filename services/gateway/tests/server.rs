@@ -53,6 +53,7 @@ async fn start() -> Stack {
     let (reporter, health) = tonic_health::server::health_reporter();
     let limits = pfc_jobs::Limits {
         max_text_bytes: 64 * 1024,
+        max_payload_bytes: 1024 * 1024,
         default_max_attempts: 3,
     };
     let routes = tonic::service::Routes::new(pfc_jobs::service(
@@ -197,7 +198,7 @@ async fn origin_quick_test() {
     assert_eq!(job["result"], "BONJOUR LE MONDE");
 }
 
-/// Input the core rejects is a 4xx JSON error: empty and oversized text, unknown kind;
+/// Input the core rejects is a 4xx JSON error: empty and oversized text, malformed kind;
 /// unknown and malformed ids are 404s.
 #[tokio::test]
 async fn core_validation_errors_are_4xx() {
@@ -213,12 +214,12 @@ async fn core_validation_errors_are_4xx() {
         .ok(
             "POST",
             "/api/v1/jobs",
-            Some(json!({"text": "x", "kind": "nope"})),
+            Some(json!({"text": "x", "kind": "No/pe"})),
         )
         .await;
     assert_error(st, &b, 422, "invalid_argument");
     assert!(
-        b["error"]["message"].as_str().unwrap().contains("nope"),
+        b["error"]["message"].as_str().unwrap().contains("No/pe"),
         "{b}"
     );
     for path in [

@@ -9,6 +9,15 @@ pub enum JobError {
     /// The request is malformed; the message says which field and why.
     #[error("{0}")]
     InvalidArgument(String),
+    /// The payload is larger than the server accepts (`RESOURCE_EXHAUSTED`, like a request
+    /// message over the size limit; the gateway answers 413).
+    #[error("payload too large: {size} bytes, the limit is {limit} bytes")]
+    PayloadTooLarge {
+        /// Size of the payload.
+        size: usize,
+        /// `--max-payload-bytes`.
+        limit: usize,
+    },
     /// Unknown or expired job.
     #[error("job {0} not found (unknown id, or expired after its retention time)")]
     NotFound(String),
@@ -34,6 +43,7 @@ impl From<JobError> for Status {
     fn from(e: JobError) -> Self {
         match e {
             JobError::InvalidArgument(m) => Status::invalid_argument(m),
+            e @ JobError::PayloadTooLarge { .. } => Status::resource_exhausted(e.to_string()),
             e @ JobError::NotFound(_) => Status::not_found(e.to_string()),
             JobError::FailedPrecondition(m) => Status::failed_precondition(m),
             JobError::Store(e) if e.is_unavailable() => {

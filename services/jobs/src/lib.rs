@@ -1,12 +1,13 @@
 //! pfc's jobs core: the gRPC `pfc.jobs.v1.JobService` in front of the job store.
 //!
 //! Stateless: any number of replicas can serve the same Redis. Validation happens here
-//! (size limits, known kinds), so the store only ever sees well-formed jobs; every store
-//! error becomes a gRPC status in one place (`error.rs`). Health follows the store.
+//! (size limits, kind names, JSON payloads), so the store only ever sees well-formed jobs;
+//! every store error becomes a gRPC status in one place (`error.rs`). Health follows the store.
 //!
 //! # Layout
 //! - `service`: the tonic service ([`Jobs`]) and request [`Limits`].
 //! - `server`: [`Config`], [`run`] (the `pfc jobs` role), [`background`] duties.
+//! - `validate`: the stateless rules of a submit (kind names, content types).
 //! - `convert`: store model ↔ protobuf.
 //! - `error`: [`JobError`] and its mapping to `tonic::Status`.
 
@@ -14,6 +15,7 @@ pub mod convert;
 pub mod error;
 pub mod server;
 pub mod service;
+pub mod validate;
 
 pub use error::JobError;
 pub use server::{background, run, service, Config, LimitArgs, SERVICE_NAME};

@@ -23,6 +23,9 @@ pub struct LimitArgs {
     /// Largest accepted job text, in bytes.
     #[arg(long, env = "PFC_MAX_TEXT_BYTES", default_value_t = 64 * 1024)]
     pub max_text_bytes: usize,
+    /// Largest accepted job payload (JSON or other bytes), in bytes.
+    #[arg(long, env = "PFC_MAX_PAYLOAD_BYTES", default_value_t = 1024 * 1024)]
+    pub max_payload_bytes: usize,
     /// Deliveries allowed per job when the submit does not say.
     #[arg(long, env = "PFC_MAX_ATTEMPTS", default_value_t = 3)]
     pub max_attempts: u32,
@@ -33,6 +36,7 @@ impl LimitArgs {
     pub fn limits(&self) -> Limits {
         Limits {
             max_text_bytes: self.max_text_bytes,
+            max_payload_bytes: self.max_payload_bytes,
             default_max_attempts: self.max_attempts.max(1),
         }
     }
@@ -53,14 +57,21 @@ pub struct Config {
 }
 
 /// The JobService as a tonic service, with a decode limit that leaves room for the largest
-/// accepted text (larger messages are refused before they are buffered).
+/// accepted text or payload (larger messages are refused before they are buffered).
 pub fn service(
     store: Arc<dyn JobStore>,
     registry: Registry,
     limits: Limits,
 ) -> JobServiceServer<Jobs> {
-    let max = (limits.max_text_bytes + 64 * 1024).max(4 * 1024 * 1024);
+    let max = decode_limit(&limits);
     JobServiceServer::new(Jobs::new(store, registry, limits)).max_decoding_message_size(max)
+}
+
+/// The JobService's request decode limit: 4 MiB, or the largest accepted text or payload plus
+/// 64 KiB for the other fields when that is larger, so every valid submit fits and a message
+/// over the limit is refused before it is buffered.
+pub fn decode_limit(limits: &Limits) -> usize {
+    (limits.max_text_bytes.max(limits.max_payload_bytes) + 64 * 1024).max(4 * 1024 * 1024)
 }
 
 /// Background duties of a jobs server: health follows store connectivity (checked every

@@ -9,7 +9,7 @@ use pfc_processors::Registry;
 use pfc_proto::jobs::v1 as pb;
 use pfc_proto::jobs::v1::job_service_server::JobService;
 use pfc_proto::timestamp_to_ms;
-use pfc_queue::{now_ms, JobStore, ListQuery, NewJob};
+use pfc_queue::{now_ms, JobStore, ListQuery, NewJob, Payload};
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -17,12 +17,15 @@ use tracing::Instrument;
 
 use crate::convert::*;
 use crate::error::JobError;
+use crate::validate::{is_valid_kind, payload_type, truncate, DEFAULT_KIND, MAX_KIND};
 
 /// Limits and defaults applied to requests.
 #[derive(Clone, Debug)]
 pub struct Limits {
     /// Largest accepted `text`, in bytes.
     pub max_text_bytes: usize,
+    /// Largest accepted `payload`, in bytes.
+    pub max_payload_bytes: usize,
     /// `max_attempts` when the request leaves it 0.
     pub default_max_attempts: u32,
 }
@@ -31,6 +34,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_text_bytes: 64 * 1024,
+            max_payload_bytes: 1024 * 1024,
             default_max_attempts: 3,
         }
     }
@@ -65,28 +69,48 @@ impl Jobs {
         }
     }
 
+    /// A submit checked against the rules and limits, as the job to store. A job has text
+    /// or a payload (exactly one); kinds are open: any well-formed name is accepted, and a
+    /// kind no worker has declared yet waits queued until one does.
     fn validate_submit(&self, r: &pb::SubmitJobRequest) -> Result<NewJob, JobError> {
-        if r.text.is_empty() {
-            return Err(JobError::InvalidArgument("text must not be empty".into()));
+        let kind = if r.kind.is_empty() {
+            DEFAULT_KIND
+        } else {
+            r.kind.as_str()
+        };
+        if !is_valid_kind(kind) {
+            return Err(JobError::InvalidArgument(format!(
+                "kind {:?} is malformed: a kind is 1 to {MAX_KIND} characters of a-z, 0-9, \
+                 '.', '_' or '-', starting with a letter or digit (e.g. \"resize\", \
+                 \"images.resize-v2\")",
+                truncate(kind, 80)
+            )));
         }
-        if r.text.len() > self.limits.max_text_bytes {
+        let payload = if !r.payload.is_empty() {
+            if !r.text.is_empty() {
+                return Err(JobError::InvalidArgument(
+                    "a job has either text or a payload, not both".into(),
+                ));
+            }
+            Some(self.validate_payload(kind, r)?)
+        } else if !r.content_type.is_empty() {
+            return Err(JobError::InvalidArgument(format!(
+                "content_type is {:?} but the payload is empty",
+                truncate(&r.content_type, 80)
+            )));
+        } else if r.text.is_empty() {
+            return Err(JobError::InvalidArgument(
+                "text must not be empty (a job needs text or a payload)".into(),
+            ));
+        } else if r.text.len() > self.limits.max_text_bytes {
             return Err(JobError::InvalidArgument(format!(
                 "text is {} bytes; the limit is {} bytes",
                 r.text.len(),
                 self.limits.max_text_bytes
             )));
-        }
-        let kind = if r.kind.is_empty() {
-            "uppercase"
         } else {
-            r.kind.as_str()
+            None
         };
-        if self.registry.get(kind).is_none() {
-            return Err(JobError::InvalidArgument(format!(
-                "unknown kind {kind:?}; known kinds: {}",
-                self.registry.names()
-            )));
-        }
         if !(r.queue.is_empty() || r.queue == "default") {
             return Err(JobError::InvalidArgument(format!(
                 "unknown queue {:?}; only \"default\" exists",
@@ -132,7 +156,7 @@ impl Jobs {
         Ok(NewJob {
             kind: kind.to_owned(),
             text: r.text.clone(),
-            payload: None,
+            payload,
             idempotency_key: (!r.idempotency_key.is_empty()).then(|| r.idempotency_key.clone()),
             run_at: run_at.filter(|t| *t > now),
             max_attempts: if r.max_attempts == 0 {
@@ -141,6 +165,35 @@ impl Jobs {
                 r.max_attempts
             },
             traceparent: None,
+        })
+    }
+
+    /// The payload of a submit without text: within the size limit, valid JSON unless it
+    /// declares another content type, and not for a built-in text processor.
+    fn validate_payload(&self, kind: &str, r: &pb::SubmitJobRequest) -> Result<Payload, JobError> {
+        if r.payload.len() > self.limits.max_payload_bytes {
+            return Err(JobError::PayloadTooLarge {
+                size: r.payload.len(),
+                limit: self.limits.max_payload_bytes,
+            });
+        }
+        if self.registry.get(kind).is_some() {
+            return Err(JobError::InvalidArgument(format!(
+                "kind {kind:?} is a built-in text processor: send text, not a payload"
+            )));
+        }
+        let content_type = payload_type(&r.content_type)?;
+        if content_type.is_none() {
+            if let Err(e) = serde_json::from_slice::<serde_json::Value>(&r.payload) {
+                return Err(JobError::InvalidArgument(format!(
+                    "payload is not valid JSON ({e}); an empty content_type means \
+                     application/json, set content_type to send other bytes"
+                )));
+            }
+        }
+        Ok(Payload {
+            bytes: r.payload.clone(),
+            content_type: content_type.unwrap_or_else(|| pfc_queue::JSON.to_owned()),
         })
     }
 

@@ -199,11 +199,11 @@ async fn bad_input_is_rejected_clearly() {
         (
             pb::SubmitJobRequest {
                 text: "x".into(),
-                kind: "nope".into(),
+                kind: "No pe".into(),
                 ..Default::default()
             },
             Code::InvalidArgument,
-            "unknown kind \"nope\"; known kinds: fail, lowercase",
+            "kind \"No pe\" is malformed",
         ),
         (
             pb::SubmitJobRequest {

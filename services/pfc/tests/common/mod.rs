@@ -40,6 +40,7 @@ impl JobsServer {
             store,
             limits: pfc_jobs::LimitArgs {
                 max_text_bytes: 64 * 1024,
+                max_payload_bytes: 1024 * 1024,
                 max_attempts: 3,
             },
         };
