@@ -62,6 +62,7 @@ pub struct AppState {
     chat_channel: Channel,
     metrics: Arc<metrics::Metrics>,
     shutdown: pfc_runtime::Shutdown,
+    draining: pfc_runtime::Shutdown,
     body_limit: usize,
     request_timeout: Duration,
     cors_origins: Vec<String>,
@@ -89,6 +90,7 @@ impl AppState {
             chat_channel: channel(&config.chat_url, "chat")?,
             metrics: Arc::default(),
             shutdown: pfc_runtime::Shutdown::new(),
+            draining: pfc_runtime::Shutdown::new(),
             body_limit: config.body_limit,
             request_timeout: config.request_timeout,
             cors_origins: config
@@ -104,6 +106,16 @@ impl AppState {
     pub fn shutdown(&self) -> &pfc_runtime::Shutdown {
         &self.shutdown
     }
+
+    /// Triggered when shutdown begins, a lame-duck delay before [`AppState::shutdown`]:
+    /// `/readyz` and `/readyz/local` answer 503 while requests are still served.
+    pub fn draining(&self) -> &pfc_runtime::Shutdown {
+        &self.draining
+    }
+
+    fn stopping(&self) -> bool {
+        self.draining.is_triggered() || self.shutdown.is_triggered()
+    }
 }
 
 /// Liveness: the process runs.
@@ -115,7 +127,34 @@ pub async fn healthz() -> Json<model::Health> {
     })
 }
 
-/// Readiness: the jobs core answers its gRPC health check with SERVING.
+/// Readiness of this gateway pod (the Kubernetes readiness probe): it can serve (the UI,
+/// chat, REST answering 503 while the core is down) unless it is shutting down. It does not
+/// follow the core, so a Redis or jobs outage does not take every gateway out of its Service.
+#[utoipa::path(get, path = "/readyz/local", tag = "ops",
+    responses(
+        (status = 200, description = "This gateway serves", body = model::Health),
+        (status = 503, description = "This gateway is shutting down", body = model::Health),
+    ))]
+pub async fn readyz_local(State(st): State<AppState>) -> impl IntoResponse {
+    if st.stopping() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(model::Health {
+                status: "unavailable".into(),
+            }),
+        )
+    } else {
+        (
+            StatusCode::OK,
+            Json(model::Health {
+                status: "ok".into(),
+            }),
+        )
+    }
+}
+
+/// Readiness of the whole path: the jobs core answers its gRPC health check with SERVING (and
+/// this gateway is not shutting down). For smoke tests and humans; probes use `/readyz/local`.
 #[utoipa::path(get, path = "/readyz", tag = "ops",
     responses(
         (status = 200, description = "The core is reachable", body = model::Health),
@@ -133,7 +172,7 @@ pub async fn readyz(State(st): State<AppState>) -> impl IntoResponse {
             false
         }
     };
-    let (code, status) = if serving && !st.shutdown.is_triggered() {
+    let (code, status) = if serving && !st.stopping() {
         (StatusCode::OK, "ok")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
@@ -211,6 +250,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/{*rest}", any(rest::api_not_found))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/readyz/local", get(readyz_local))
         .route("/metrics", get(metrics::metrics))
         .route("/openapi.json", get(openapi::openapi_json))
         .merge(chat::router());
@@ -235,8 +275,10 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves the gateway on `listener` until `shutdown` resolves, then drains: new connections
-/// stop, SSE streams end, and in-flight requests get `config.drain_timeout` to finish.
+/// Serves the gateway on `listener` until `shutdown` resolves, then drains: readiness fails
+/// at once, requests are still served for the process's lame-duck delay
+/// ([`pfc_runtime::ServeSettings`]), then new connections stop, SSE streams end, and in-flight
+/// requests get `config.drain_timeout` to finish.
 pub async fn run(
     listener: TcpListener,
     config: Config,
@@ -244,7 +286,14 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let state = AppState::new(&config)?;
     let sd = state.shutdown.clone();
-    sd.trigger_on(shutdown);
+    let draining = state.draining.clone();
+    let stop = sd.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        draining.trigger();
+        pfc_runtime::lame_duck(pfc_runtime::settings()).await;
+        stop.trigger();
+    });
     let addr = listener.local_addr().ok();
     tracing::info!(?addr, jobs = %config.jobs_url, "gateway listening");
     let server = axum::serve(listener, app(state)).with_graceful_shutdown(sd.wait());

@@ -19,7 +19,7 @@ use crate::{error, model, rest, sse};
         rest::origin_submit, rest::origin_get,
         rest::submit, rest::list, rest::get, rest::cancel, rest::stats, rest::kinds,
         sse::job_events, sse::all_events,
-        crate::healthz, crate::readyz, crate::metrics::metrics,
+        crate::healthz, crate::readyz, crate::readyz_local, crate::metrics::metrics,
     ),
     components(schemas(
         error::ErrorBody, error::ErrorDetail, model::Status, model::Job, model::JobEvent,

@@ -86,6 +86,27 @@ async fn readyz_is_unavailable_without_core() {
     );
 }
 
+/// `/readyz/local` (the Kubernetes readiness probe) says whether this gateway can serve: 200
+/// while the core is down (the UI and chat still work), 503 once shutdown begins.
+#[tokio::test]
+async fn readyz_local_follows_this_pod_not_the_core() {
+    let (st, _, body) = send(get("/readyz/local")).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap()["status"],
+        "ok"
+    );
+    let state = state();
+    state.draining().trigger();
+    for path in ["/readyz/local", "/readyz"] {
+        let resp = app(state.clone()).oneshot(get(path)).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE, "{path}");
+    }
+    // still serving while draining (lame duck)
+    let resp = app(state).oneshot(get("/healthz")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
 /// Malformed JSON is a 400 on both the origin and the v1 route, before the core is called.
 #[tokio::test]
 async fn malformed_json_is_400() {
@@ -210,6 +231,7 @@ async fn openapi_document() {
         "/api/v1/kinds",
         "/healthz",
         "/readyz",
+        "/readyz/local",
         "/metrics",
     ] {
         assert!(v["paths"][path].is_object(), "missing {path}");

@@ -1,6 +1,7 @@
 //! Store settings shared by every role that opens the job store (`pfc jobs`, `pfc worker`,
 //! `pfc dev`), so the lease and retention are configured the same way everywhere.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +18,15 @@ pub struct StoreArgs {
     /// Redis password, added to the URL (lets Kubernetes inject it from a Secret).
     #[arg(long, env = "PFC_REDIS_PASSWORD", hide_env_values = true)]
     pub redis_password: Option<String>,
+
+    /// File holding the Redis password (e.g. a mounted Kubernetes Secret), read once at
+    /// startup ([`StoreArgs::load_password_file`]); instead of `--redis-password`.
+    #[arg(
+        long,
+        env = "PFC_REDIS_PASSWORD_FILE",
+        conflicts_with = "redis_password"
+    )]
+    pub redis_password_file: Option<PathBuf>,
 
     /// How long finished jobs (and idempotency keys) are kept.
     #[arg(long, env = "PFC_JOB_TTL", default_value = "1h", value_parser = humantime::parse_duration)]
@@ -44,6 +54,15 @@ impl StoreArgs {
         }
     }
 
+    /// Reads `redis_password_file`, when set, into `redis_password`. Role entry points call
+    /// it once at startup, before [`StoreArgs::open`], so a missing file fails the start.
+    pub fn load_password_file(&mut self) -> std::io::Result<()> {
+        if let Some(path) = &self.redis_password_file {
+            self.redis_password = Some(read_password_file(path)?);
+        }
+        Ok(())
+    }
+
     /// The Redis URL with the password applied, if a URL is set.
     pub fn effective_redis_url(&self) -> Option<String> {
         let url = self.redis_url.clone()?;
@@ -64,6 +83,18 @@ impl StoreArgs {
             )?),
         }
     }
+}
+
+/// Reads a password file: its content without the trailing line break that editors and
+/// `echo` add (a Kubernetes Secret mounted as a file has none). Errors name the file.
+pub fn read_password_file(path: &Path) -> std::io::Result<String> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("failed to read password file {}: {e}", path.display()),
+        )
+    })?;
+    Ok(text.trim_end_matches(['\n', '\r']).to_owned())
 }
 
 /// Puts `password` into a `redis://` URL (replacing any password already there).
@@ -106,5 +137,47 @@ mod tests {
             "redis://u:new@h:6379/1"
         );
         assert_eq!(with_password("nonsense", "x"), "nonsense");
+    }
+
+    /// `--redis-password-file` (`PFC_REDIS_PASSWORD_FILE`) puts the file's password, without
+    /// its trailing newline, into the URL; a missing file is an error naming it.
+    #[test]
+    fn password_file_is_read_at_startup() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct A {
+            #[command(flatten)]
+            s: StoreArgs,
+        }
+        let dir = std::env::temp_dir().join(format!("pfc-pw-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("redis-password");
+        std::fs::write(&file, "s3cr:t\n").unwrap();
+        let mut args = A::parse_from([
+            "t",
+            "--redis-url",
+            "redis://r:6379",
+            "--redis-password-file",
+            file.to_str().unwrap(),
+        ])
+        .s;
+        args.load_password_file().unwrap();
+        assert_eq!(
+            args.effective_redis_url().as_deref(),
+            Some("redis://:s3cr%3At@r:6379")
+        );
+        args.redis_password_file = Some(dir.join("missing"));
+        let err = args.load_password_file().unwrap_err();
+        assert!(err.to_string().contains("missing"), "{err}");
+        // both ways at once is a usage error
+        assert!(A::try_parse_from([
+            "t",
+            "--redis-password",
+            "x",
+            "--redis-password-file",
+            file.to_str().unwrap()
+        ])
+        .is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

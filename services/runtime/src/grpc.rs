@@ -51,8 +51,30 @@ pub fn with_health_and_reflection(
 
 /// Serves `routes` (which must already include health, see [`with_health_and_reflection`])
 /// on `listener` until `shutdown` resolves; then marks every name in `services` (and the
-/// overall `""`) `NOT_SERVING` and drains in-flight calls.
+/// overall `""`) `NOT_SERVING`, keeps accepting for the lame-duck delay of the process's
+/// [`crate::ServeSettings`], and drains in-flight calls. Connections older than the
+/// settings' `max_connection_age` are closed gracefully so clients rebalance.
 pub async fn serve(
+    listener: TcpListener,
+    routes: Routes,
+    reporter: HealthReporter,
+    services: Vec<String>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    serve_with(
+        crate::settings(),
+        listener,
+        routes,
+        reporter,
+        services,
+        shutdown,
+    )
+    .await
+}
+
+/// [`serve`] with explicit [`crate::ServeSettings`] instead of the process-wide ones.
+pub async fn serve_with(
+    settings: crate::ServeSettings,
     listener: TcpListener,
     routes: Routes,
     reporter: HealthReporter,
@@ -78,9 +100,16 @@ pub async fn serve(
                 .set_service_status(s, ServingStatus::NotServing)
                 .await;
         }
+        // Lame duck: readiness is already failing, new connections and calls still work
+        // until the endpoint removal has reached every client and proxy.
+        crate::lame_duck(settings).await;
         tracing::info!("gRPC server draining");
     };
-    Server::builder()
+    let mut server = Server::builder();
+    if let Some(age) = settings.max_connection_age {
+        server = server.max_connection_age(age);
+    }
+    server
         .layer(crate::message_limit::MessageLimitLayer)
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .add_routes(routes)

@@ -11,12 +11,16 @@
 //!   default address that may be taken, which falls back to an ephemeral port.
 //! - [`grpc`]: serves a set of tonic services with health, reflection and graceful shutdown.
 //! - [`message_limit`]: a request message over the size limit answers `RESOURCE_EXHAUSTED`.
+//! - [`ServeSettings`]: process-wide serving settings (lame-duck delay, gRPC connection age)
+//!   set once at startup by the `pfc` binary; [`lame_duck`] waits out the delay.
 
 pub mod grpc;
 pub mod message_limit;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -99,6 +103,48 @@ impl Shutdown {
             signal.await;
             this.trigger();
         });
+    }
+}
+
+/// How every server of this process behaves around shutdown and connection reuse. The `pfc`
+/// binary sets it once from `PFC_SHUTDOWN_DELAY` / `PFC_GRPC_MAX_CONNECTION_AGE` before any
+/// role starts ([`configure`]); tests and `pfc dev` keep the defaults (no delay, no age limit).
+///
+/// It is process-wide rather than part of each role's `Config` because every server of the
+/// process (gRPC roles through [`grpc::serve`], the gateway) must follow the same rollout
+/// contract as the Kubernetes pod they run in, whichever role crate starts them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServeSettings {
+    /// Lame-duck delay: after the shutdown signal, servers report NOT_SERVING (gRPC health,
+    /// `/readyz`) but keep accepting for this long before they drain, so load balancers and
+    /// Kubernetes endpoint updates (asynchronous) stop sending traffic first.
+    pub shutdown_delay: Duration,
+    /// gRPC connections are closed gracefully (GOAWAY, in-flight calls finish) after this age,
+    /// so long-lived HTTP/2 clients such as the gateway reconnect and spread over new replicas
+    /// behind a Service. `None`: no limit.
+    pub max_connection_age: Option<Duration>,
+}
+
+static SETTINGS: OnceLock<ServeSettings> = OnceLock::new();
+
+/// Sets the process-wide [`ServeSettings`]; the first call wins (returns false afterwards).
+pub fn configure(settings: ServeSettings) -> bool {
+    SETTINGS.set(settings).is_ok()
+}
+
+/// The process-wide [`ServeSettings`] ([`Default`] until [`configure`] is called).
+pub fn settings() -> ServeSettings {
+    SETTINGS.get().copied().unwrap_or_default()
+}
+
+/// Waits out the lame-duck delay of `settings` (returns at once when it is zero).
+pub async fn lame_duck(settings: ServeSettings) {
+    if !settings.shutdown_delay.is_zero() {
+        tracing::info!(
+            delay = ?settings.shutdown_delay,
+            "lame duck: not ready, still serving while endpoints are removed"
+        );
+        tokio::time::sleep(settings.shutdown_delay).await;
     }
 }
 

@@ -17,6 +17,7 @@ pub fn store_args(redis_url: Option<String>) -> StoreArgs {
     StoreArgs {
         redis_url,
         redis_password: None,
+        redis_password_file: None,
         job_ttl: Duration::from_secs(3600),
         lease: Duration::from_secs(3),
         retry_backoff: Duration::from_millis(100),
