@@ -1,4 +1,5 @@
-//! pfc's jobs core: the gRPC `pfc.jobs.v1.JobService` in front of the job store.
+//! pfc's jobs core: the gRPC `pfc.jobs.v1.JobService` in front of the job store, and the
+//! `pfc.worker.v1.WorkerService` through which workers in any language run its jobs.
 //!
 //! Stateless: any number of replicas can serve the same Redis. Validation happens here
 //! (size limits, kind names, JSON payloads), so the store only ever sees well-formed jobs;
@@ -6,6 +7,7 @@
 //!
 //! # Layout
 //! - `service`: the tonic service ([`Jobs`]) and request [`Limits`].
+//! - `worker_service`: `pfc.worker.v1.WorkerService` ([`Workers`]), the worker protocol.
 //! - `server`: [`Config`], [`run`] (the `pfc jobs` role), [`background`] duties.
 //! - `validate`: the stateless rules of a submit (kind names, content types).
 //! - `convert`: store model ↔ protobuf.
@@ -15,8 +17,10 @@ pub mod convert;
 pub mod error;
 pub mod server;
 pub mod service;
+pub mod worker_service;
 pub mod validate;
 
 pub use error::JobError;
 pub use server::{background, run, service, Config, LimitArgs, SERVICE_NAME};
 pub use service::{Jobs, Limits};
+pub use worker_service::{WorkerServiceArgs, Workers, WORKER_SERVICE_NAME};

@@ -13,6 +13,7 @@ use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
 use crate::service::{Jobs, Limits};
+use crate::worker_service::{WorkerServiceArgs, Workers, WORKER_SERVICE_NAME};
 
 /// The gRPC service name, as health checks and reflection know it.
 pub const SERVICE_NAME: &str = "pfc.jobs.v1.JobService";
@@ -54,6 +55,9 @@ pub struct Config {
     /// Request limits.
     #[command(flatten)]
     pub limits: LimitArgs,
+    /// The worker protocol (`pfc.worker.v1.WorkerService`).
+    #[command(flatten)]
+    pub workers: WorkerServiceArgs,
 }
 
 /// The JobService as a tonic service, with a decode limit that leaves room for the largest
@@ -137,28 +141,31 @@ pub async fn run(
     reporter
         .set_service_status("", ServingStatus::NotServing)
         .await;
-    reporter
-        .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
-        .await;
+    let services = vec![SERVICE_NAME.to_owned(), WORKER_SERVICE_NAME.to_owned()];
+    for s in &services {
+        reporter
+            .set_service_status(s, ServingStatus::NotServing)
+            .await;
+    }
     let stop = pfc_runtime::Shutdown::new();
     stop.trigger_on(shutdown);
     let bg = tokio::spawn(background(
         store.clone(),
         reporter.clone(),
-        vec![SERVICE_NAME.into()],
+        services.clone(),
         stop.wait(),
     ));
+    let workers = Workers::new(
+        store.clone(),
+        config.store.lease,
+        config.workers.clone(),
+        stop.clone(),
+    );
     let routes =
-        tonic::service::Routes::new(service(store, Registry::builtin(), config.limits.limits()));
+        tonic::service::Routes::new(service(store, Registry::builtin(), config.limits.limits()))
+            .add_service(workers.into_server());
     let routes = pfc_runtime::grpc::with_health_and_reflection(routes, health)?;
-    pfc_runtime::grpc::serve(
-        listener,
-        routes,
-        reporter,
-        vec![SERVICE_NAME.into()],
-        stop.wait(),
-    )
-    .await?;
+    pfc_runtime::grpc::serve(listener, routes, reporter, services, stop.wait()).await?;
     bg.abort();
     Ok(())
 }

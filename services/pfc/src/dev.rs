@@ -24,6 +24,9 @@ pub struct DevConfig {
     /// Request limits.
     #[command(flatten)]
     pub limits: pfc_jobs::LimitArgs,
+    /// The worker protocol (`pfc.worker.v1.WorkerService`).
+    #[command(flatten)]
+    pub workers: pfc_jobs::WorkerServiceArgs,
     /// In-process worker.
     #[command(flatten)]
     pub worker: pfc_worker::WorkerArgs,
@@ -63,12 +66,22 @@ pub async fn run(
     reporter
         .set_service_status("", ServingStatus::NotServing)
         .await;
-    let services = vec![pfc_jobs::SERVICE_NAME.to_owned()];
+    let services = vec![
+        pfc_jobs::SERVICE_NAME.to_owned(),
+        pfc_jobs::WORKER_SERVICE_NAME.to_owned(),
+    ];
+    let workers = pfc_jobs::Workers::new(
+        store.clone(),
+        config.store.lease,
+        config.workers.clone(),
+        stop.clone(),
+    );
     let mut routes = tonic::service::Routes::new(pfc_jobs::service(
         store.clone(),
         Registry::builtin(),
         config.limits.limits(),
-    ));
+    ))
+    .add_service(workers.into_server());
     // auth + chat (issue 5): ephemeral signing key, chat store in memory or on --redis-url.
     let chat = pfc_chat::embedded(
         config.store.effective_redis_url().as_deref(),

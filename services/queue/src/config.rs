@@ -28,6 +28,15 @@ pub struct StoreArgs {
     )]
     pub redis_password_file: Option<PathBuf>,
 
+    /// `--redis-url` names the seed nodes of a Redis Cluster (comma-separated URLs).
+    #[arg(long, env = "PFC_REDIS_CLUSTER", default_value_t = false)]
+    pub redis_cluster: bool,
+
+    /// Replicas that must acknowledge every change a caller is told about (Redis `WAIT`,
+    /// 2 s timeout → UNAVAILABLE), so an acknowledged job survives a failover. 0 = none.
+    #[arg(long, env = "PFC_REDIS_WAIT_REPLICAS", default_value_t = 0)]
+    pub redis_wait_replicas: u32,
+
     /// How long finished jobs (and idempotency keys) are kept.
     #[arg(long, env = "PFC_JOB_TTL", default_value = "1h", value_parser = humantime::parse_duration)]
     pub job_ttl: Duration,
@@ -63,19 +72,36 @@ impl StoreArgs {
         Ok(())
     }
 
-    /// The Redis URL with the password applied, if a URL is set.
+    /// The Redis URL with the password applied, if a URL is set (to every seed node of a
+    /// cluster).
     pub fn effective_redis_url(&self) -> Option<String> {
         let url = self.redis_url.clone()?;
         Some(match &self.redis_password {
-            Some(pw) if !pw.is_empty() => with_password(&url, pw),
+            Some(pw) if !pw.is_empty() => url
+                .split(',')
+                .map(|u| with_password(u.trim(), pw))
+                .collect::<Vec<_>>()
+                .join(","),
             _ => url,
         })
+    }
+
+    /// Cluster mode and replica acknowledgements.
+    pub fn redis_mode(&self) -> crate::RedisMode {
+        crate::RedisMode {
+            cluster: self.redis_cluster,
+            wait_replicas: self.redis_wait_replicas,
+        }
     }
 
     /// Opens the Redis store, or the in-memory one when no URL is set and `memory_ok`.
     pub fn open(&self, memory_ok: bool) -> Result<Arc<dyn JobStore>> {
         match self.effective_redis_url() {
-            Some(url) => Ok(RedisStore::new(&url, self.store_config())?),
+            Some(url) => Ok(RedisStore::open(
+                &url,
+                self.store_config(),
+                &self.redis_mode(),
+            )?),
             None if memory_ok => Ok(Arc::new(MemoryStore::new(self.store_config()))),
             None => Ok(RedisStore::new(
                 "redis://127.0.0.1:6379",

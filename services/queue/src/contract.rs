@@ -519,6 +519,63 @@ pub async fn release_requeues(s: &dyn JobStore) {
     );
 }
 
+/// An abandoned lease (the worker's stream broke) is queued again at the front at once with
+/// its attempt counted; on the last attempt the job fails; a stale lease is skipped.
+pub async fn abandon_counts_the_attempt(s: &dyn JobStore) {
+    let a = s.submit(new_job("a")).await.unwrap().job.id;
+    let b = s.submit(new_job("b")).await.unwrap().job.id;
+    let j = s
+        .take("w", &kinds(), 1, Duration::ZERO)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(j.id, a);
+    // another worker's name, or an old delivery, abandons nothing
+    s.abandon("other", &[LeaseRef::of(&j)]).await.unwrap();
+    let stale = LeaseRef {
+        job_id: a.clone(),
+        delivery: 0,
+    };
+    s.abandon("w", &[stale]).await.unwrap();
+    assert_eq!(s.get(&a).await.unwrap().unwrap().status, Status::Processing);
+    s.abandon("w", &[LeaseRef::of(&j)]).await.unwrap();
+    let got = s.get(&a).await.unwrap().unwrap();
+    assert_eq!((got.status, got.attempts), (Status::Queued, 1));
+    assert!(got.error.unwrap().contains("disconnected"));
+    let next = s.take("w2", &kinds(), 2, Duration::ZERO).await.unwrap();
+    assert_eq!(
+        next.iter().map(|j| j.id.clone()).collect::<Vec<_>>(),
+        [a.clone(), b]
+    );
+    // the last attempt: abandoned means failed
+    let one = s
+        .submit(NewJob {
+            max_attempts: 1,
+            ..new_job("c")
+        })
+        .await
+        .unwrap()
+        .job
+        .id;
+    let j = s
+        .take("w3", &kinds(), 1, Duration::ZERO)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(j.id, one);
+    s.abandon("w3", &[LeaseRef::of(&j)]).await.unwrap();
+    let got = s.get(&one).await.unwrap().unwrap();
+    assert_eq!(got.status, Status::Failed);
+    assert!(
+        got.error
+            .as_deref()
+            .unwrap()
+            .starts_with("lease expired after 1 deliveries"),
+        "{:?}",
+        got.error
+    );
+}
+
 /// A worker is handed only jobs of the kinds it declared; a kind nobody handles yet waits
 /// queued; several kinds are served fairly in one take; the known kinds are listed.
 pub async fn kinds_route_jobs(s: &dyn JobStore) {

@@ -30,7 +30,7 @@ pub use config::StoreArgs;
 pub use error::StoreError;
 pub use memory::MemoryStore;
 pub use model::*;
-pub use redis_store::RedisStore;
+pub use redis_store::{RedisMode, RedisStore};
 
 /// Result alias for store calls.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -90,6 +90,13 @@ pub trait JobStore: Send + Sync + 'static {
     /// Gives leased jobs back (graceful shutdown): queued again at the front, not counted
     /// as a failure.
     async fn release(&self, worker: &str, leases: &[LeaseRef]) -> Result<()>;
+
+    /// Ends the leases of a worker that is gone (its stream to the jobs core broke, or it
+    /// went silent) now, as if they had expired: each job is queued again at the front with
+    /// the delivery counted towards `max_attempts`, or FAILED when it was the last — so a job
+    /// that crashes its worker every time still ends in the dead-letter state, only sooner
+    /// than a lease. Leases the worker no longer holds are skipped.
+    async fn abandon(&self, worker: &str, leases: &[LeaseRef]) -> Result<()>;
 
     /// Removes a stopping worker from the live set.
     async fn unregister_worker(&self, worker: &str) -> Result<()>;

@@ -579,6 +579,51 @@ impl JobStore for MemoryStore {
         Ok(())
     }
 
+    async fn abandon(&self, worker: &str, leases: &[LeaseRef]) -> Result<()> {
+        let now = now_ms();
+        let mut changed = Vec::new();
+        {
+            let mut g = self.lock();
+            for l in leases {
+                if !g.holds(&l.job_id, worker, l.delivery) {
+                    continue;
+                }
+                g.drop_lease(&l.job_id);
+                let (attempts, max) = {
+                    let j = &g.jobs[&l.job_id];
+                    (j.attempts, j.max_attempts)
+                };
+                if attempts >= max {
+                    if let Some(j) = g.jobs.get_mut(&l.job_id) {
+                        j.error = Some(format!(
+                            "lease expired after {attempts} deliveries (worker {worker} disconnected)"
+                        ));
+                    }
+                    if let Some(j) = g.finish(&l.job_id, Status::Failed, now, self.config.retention)
+                    {
+                        g.counters.failed_total += 1;
+                        changed.push(j);
+                    }
+                } else if let Some(j) = g.transition(&l.job_id, Status::Queued, now) {
+                    j.error = Some(format!(
+                        "lease expired (worker {worker} disconnected); redelivered"
+                    ));
+                    let j = j.clone();
+                    g.ready
+                        .entry(j.kind.clone())
+                        .or_default()
+                        .push_front(l.job_id.clone());
+                    changed.push(j);
+                }
+            }
+        }
+        for j in &changed {
+            self.emit(j);
+        }
+        self.wake.notify_waiters();
+        Ok(())
+    }
+
     async fn progress(&self, worker: &str, lease: &LeaseRef, progress: u32) -> Result<bool> {
         let job = {
             let mut g = self.lock();

@@ -71,6 +71,7 @@ contract_tests! {
     list_pages => |s| contract::list_pages(&*s);
     events_are_published => |s| contract::events_are_published(&*s);
     release_requeues => |s| contract::release_requeues(&*s);
+    abandon_counts_the_attempt => |s| contract::abandon_counts_the_attempt(&*s);
     kinds_route_jobs => |s| contract::kinds_route_jobs(&*s);
     payloads_and_progress => |s| contract::payloads_and_progress(&*s);
 }

@@ -44,6 +44,7 @@ impl JobsServer {
                 max_payload_bytes: 1024 * 1024,
                 max_attempts: 3,
             },
+            workers: Default::default(),
         };
         let stop = pfc_runtime::Shutdown::new();
         let task = tokio::spawn(pfc_jobs::run(listener, config, stop.wait()));

@@ -13,7 +13,7 @@ use futures::StreamExt;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
-use super::conn::Conns;
+use super::conn::{Backend, Conns};
 use super::record::parse_event;
 use crate::model::Feed;
 
@@ -24,11 +24,15 @@ const DEAD_AFTER: Duration = Duration::from_secs(5);
 
 /// Runs the listener forever (spawned once per store).
 pub(crate) async fn listen(
-    client: redis::Client,
+    backend: Backend,
     conns: Arc<Conns>,
     channel: String,
     tx: broadcast::Sender<Feed>,
 ) {
+    let client = match backend {
+        Backend::Single(client) => client,
+        Backend::Cluster(urls) => return listen_cluster(urls, conns, channel, tx).await,
+    };
     let mut backoff = Duration::from_millis(100);
     loop {
         match client.get_async_pubsub().await {
@@ -38,7 +42,8 @@ pub(crate) async fn listen(
                     // events published while no subscription was live are lost: tell watchers
                     // to re-read (this also covers the very first subscribe)
                     let _ = tx.send(Feed::Gap);
-                    follow(&conns, &channel, ps.into_on_message(), &tx).await;
+                    let stream = ps.into_on_message().map(|m| m.get_payload_bytes().to_vec());
+                    follow_bytes(&conns, &channel, false, Box::pin(stream), &tx).await;
                 }
                 tracing::warn!("job event subscription lost; resubscribing");
             }
@@ -49,11 +54,68 @@ pub(crate) async fn listen(
     }
 }
 
+/// The cluster listener: sharded pub/sub (`SSUBSCRIBE`) on the node that owns the queue's
+/// slot, over RESP3 pushes. The cluster client resubscribes by itself after a disconnect or
+/// a failover; every (re)subscribe and disconnect is a [`Feed::Gap`].
+async fn listen_cluster(
+    urls: String,
+    conns: Arc<Conns>,
+    channel: String,
+    tx: broadcast::Sender<Feed>,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let (push_tx, mut push_rx) = tokio::sync::mpsc::unbounded_channel();
+        let sub = async {
+            let client = super::conn::cluster_client(&urls, Duration::from_secs(5), Some(push_tx))
+                .map_err(|e| e.to_string())?;
+            let mut conn = client
+                .get_async_connection()
+                .await
+                .map_err(|e| e.to_string())?;
+            conn.ssubscribe(&channel).await.map_err(|e| e.to_string())?;
+            Ok::<_, String>(conn)
+        };
+        match sub.await {
+            Ok(_conn) => {
+                backoff = Duration::from_millis(100);
+                let _ = tx.send(Feed::Gap);
+                let stream = futures::stream::poll_fn(move |cx| push_rx.poll_recv(cx)).filter_map(
+                    |p: redis::PushInfo| {
+                        let tx = tx.clone();
+                        async move {
+                            match p.kind {
+                                redis::PushKind::SMessage | redis::PushKind::Message => {
+                                    // data: [channel, payload]
+                                    let payload = p.data.into_iter().nth(1)?;
+                                    let bytes: Vec<u8> = redis::from_redis_value(payload).ok()?;
+                                    Some(bytes)
+                                }
+                                redis::PushKind::SSubscribe | redis::PushKind::Disconnection => {
+                                    let _ = tx.send(Feed::Gap);
+                                    None
+                                }
+                                _ => None,
+                            }
+                        }
+                    },
+                );
+                follow_bytes(&conns, &channel, true, Box::pin(stream), &tx).await;
+            }
+            Err(e) => tracing::debug!(error = %e, "job event subscription (cluster) failed"),
+        }
+        tracing::warn!("job event subscription lost; resubscribing");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
 /// Forwards messages until the subscription ends or goes silent.
-async fn follow(
+async fn follow_bytes(
     conns: &Arc<Conns>,
     channel: &str,
-    mut stream: impl futures::Stream<Item = redis::Msg> + Unpin,
+    sharded: bool,
+    mut stream: impl futures::Stream<Item = Vec<u8>> + Unpin,
     tx: &broadcast::Sender<Feed>,
 ) {
     let mut last = Instant::now();
@@ -64,7 +126,7 @@ async fn follow(
             Ok(Some(msg)) => {
                 last = Instant::now();
                 pinged = false;
-                if let Some(ev) = parse_event(msg.get_payload_bytes()) {
+                if let Some(ev) = parse_event(&msg) {
                     let _ = tx.send(Feed::Event(ev));
                 }
             }
@@ -78,7 +140,8 @@ async fn follow(
                 let (conns, channel) = (conns.clone(), channel.to_owned());
                 tokio::spawn(async move {
                     if let Ok(mut c) = conns.get().await {
-                        let _: redis::RedisResult<i64> = redis::cmd("PUBLISH")
+                        let publish = if sharded { "SPUBLISH" } else { "PUBLISH" };
+                        let _: redis::RedisResult<i64> = redis::cmd(publish)
                             .arg(&channel)
                             .arg(r#"{"ping":1}"#)
                             .query_async(&mut c)

@@ -4,6 +4,7 @@
 
 /// The keys and channel of one queue.
 pub(crate) struct Keys {
+    slot: u16,
     prefix: String,
     all: Vec<String>,
     channel: String,
@@ -38,10 +39,16 @@ impl Keys {
     pub(crate) fn new(queue: &str) -> Self {
         let prefix = format!("pfc:{{{queue}}}:");
         Self {
+            slot: hash_slot(queue.as_bytes()),
             all: SUFFIXES.iter().map(|s| format!("{prefix}{s}")).collect(),
             channel: format!("{prefix}events"),
             prefix,
         }
+    }
+
+    /// The Redis Cluster slot of every key of the queue.
+    pub(crate) fn slot(&self) -> u16 {
+        self.slot
     }
 
     /// The prefix shared by every key (`pfc:{default}:`).
@@ -85,9 +92,32 @@ impl Keys {
     }
 }
 
+/// Redis Cluster's slot of a hash tag: CRC16 (XMODEM) mod 16384.
+pub(crate) fn hash_slot(tag: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &b in tag {
+        crc ^= u16::from(b) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc % 16384
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The slot matches Redis's own (`CLUSTER KEYSLOT 123456789` = 12739, the reference value).
+    #[test]
+    fn hash_slots_match_redis() {
+        assert_eq!(hash_slot(b"123456789"), 12739);
+        assert_eq!(Keys::new("default").slot(), hash_slot(b"default"));
+    }
 
     /// Every key carries the queue's hash tag, so a queue lives in one cluster slot; the
     /// list matches the order the Lua prelude reads.

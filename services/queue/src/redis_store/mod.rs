@@ -23,23 +23,28 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::MultiplexedConnection;
 use redis::{Script, Value};
 use tokio::sync::{broadcast, mpsc, Mutex};
 
 use crate::model::*;
 use crate::{JobStore, Result, StoreError};
-use conn::{is_transport, Conns};
+use conn::{is_transport, Backend, Conn, Conns};
 use keys::Keys;
 use record::{corrupt, job_from_record};
 
 macro_rules! script {
-    ($file:literal) => {
-        Script::new(concat!(
+    ($sharded:expr, $file:literal) => {{
+        let src = concat!(
             include_str!("../lua/prelude.lua"),
             include_str!(concat!("../lua/", $file))
-        ))
-    };
+        );
+        // on a cluster, events go over sharded pub/sub (the channel has the queue's slot)
+        if $sharded {
+            Script::new(&src.replace("redis.call('PUBLISH'", "redis.call('SPUBLISH'"))
+        } else {
+            Script::new(src)
+        }
+    }};
 }
 
 /// The queue scripts, loaded once per Redis (and again after a restart or `SCRIPT FLUSH`).
@@ -50,27 +55,30 @@ pub(crate) struct Scripts {
     heartbeat: Script,
     complete: Script,
     release: Script,
+    abandon: Script,
     cancel: Script,
     sweep: Script,
     progress: Script,
 }
 
 impl Scripts {
-    fn new() -> Self {
+    fn new(sharded: bool) -> Self {
         Self {
-            submit: script!("submit.lua"),
-            take: script!("take.lua"),
-            heartbeat: script!("heartbeat.lua"),
-            complete: script!("complete.lua"),
-            release: script!("release.lua"),
-            cancel: script!("cancel.lua"),
-            sweep: script!("sweep.lua"),
-            progress: script!("progress.lua"),
+            submit: script!(sharded, "submit.lua"),
+            take: script!(sharded, "take.lua"),
+            heartbeat: script!(sharded, "heartbeat.lua"),
+            complete: script!(sharded, "complete.lua"),
+            release: script!(sharded, "release.lua"),
+            abandon: script!(sharded, "abandon.lua"),
+            cancel: script!(sharded, "cancel.lua"),
+            sweep: script!(sharded, "sweep.lua"),
+            progress: script!(sharded, "progress.lua"),
         }
     }
 
-    fn all(&self) -> [&Script; 8] {
+    fn all(&self) -> [&Script; 9] {
         [
+            &self.abandon,
             &self.progress,
             &self.submit,
             &self.take,
@@ -83,7 +91,7 @@ impl Scripts {
     }
 
     /// Loads every script on `conn` (after a `NOSCRIPT`).
-    async fn load(&self, conns: &Conns, conn: &mut MultiplexedConnection) -> Result<()> {
+    async fn load(&self, conns: &Conns, conn: &mut Conn) -> Result<()> {
         for s in self.all() {
             conns.check(s.prepare_invoke().load_async(conn).await)?;
         }
@@ -102,17 +110,30 @@ const SWEEP_ROUNDS: usize = 40;
 /// How long a take retries the same request after a lost reply before giving up.
 const TAKE_RETRY_FOR: Duration = Duration::from_secs(60);
 
+/// How the store uses Redis beyond its URL.
+#[derive(Clone, Debug, Default)]
+pub struct RedisMode {
+    /// The URL names the seed nodes of a Redis Cluster.
+    pub cluster: bool,
+    /// Replicas that must acknowledge every change a caller is told about (`WAIT`); 0 = none.
+    pub wait_replicas: u32,
+}
+
+/// Most time a change waits for its replicas before the call answers UNAVAILABLE.
+pub(crate) const WAIT_TIMEOUT_MS: u64 = 2000;
+
 /// Redis-backed job store. Cheap to share (`Arc`).
 pub struct RedisStore {
     conns: Arc<Conns>,
-    client: redis::Client,
     keys: Arc<Keys>,
+    /// Replicas that must acknowledge a change before a caller is told about it (`WAIT`).
+    wait_replicas: u32,
     config: StoreConfig,
     scripts: Scripts,
     events: broadcast::Sender<Feed>,
     listener: OnceLock<()>,
     /// Dedicated connection for BLPOP (a blocking command would stall a shared connection).
-    blocking: Mutex<Option<MultiplexedConnection>>,
+    blocking: Mutex<Option<Conn>>,
     /// Submits waiting to go to Redis together (see [`submit::batcher`]).
     submits: OnceLock<mpsc::UnboundedSender<submit::Pending>>,
     /// Every known kind (`kinds` set), cached: housekeeping declares their lists.
@@ -126,13 +147,25 @@ impl RedisStore {
     /// Creates the store. Does not need Redis to be up yet: calls fail with
     /// [`StoreError::is_unavailable`] errors until it is, and recover by themselves after.
     pub fn new(url: &str, config: StoreConfig) -> Result<Arc<Self>> {
-        let client = conn::client(url)?;
+        Self::open(url, config, &RedisMode::default())
+    }
+
+    /// Creates the store on one server or, with `mode.cluster`, on a Redis Cluster whose seed
+    /// nodes `url` names (comma-separated `redis://` URLs).
+    pub fn open(url: &str, config: StoreConfig, mode: &RedisMode) -> Result<Arc<Self>> {
+        let backend = if mode.cluster {
+            // checked now, so a bad URL fails at startup, not at the first call
+            conn::cluster_client(url, conn::RESPONSE_TIMEOUT, None)?;
+            Backend::Cluster(url.to_owned())
+        } else {
+            Backend::Single(conn::client(url)?)
+        };
         Ok(Arc::new(Self {
-            conns: Arc::new(Conns::new(client.clone(), 4)),
-            client,
+            conns: Arc::new(Conns::new(backend)),
             keys: Arc::new(Keys::new("default")),
+            wait_replicas: mode.wait_replicas,
             config,
-            scripts: Scripts::new(),
+            scripts: Scripts::new(mode.cluster),
             events: broadcast::channel(4096).0,
             listener: OnceLock::new(),
             blocking: Mutex::new(None),
@@ -212,15 +245,49 @@ impl RedisStore {
     /// `SCRIPT FLUSH`) and running it again. Only for pipelines whose scripts are all
     /// idempotent (complete, heartbeat): a NOSCRIPT reply means that entry did not run, but
     /// the others did.
-    async fn run_pipe<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T> {
+    async fn run_pipe_on<T: redis::FromRedisValue>(
+        &self,
+        pipe: &redis::Pipeline,
+    ) -> Result<(T, Conn)> {
         let mut conn = self.conns.get().await?;
-        match pipe.query_async::<T>(&mut conn).await {
+        let r = match pipe.query_async::<T>(&mut conn).await {
             Err(e) if is_noscript(&e) => {
                 self.scripts.load(&self.conns, &mut conn).await?;
                 self.conns.check(pipe.query_async::<T>(&mut conn).await)
             }
             other => self.conns.check(other),
+        }?;
+        Ok((r, conn))
+    }
+
+    /// Waits for the configured replicas to acknowledge what was written on `conn`; an
+    /// error when too few did in time (the change is applied on the master but may be lost in
+    /// a failover, so the caller must not be told it is safe).
+    async fn wait_replicas(&self, conn: &mut Conn) -> Result<()> {
+        if self.wait_replicas == 0 {
+            return Ok(());
         }
+        let acked = self
+            .conns
+            .check(conn::wait(conn, self.keys.slot(), self.wait_replicas, WAIT_TIMEOUT_MS).await)?;
+        if acked < i64::from(self.wait_replicas) {
+            return Err(StoreError::Unavailable(format!(
+                "change acknowledged by {acked} of {} replicas within {WAIT_TIMEOUT_MS} ms",
+                self.wait_replicas
+            )));
+        }
+        Ok(())
+    }
+
+    /// Invokes a script and, when configured, waits for its replicas.
+    async fn invoke_durable<T: redis::FromRedisValue>(
+        &self,
+        inv: &redis::ScriptInvocation<'_>,
+    ) -> Result<T> {
+        let mut conn = self.conns.get().await?;
+        let v = self.conns.check(inv.invoke_async(&mut conn).await)?;
+        self.wait_replicas(&mut conn).await?;
+        Ok(v)
     }
 
     async fn invoke<T: redis::FromRedisValue>(
@@ -234,7 +301,7 @@ impl RedisStore {
     fn start_listener(&self) {
         self.listener.get_or_init(|| {
             tokio::spawn(events::listen(
-                self.client.clone(),
+                self.conns.backend().clone(),
                 self.conns.clone(),
                 self.keys.channel().to_owned(),
                 self.events.clone(),
@@ -249,13 +316,7 @@ impl RedisStore {
         }
         let mut guard = self.blocking.lock().await;
         if guard.is_none() {
-            *guard = Some(
-                self.client
-                    .get_multiplexed_async_connection_with_config(&conn::config(
-                        Duration::from_secs(3),
-                    ))
-                    .await?,
-            );
+            *guard = Some(self.conns.backend().connect(Duration::from_secs(3)).await?);
         }
         let conn = guard.as_mut().expect("connection set above");
         let secs = timeout.as_secs_f64().clamp(0.01, 2.0);
@@ -272,11 +333,7 @@ impl RedisStore {
     }
 
     /// Reads jobs by id (record, input, result) in one round trip; `None` for unknown ids.
-    async fn read_jobs(
-        &self,
-        conn: &mut MultiplexedConnection,
-        ids: &[String],
-    ) -> Result<Vec<Option<Job>>> {
+    async fn read_jobs(&self, conn: &mut Conn, ids: &[String]) -> Result<Vec<Option<Job>>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -372,6 +429,7 @@ impl JobStore for RedisStore {
                 self.conns.clone(),
                 self.scripts.clone(),
                 self.keys.clone(),
+                self.wait_replicas,
                 rx,
             ));
             tx
@@ -458,7 +516,7 @@ impl JobStore for RedisStore {
             let kinds = self.known_kinds(refresh).await?;
             let mut inv = self.call(&self.scripts.cancel, None, &kinds);
             inv.arg(id).arg(Self::ms(self.config.retention));
-            r = self.invoke(&inv).await?;
+            r = self.invoke_durable(&inv).await?;
             if r.first() != Some(&Value::Int(3)) {
                 break;
             }
@@ -665,7 +723,8 @@ impl JobStore for RedisStore {
         }
         // complete is idempotent (a report applied once is "already applied" the next
         // time), so the whole pipeline may be sent again after NOSCRIPT
-        let applied: Vec<i64> = self.run_pipe(&pipe).await?;
+        let (applied, mut conn): (Vec<i64>, Conn) = self.run_pipe_on(&pipe).await?;
+        self.wait_replicas(&mut conn).await?;
         Ok(applied
             .into_iter()
             .map(|a| match a {
@@ -684,6 +743,25 @@ impl JobStore for RedisStore {
             let kinds = self.known_kinds(refresh).await?;
             let mut inv = self.call(&self.scripts.release, None, &kinds);
             inv.arg(worker);
+            for l in leases {
+                inv.arg(&l.job_id).arg(l.delivery);
+            }
+            let (_, missing): (i64, i64) = self.invoke(&inv).await?;
+            if missing == 0 {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    async fn abandon(&self, worker: &str, leases: &[LeaseRef]) -> Result<()> {
+        if leases.is_empty() {
+            return Ok(());
+        }
+        for refresh in [false, true] {
+            let kinds = self.known_kinds(refresh).await?;
+            let mut inv = self.call(&self.scripts.abandon, None, &kinds);
+            inv.arg(worker).arg(Self::ms(self.config.retention));
             for l in leases {
                 inv.arg(&l.job_id).arg(l.delivery);
             }

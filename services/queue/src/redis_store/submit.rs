@@ -39,6 +39,7 @@ pub(crate) async fn batcher(
     conns: Arc<Conns>,
     scripts: Scripts,
     keys: Arc<Keys>,
+    wait_replicas: u32,
     mut rx: mpsc::UnboundedReceiver<Pending>,
 ) {
     let slots = Arc::new(Semaphore::new(PIPELINES));
@@ -53,13 +54,13 @@ pub(crate) async fn batcher(
         let jobs = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
         let (conns, scripts, keys) = (conns.clone(), scripts.clone(), keys.clone());
         tokio::spawn(async move {
-            send(&conns, &scripts, &keys, jobs).await;
+            send(&conns, &scripts, &keys, wait_replicas, jobs).await;
             drop(permit);
         });
     }
 }
 
-async fn send(conns: &Conns, scripts: &Scripts, keys: &Keys, jobs: Vec<Pending>) {
+async fn send(conns: &Conns, scripts: &Scripts, keys: &Keys, wait: u32, jobs: Vec<Pending>) {
     let pipe = |jobs: &[Pending]| {
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
@@ -80,6 +81,25 @@ async fn send(conns: &Conns, scripts: &Scripts, keys: &Keys, jobs: Vec<Pending>)
         }
         pipe
     };
+    // with WAIT, too few replicas acknowledging fails the whole batch (the jobs exist on the
+    // master but may not survive a failover); the error is a transport one, so each submit
+    // is retried with its job id (idempotent) and finally answers UNAVAILABLE
+    let replicated = |conn: &mut super::Conn| {
+        let mut conn = conn.clone();
+        async move {
+            if wait == 0 {
+                return Ok(());
+            }
+            let acked =
+                super::conn::wait(&mut conn, keys.slot(), wait, super::WAIT_TIMEOUT_MS).await?;
+            if acked < i64::from(wait) {
+                return Err(redis::RedisError::from(std::io::Error::other(format!(
+                    "submit acknowledged by {acked} of {wait} replicas"
+                ))));
+            }
+            Ok(())
+        }
+    };
     let mut conn = match conns.get().await {
         Ok(c) => c,
         Err(e) => {
@@ -94,7 +114,10 @@ async fn send(conns: &Conns, scripts: &Scripts, keys: &Keys, jobs: Vec<Pending>)
         .query_async::<Vec<redis::RedisResult<Value>>>(&mut conn)
         .await;
     let results = match results {
-        Ok(r) if r.len() == jobs.len() => r,
+        Ok(r) if r.len() == jobs.len() => match replicated(&mut conn).await {
+            Ok(()) => r,
+            Err(e) => jobs.iter().map(|_| Err(e.clone())).collect(),
+        },
         Ok(_) => {
             let e = redis::RedisError::from(std::io::Error::other("short pipeline reply"));
             jobs.iter().map(|_| Err(e.clone())).collect()
@@ -129,6 +152,10 @@ async fn send(conns: &Conns, scripts: &Scripts, keys: &Keys, jobs: Vec<Pending>)
         .await;
     match results {
         Ok(r) if r.len() == again.len() => {
+            let r: Vec<_> = match replicated(&mut conn).await {
+                Ok(()) => r,
+                Err(e) => again.iter().map(|_| Err(e.clone())).collect(),
+            };
             for (j, r) in again.into_iter().zip(r) {
                 let _ = j.reply.send(r);
             }

@@ -1,0 +1,226 @@
+//! A real Redis Cluster on loopback: `redis-server --cluster-enabled yes` processes joined
+//! with `redis-cli --cluster create`, masters and replicas, killed on drop.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::free_port;
+
+/// A private Redis Cluster (e.g. 3 masters with 1 replica each), killed on drop.
+pub struct RedisCluster {
+    nodes: Vec<Node>,
+    dir: PathBuf,
+}
+
+struct Node {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl RedisCluster {
+    /// Starts `masters` masters with `replicas` replicas each (`cluster-node-timeout` 2 s)
+    /// and waits until every node reports `cluster_state:ok`.
+    ///
+    /// Panics with installation advice when `redis-server`/`redis-cli` are missing.
+    pub fn start(masters: usize, replicas: usize) -> Self {
+        // one cluster start at a time per process, and ports held until all are chosen, so
+        // two clusters never share a port
+        static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one = STARTING.lock().unwrap_or_else(|p| p.into_inner());
+        let n = masters * (1 + replicas);
+        let held: Vec<std::net::TcpListener> = (0..n)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("free port"))
+            .collect();
+        let ports: Vec<u16> = held
+            .iter()
+            .map(|l| l.local_addr().expect("port").port())
+            .collect();
+        drop(held);
+        let dir = std::env::temp_dir().join(format!(
+            "pfc-redis-cluster-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(&dir).expect("create cluster dir");
+        let mut c = Self {
+            nodes: ports
+                .into_iter()
+                .map(|port| Node { port, child: None })
+                .collect(),
+            dir,
+        };
+        for i in 0..n {
+            c.spawn(i);
+        }
+        for node in &c.nodes {
+            wait_for(Duration::from_secs(10), || crate::ping(node.port));
+        }
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create");
+        for node in &c.nodes {
+            create.arg(format!("127.0.0.1:{}", node.port));
+        }
+        let out = create
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .expect("redis-cli not found: install redis-tools (apt-get install redis-server)");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        for node in &c.nodes {
+            let port = node.port;
+            wait_for(Duration::from_secs(20), || {
+                cli(port, &["CLUSTER", "INFO"]).contains("cluster_state:ok")
+            });
+        }
+        // replicas attach and sync asynchronously: wait until every master's replicas are
+        // online (a WAIT before that counts none of them)
+        for m in c.masters() {
+            wait_for(Duration::from_secs(30), || {
+                cli(m, &["INFO", "replication"])
+                    .matches("state=online")
+                    .count()
+                    >= replicas
+            });
+        }
+        c
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let port = self.nodes[i].port;
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
+            .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--repl-diskless-sync-delay",
+                "0",
+            ])
+            .args(["--dir", self.dir.to_str().expect("utf-8 temp dir")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server not found: install it (apt-get install redis-server)");
+        self.nodes[i].child = Some(child);
+    }
+
+    /// Seed URLs of every node, comma-separated (what `--redis-url` takes in cluster mode).
+    pub fn urls(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("redis://127.0.0.1:{}", n.port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Ports of the nodes that are masters now.
+    pub fn masters(&self) -> Vec<u16> {
+        self.nodes
+            .iter()
+            .filter(|n| n.child.is_some())
+            .map(|n| n.port)
+            .filter(|p| cli(*p, &["ROLE"]).starts_with("master"))
+            .collect()
+    }
+
+    /// Port of the master serving the slot of `key` (`None` while no master does, e.g. in
+    /// the middle of a failover).
+    pub fn master_of(&self, key: &str) -> Option<u16> {
+        let any = self
+            .nodes
+            .iter()
+            .find(|n| n.child.is_some())
+            .expect("a live node")
+            .port;
+        let slot: u16 = cli(any, &["CLUSTER", "KEYSLOT", key]).trim().parse().ok()?;
+        self.masters().into_iter().find(|m| owns_slot(*m, slot))
+    }
+
+    /// Kills one node (SIGKILL), like a crashed host.
+    pub fn kill(&mut self, port: u16) {
+        if let Some(n) = self.nodes.iter_mut().find(|n| n.port == port) {
+            if let Some(mut c) = n.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+
+    /// Starts a killed node again with its cluster config: it rejoins (a former master comes
+    /// back as a replica of the node that replaced it), like a crashed pod restarted.
+    pub fn restart(&mut self, port: u16) {
+        if let Some(i) = self.nodes.iter().position(|n| n.port == port) {
+            self.kill(port);
+            self.spawn(i);
+            wait_for(Duration::from_secs(10), || crate::ping(port));
+        }
+    }
+
+    /// Runs `redis-cli` against node `port` and returns its output.
+    pub fn cli(&self, port: u16, args: &[&str]) -> String {
+        cli(port, args)
+    }
+
+    /// Deletes every key on every master (between tests sharing one cluster).
+    pub fn flush(&self) {
+        for m in self.masters() {
+            cli(m, &["FLUSHALL"]);
+        }
+    }
+}
+
+/// True when master `port` serves `slot` (from its `CLUSTER NODES` line marked `myself`).
+fn owns_slot(port: u16, slot: u16) -> bool {
+    let nodes = cli(port, &["CLUSTER", "NODES"]);
+    let Some(me) = nodes.lines().find(|l| l.contains("myself")) else {
+        return false;
+    };
+    me.split_whitespace().skip(8).any(|r| {
+        let (a, b) = r.split_once('-').unwrap_or((r, r));
+        match (a.parse::<u16>(), b.parse::<u16>()) {
+            (Ok(a), Ok(b)) => (a..=b).contains(&slot),
+            _ => false,
+        }
+    })
+}
+
+fn cli(port: u16, args: &[&str]) -> String {
+    Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("redis cluster not ready within {timeout:?}");
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            if let Some(mut c) = n.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
