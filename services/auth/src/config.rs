@@ -14,10 +14,20 @@ pub struct Config {
         default_value = "127.0.0.1:50052"
     )]
     pub grpc_addr: SocketAddr,
-    /// Ed25519 private key (PKCS#8 PEM) that signs tokens. Unset: an ephemeral key is
-    /// generated at startup (dev only: tokens die with the process, replicas disagree).
+    /// Ed25519 private key (PKCS#8 PEM) that signs tokens. With neither this nor
+    /// `--key-dir`, an ephemeral key is generated at startup (dev only: tokens die with the
+    /// process, replicas disagree).
     #[arg(long, env = "PFC_AUTH_SIGNING_KEY_FILE")]
     pub signing_key_file: Option<PathBuf>,
+    /// Directory of Ed25519 keys (`*.pem`; `key-<unix seconds>.pem` becomes active at that
+    /// time). The newest active key signs, previous ones stay published for the token
+    /// lifetime. Written to when empty (a persistent key on a volume). Re-read every
+    /// `--key-reload`, so a rotation needs no restart.
+    #[arg(long, env = "PFC_AUTH_KEY_DIR")]
+    pub key_dir: Option<PathBuf>,
+    /// How often the key file and directory are re-read (rotation, scheduled activations).
+    #[arg(long, env = "PFC_AUTH_KEY_RELOAD", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub key_reload: Duration,
     /// Lifetime of issued tokens (e.g. `1h`, `30m`).
     #[arg(long, env = "PFC_AUTH_TOKEN_TTL", default_value = "1h", value_parser = humantime::parse_duration)]
     pub token_ttl: Duration,
@@ -29,11 +39,23 @@ pub struct Config {
     pub audience: String,
 }
 
+impl Config {
+    /// Where the keys come from (empty: an ephemeral key).
+    pub fn key_source(&self) -> crate::KeySource {
+        crate::KeySource {
+            file: self.signing_key_file.clone(),
+            dir: self.key_dir.clone(),
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
             grpc_addr: ([127, 0, 0, 1], 50052).into(),
             signing_key_file: None,
+            key_dir: None,
+            key_reload: Duration::from_secs(10),
             token_ttl: Duration::from_secs(3600),
             issuer: "pfc-auth".into(),
             audience: "pfc".into(),

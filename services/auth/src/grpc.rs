@@ -8,29 +8,19 @@ use pfc_proto::auth::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::{Issuer, Verifier};
+use crate::Issuer;
 
-/// Serves Login / Verify / GetJwks for one [`Issuer`].
+/// Serves Login / Verify / GetJwks for one [`Issuer`] (whose keys may rotate: every call
+/// reads the current ones).
 #[derive(Debug, Clone)]
 pub struct AuthGrpc {
     issuer: Arc<Issuer>,
-    verifier: Arc<Verifier>,
-    jwks_json: Arc<str>,
 }
 
 impl AuthGrpc {
     /// A service issuing with `issuer`.
     pub fn new(issuer: Arc<Issuer>) -> Self {
-        let verifier = Arc::new(issuer.verifier());
-        // Serialising a JwkSet of plain strings cannot fail.
-        let jwks_json = serde_json::to_string(&issuer.key().jwks())
-            .expect("jwks serialises")
-            .into();
-        Self {
-            issuer,
-            verifier,
-            jwks_json,
-        }
+        Self { issuer }
     }
 
     /// The tonic server wrapper.
@@ -58,7 +48,7 @@ impl AuthService for AuthGrpc {
     ) -> Result<Response<VerifyResponse>, Status> {
         let token = req.get_ref().token.trim();
         let token = token.strip_prefix("Bearer ").unwrap_or(token);
-        let claims = self.verifier.verify(token)?;
+        let claims = self.issuer.verifier().verify(token)?;
         Ok(Response::new(VerifyResponse {
             claims: Some(claims.to_proto()),
         }))
@@ -70,7 +60,7 @@ impl AuthService for AuthGrpc {
         _: Request<GetJwksRequest>,
     ) -> Result<Response<GetJwksResponse>, Status> {
         Ok(Response::new(GetJwksResponse {
-            jwks_json: self.jwks_json.to_string(),
+            jwks_json: self.issuer.jwks_json().to_string(),
             issuer: self.issuer.issuer().into(),
             audience: self.issuer.audience().into(),
         }))

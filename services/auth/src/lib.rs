@@ -8,8 +8,11 @@
 //! # Layout
 //! - [`Config`] (`config.rs`): flags and `PFC_*` environment variables.
 //! - [`AuthError`] (`error.rs`): the error enum and its one mapping to `tonic::Status`.
-//! - [`SigningKey`] (`keys.rs`): load (PKCS#8 PEM) or generate the key; its JWKS.
-//! - [`Issuer`], [`Verifier`], [`Claims`], [`bearer`] (`token.rs`): sign and check tokens.
+//! - [`SigningKey`], [`Jwk`], [`JwkSet`] (`keys.rs`): load (PKCS#8 PEM) or generate an
+//!   Ed25519 key with `ed25519-dalek`; its public JWK.
+//! - [`Ring`], [`KeySource`] (`keyring.rs`): key rotation — which key signs, which are
+//!   published, read from a key file and/or a key directory.
+//! - [`Issuer`], [`Verifier`], [`Claims`], [`bearer`] (`token.rs`): sign and check EdDSA JWTs.
 //! - [`Keys`] (`remote.rs`): verification keys fetched from `GetJwks` and refreshed.
 //! - [`AuthGrpc`] (`grpc.rs`): the `pfc.auth.v1.AuthService` implementation.
 //! - [`validate_username`] (`names.rs`): naming rules shared with rooms.
@@ -18,6 +21,7 @@
 mod config;
 mod error;
 mod grpc;
+mod keyring;
 mod keys;
 mod names;
 mod remote;
@@ -34,38 +38,63 @@ use tonic_health::ServingStatus;
 pub use config::Config;
 pub use error::AuthError;
 pub use grpc::AuthGrpc;
-pub use keys::SigningKey;
+pub use keyring::{active_from_name, key_file_name, write_new_key, KeySource, Ring, TimedKey};
+pub use keys::{thumbprint, Jwk, JwkSet, SigningKey};
 pub use names::{validate_name, validate_username, MAX_USERNAME_LEN};
-pub use remote::{fetch, Keys, MIN_REFRESH};
-pub use token::{bearer, Claims, Issuer, Verifier, LEEWAY_SECS};
+pub use remote::{fetch, Keys, MIN_REFRESH, UNKNOWN_KEY_WAIT};
+pub use token::{bearer, encode, now_secs, Claims, Issuer, Verifier, LEEWAY_SECS};
 
 /// The gRPC service name, as health checks and reflection know it.
 pub const SERVICE_NAME: &str = "pfc.auth.v1.AuthService";
 
-/// Builds the issuer from the config: the key file when set, else an ephemeral key (with a
-/// warning: tokens then die with the process and replicas can't verify each other's tokens).
+/// Builds the issuer from the config: the key file and/or key directory when set, else an
+/// ephemeral key (with a warning: tokens then die with the process and replicas can't verify
+/// each other's tokens).
 pub fn issuer_from_config(config: &Config) -> anyhow::Result<Issuer> {
-    let key = match &config.signing_key_file {
-        Some(path) => {
-            let key = SigningKey::load(path).context("failed to load the signing key")?;
-            tracing::info!(kid = key.kid(), path = %path.display(), "signing key loaded");
-            key
+    let source = config.key_source();
+    if source.is_empty() {
+        let key = SigningKey::generate();
+        tracing::warn!(
+            kid = key.kid(),
+            "neither PFC_AUTH_KEY_DIR nor PFC_AUTH_SIGNING_KEY_FILE is set: using an ephemeral signing key (dev only)"
+        );
+        return Ok(Issuer::new(
+            key,
+            config.token_ttl,
+            &config.issuer,
+            &config.audience,
+        ));
+    }
+    let issuer = Issuer::from_source(source, config.token_ttl, &config.issuer, &config.audience)
+        .context("failed to load the signing keys")?;
+    tracing::info!(
+        kid = issuer.key().kid(),
+        published = ?issuer.verifier().kids(),
+        "signing keys loaded"
+    );
+    Ok(issuer)
+}
+
+/// Re-reads the issuer's keys every `every` until `stop` resolves (rotation without restart;
+/// scheduled keys activate and retired ones stop being published on time).
+pub fn spawn_key_reload(
+    issuer: Arc<Issuer>,
+    every: std::time::Duration,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    let every = every.max(std::time::Duration::from_millis(100));
+    tokio::spawn(async move {
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            if let Err(err) = issuer.reload() {
+                tracing::warn!(error = %err, "failed to re-read the signing keys; keeping the ones loaded");
+            }
         }
-        None => {
-            let key = SigningKey::generate();
-            tracing::warn!(
-                kid = key.kid(),
-                "PFC_AUTH_SIGNING_KEY_FILE is unset: using an ephemeral signing key (dev only)"
-            );
-            key
-        }
-    };
-    Ok(Issuer::new(
-        key,
-        config.token_ttl,
-        &config.issuer,
-        &config.audience,
-    ))
+    })
 }
 
 /// Serves `pfc.auth.v1.AuthService` with health and reflection on `listener` until `shutdown`
@@ -76,6 +105,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let issuer = Arc::new(issuer_from_config(&config)?);
+    let stop = pfc_runtime::Shutdown::new();
+    stop.trigger_on(shutdown);
+    if !config.key_source().is_empty() {
+        spawn_key_reload(issuer.clone(), config.key_reload, stop.wait());
+    }
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_serving::<AuthServiceServer<AuthGrpc>>().await;
     reporter
@@ -88,7 +122,7 @@ pub async fn run(
         routes,
         reporter,
         vec![SERVICE_NAME.to_string()],
-        shutdown,
+        stop.wait(),
     )
     .await
     .context("auth gRPC server failed")

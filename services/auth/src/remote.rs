@@ -15,41 +15,50 @@ use crate::{AuthError, Claims, Verifier};
 /// Shortest time between two key fetches (so forged `kid`s cannot make us hammer auth).
 pub const MIN_REFRESH: Duration = Duration::from_secs(2);
 
+/// How long a call with a token signed by an unknown key waits for the keys to be re-fetched
+/// (a fetch happens at most every [`MIN_REFRESH`]).
+pub const UNKNOWN_KEY_WAIT: Duration = Duration::from_secs(3);
+
 /// Shared, swappable verification keys.
 #[derive(Clone, Debug)]
 pub struct Keys {
     current: Arc<RwLock<Option<Arc<Verifier>>>>,
-    loaded: watch::Sender<bool>,
+    /// Successful fetches so far (0: not loaded yet); fixed keys count as one.
+    generation: watch::Sender<u64>,
     /// Wakes the refresh task early: a token named a key we don't know (auth's key changed).
     stale: Arc<Notify>,
+    /// Fetched from auth (so an unknown key is worth a re-fetch), not fixed.
+    remote: bool,
 }
 
 impl Keys {
-    fn empty() -> Self {
+    fn empty(remote: bool) -> Self {
         Self {
             current: Arc::new(RwLock::new(None)),
-            loaded: watch::Sender::new(false),
+            generation: watch::Sender::new(0),
             stale: Arc::new(Notify::new()),
+            remote,
         }
     }
 
     /// Keys known up front (in-process auth, tests).
     pub fn fixed(verifier: Verifier) -> Self {
-        let keys = Self::empty();
+        let keys = Self::empty(false);
         keys.set(verifier);
         keys
     }
 
     /// Keys fetched from the auth service at `url` in the background: first with exponential
     /// backoff (100 ms .. 5 s) until it answers, then again every `refresh` (key rotation), or
-    /// sooner (at most every [`MIN_REFRESH`]) when a token names an unknown key, e.g. after
-    /// auth restarted with a new ephemeral key. The task stops when `shutdown` resolves.
+    /// sooner (at most every [`MIN_REFRESH`]) when a token names an unknown key — a key auth
+    /// just started signing with — in which case [`Keys::verify`] waits for that fetch
+    /// instead of refusing the token. The task stops when `shutdown` resolves.
     pub fn remote(
         url: String,
         refresh: Duration,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Self {
-        let keys = Self::empty();
+        let keys = Self::empty(true);
         let this = keys.clone();
         tokio::spawn(async move {
             let task = async {
@@ -86,32 +95,60 @@ impl Keys {
     fn set(&self, verifier: Verifier) {
         // A poisoned lock only means a panic while swapping an Arc; the value is still usable.
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(verifier));
-        self.loaded.send_replace(true);
+        self.generation.send_modify(|g| *g += 1);
     }
 
     /// True once keys are available.
     pub fn is_loaded(&self) -> bool {
-        *self.loaded.borrow()
+        *self.generation.borrow() > 0
     }
 
     /// Resolves once keys are available.
     pub async fn wait_loaded(&self) {
-        let mut rx = self.loaded.subscribe();
-        let _ = rx.wait_for(|v| *v).await;
+        let mut rx = self.generation.subscribe();
+        let _ = rx.wait_for(|g| *g > 0).await;
     }
 
-    /// Verifies a token locally; `KeysUnavailable` until the first fetch succeeded.
-    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
-        let v = self
-            .current
+    /// The key ids currently accepted (empty before the first fetch).
+    pub fn kids(&self) -> Vec<String> {
+        self.snapshot()
+            .map(|v| v.kids().into_iter().map(String::from).collect())
+            .unwrap_or_default()
+    }
+
+    fn snapshot(&self) -> Option<Arc<Verifier>> {
+        self.current
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let result = v.ok_or(AuthError::KeysUnavailable)?.verify(token);
+            .clone()
+    }
+
+    /// Verifies a token locally with the keys held now; `KeysUnavailable` until the first
+    /// fetch succeeded. An unknown key asks the refresh task for an early fetch.
+    pub fn verify_now(&self, token: &str) -> Result<Claims, AuthError> {
+        let result = self
+            .snapshot()
+            .ok_or(AuthError::KeysUnavailable)?
+            .verify(token);
         if matches!(result, Err(AuthError::UnknownKey)) {
             self.stale.notify_one();
         }
         result
+    }
+
+    /// Verifies a token locally. When it names a key these keys don't know and they come from
+    /// auth, waits (up to [`UNKNOWN_KEY_WAIT`]) for the next fetch and tries again, so the
+    /// first token signed after a rotation is accepted rather than refused.
+    pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        let seen = *self.generation.borrow();
+        match self.verify_now(token) {
+            Err(AuthError::UnknownKey) if self.remote => {
+                let mut rx = self.generation.subscribe();
+                let _ = tokio::time::timeout(UNKNOWN_KEY_WAIT, rx.wait_for(|g| *g > seen)).await;
+                self.verify_now(token)
+            }
+            other => other,
+        }
     }
 }
 

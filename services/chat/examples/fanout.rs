@@ -151,6 +151,7 @@ async fn main() -> anyhow::Result<()> {
                 SubscribeRequest {
                     room: room.clone(),
                     after_id: String::new(),
+                    events: false,
                 },
             ))
             .await?

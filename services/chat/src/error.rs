@@ -13,9 +13,11 @@ pub enum ChatError {
     Auth(#[from] pfc_auth::AuthError),
     /// The caller sends faster than the rate limit allows.
     #[error(
-        "rate limit exceeded: at most {rate} messages/s (burst {burst}); retry in {retry_ms} ms"
+        "rate limit exceeded: at most {rate} {what}/s (burst {burst}); retry in {retry_ms} ms"
     )]
     RateLimited {
+        /// What is limited (`messages`, `typing signals`).
+        what: &'static str,
         /// Sustained rate.
         rate: f64,
         /// Burst size.

@@ -1,6 +1,5 @@
 //! The `pfc.chat.v1.ChatService` and `pfc.chat.v1.PresenceService` implementations.
 
-use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,38 +10,45 @@ use pfc_auth::Keys;
 use pfc_proto::chat::v1 as pb;
 use pfc_proto::chat::v1::chat_service_server::{ChatService, ChatServiceServer};
 use pfc_proto::chat::v1::presence_service_server::{PresenceService, PresenceServiceServer};
-use tokio::sync::broadcast;
 use tokio_stream::wrappers::WatchStream;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
-use crate::hub::{Batch, Hub};
+use crate::follow::{follow, EventFeed};
+use crate::hub::Hub;
 use crate::ratelimit::RateLimiter;
-use crate::store::{now_ms, Member, StoredMessage};
+use crate::store::{now_ms, Member, StoredMessage, Typing};
 use crate::{ChatError, Limits, MessageId};
 
 /// Longest room name.
 pub const MAX_ROOM_LEN: usize = 64;
-/// Messages fetched per replay read.
-const REPLAY_BATCH: usize = 500;
+/// How long subscribers show a typing indicator unless the typist renews it.
+pub const TYPING_TTL: Duration = Duration::from_secs(6);
+/// Typing signals allowed per user: sustained per second, and at once.
+pub const TYPING_RATE: (f64, f64) = (1.0, 5.0);
+/// Unread messages counted per room, at most (the count then means "this many or more").
+pub const MAX_UNREAD: usize = 100;
 
 /// Shared state of both services.
 pub struct ChatState {
-    hub: Arc<Hub>,
+    pub(crate) hub: Arc<Hub>,
     keys: Keys,
     limits: Limits,
-    limiter: RateLimiter,
+    send_limit: RateLimiter,
+    typing_limit: RateLimiter,
 }
 
 impl ChatState {
     /// State over `hub`, verifying tokens with `keys`.
     pub fn new(hub: Arc<Hub>, keys: Keys, limits: Limits) -> Arc<Self> {
-        let limiter = RateLimiter::new(limits.send_rate, limits.send_burst);
+        let send_limit = RateLimiter::new("send", limits.send_rate, limits.send_burst);
+        let typing_limit = RateLimiter::new("typing", TYPING_RATE.0, TYPING_RATE.1);
         Arc::new(Self {
             hub,
             keys,
             limits,
-            limiter,
+            send_limit,
+            typing_limit,
         })
     }
 
@@ -56,15 +62,15 @@ impl ChatState {
         PresenceServiceServer::new(PresenceGrpc(self.clone()))
     }
 
-    fn user(&self, md: &MetadataMap) -> Result<String, ChatError> {
-        Ok(self.keys.verify(pfc_auth::bearer(md)?)?.sub)
+    async fn user(&self, md: &MetadataMap) -> Result<String, ChatError> {
+        Ok(self.keys.verify(pfc_auth::bearer(md)?).await?.sub)
     }
 
-    fn store(&self) -> &Arc<dyn crate::ChatStore> {
+    pub(crate) fn store(&self) -> &Arc<dyn crate::ChatStore> {
         self.hub.store()
     }
 
-    fn ttl(&self) -> Duration {
+    pub(crate) fn ttl(&self) -> Duration {
         self.limits.presence_ttl
     }
 }
@@ -112,17 +118,11 @@ impl ChatService for ChatGrpc {
         req: Request<pb::SendMessageRequest>,
     ) -> Result<Response<pb::SendMessageResponse>, Status> {
         let s = &self.0;
-        let user = s.user(req.metadata())?;
+        let user = s.user(req.metadata()).await?;
         let req = req.into_inner();
         validate_room(&req.room)?;
         validate_text(&req.text, s.limits.max_message_chars)?;
-        s.limiter
-            .check(&user)
-            .map_err(|retry_ms| ChatError::RateLimited {
-                rate: s.limiter.rate(),
-                burst: s.limiter.burst(),
-                retry_ms,
-            })?;
+        s.send_limit.check(s.store().as_ref(), &user).await?;
         let msg = s.store().append(&req.room, &user, &req.text).await?;
         Ok(Response::new(pb::SendMessageResponse {
             message: Some(msg.to_proto()),
@@ -135,7 +135,7 @@ impl ChatService for ChatGrpc {
         req: Request<pb::ListMessagesRequest>,
     ) -> Result<Response<pb::ListMessagesResponse>, Status> {
         let s = &self.0;
-        s.user(req.metadata())?;
+        s.user(req.metadata()).await?;
         let req = req.into_inner();
         validate_room(&req.room)?;
         let limit = match req.limit {
@@ -164,7 +164,7 @@ impl ChatService for ChatGrpc {
         req: Request<pb::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let s = self.0.clone();
-        s.user(req.metadata())?;
+        let user = s.user(req.metadata()).await?;
         let req = req.into_inner();
         validate_room(&req.room)?;
         let after = match MessageId::parse_opt("after_id", &req.after_id)? {
@@ -173,7 +173,49 @@ impl ChatService for ChatGrpc {
         };
         // Subscribe before replaying, so nothing sent from now on can slip between the two.
         let live = s.hub.subscribe(&req.room);
-        Ok(Response::new(Box::pin(follow(s, req.room, after, live))))
+        let events = req
+            .events
+            .then(|| EventFeed::new(&s.hub, &req.room, s.ttl(), user));
+        Ok(Response::new(Box::pin(follow(
+            s, req.room, after, live, events,
+        ))))
+    }
+
+    #[tracing::instrument(skip_all, fields(room = %req.get_ref().room))]
+    async fn send_typing(
+        &self,
+        req: Request<pb::SendTypingRequest>,
+    ) -> Result<Response<pb::SendTypingResponse>, Status> {
+        let s = &self.0;
+        let user = s.user(req.metadata()).await?;
+        let req = req.into_inner();
+        validate_room(&req.room)?;
+        s.typing_limit.check(s.store().as_ref(), &user).await?;
+        let signal = Typing {
+            user,
+            typing: req.typing,
+        };
+        s.store().publish_typing(&req.room, &signal).await?;
+        Ok(Response::new(pb::SendTypingResponse {
+            expires_in_ms: TYPING_TTL.as_millis() as u32,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(room = %req.get_ref().room))]
+    async fn mark_read(
+        &self,
+        req: Request<pb::MarkReadRequest>,
+    ) -> Result<Response<pb::MarkReadResponse>, Status> {
+        let s = &self.0;
+        let user = s.user(req.metadata()).await?;
+        let req = req.into_inner();
+        validate_room(&req.room)?;
+        let id = MessageId::parse_opt("last_read_id", &req.last_read_id)?
+            .ok_or_else(|| ChatError::InvalidArgument("last_read_id must not be empty".into()))?;
+        let stored = s.store().mark_read(&req.room, &user, id).await?;
+        Ok(Response::new(pb::MarkReadResponse {
+            last_read_id: stored.map(|id| id.to_string()).unwrap_or_default(),
+        }))
     }
 
     #[tracing::instrument(skip_all)]
@@ -182,141 +224,28 @@ impl ChatService for ChatGrpc {
         req: Request<pb::ListRoomsRequest>,
     ) -> Result<Response<pb::ListRoomsResponse>, Status> {
         let s = &self.0;
-        s.user(req.metadata())?;
+        let user = s.user(req.metadata()).await?;
         let limit = match req.get_ref().limit {
             0 => 100,
             n @ 1..=500 => n as usize,
             _ => return Err(ChatError::InvalidArgument("limit must be 1-500".into()).into()),
         };
         let rooms = s.store().rooms(limit).await?;
+        let names: Vec<String> = rooms.iter().map(|(n, _)| n.clone()).collect();
+        let unread = s.store().unread(&user, &names, MAX_UNREAD).await?;
         Ok(Response::new(pb::ListRoomsResponse {
             rooms: rooms
                 .into_iter()
-                .map(|(name, t)| pb::Room {
+                .zip(unread)
+                .map(|((name, t), unread)| pb::Room {
                     name,
                     last_activity_at: Some(pfc_proto::timestamp_from_ms(t)),
+                    unread_count: unread.map(|(_, n)| n as u32).unwrap_or(0),
+                    last_read_id: unread.map(|(id, _)| id.to_string()).unwrap_or_default(),
                 })
                 .collect(),
         }))
     }
-}
-
-/// Where a subscriber stands: the last id it delivered, messages ready to deliver, and what
-/// must be read from the store before the next live batch.
-struct Follow {
-    s: Arc<ChatState>,
-    room: String,
-    last: MessageId,
-    live: broadcast::Receiver<Arc<Batch>>,
-    queue: VecDeque<(MessageId, pb::Message)>,
-    /// `Some(upto)`: replay stored messages after `last` (up to `upto`, or all when `None`).
-    replay: Option<Option<MessageId>>,
-    /// A live batch waiting for the replay in front of it to finish.
-    deferred: Option<Arc<Batch>>,
-}
-
-impl Follow {
-    /// Queues the batch's messages this subscriber has not delivered yet.
-    fn take_batch(&mut self, batch: &Batch) {
-        let last = self.last;
-        let fresh = batch
-            .messages
-            .iter()
-            .zip(&batch.protos)
-            .filter(|(m, _)| m.id > last);
-        self.queue.extend(fresh.map(|(m, p)| (m.id, p.clone())));
-    }
-
-    /// The next message to deliver; `None` ends the stream.
-    async fn next(&mut self) -> Option<Result<pb::SubscribeResponse, Status>> {
-        loop {
-            if let Some((id, message)) = self.queue.pop_front() {
-                if id <= self.last {
-                    continue; // already delivered (replay and live overlap)
-                }
-                self.last = id;
-                return Some(Ok(pb::SubscribeResponse {
-                    message: Some(message),
-                }));
-            }
-            if let Some(upto) = self.replay {
-                let page = match self
-                    .s
-                    .store()
-                    .after(&self.room, self.last, REPLAY_BATCH)
-                    .await
-                {
-                    Ok(page) => page,
-                    Err(e) => return Some(Err(e.into())),
-                };
-                let mut more = page.len() == REPLAY_BATCH;
-                for m in page {
-                    if upto.is_some_and(|u| m.id > u) {
-                        more = false;
-                        break;
-                    }
-                    self.queue.push_back((m.id, m.to_proto()));
-                }
-                if !more {
-                    self.replay = None;
-                }
-                continue;
-            }
-            if let Some(batch) = self.deferred.take() {
-                self.take_batch(&batch);
-                continue;
-            }
-            match self.live.recv().await {
-                Ok(batch) if batch.from > self.last => {
-                    // Messages between our last and this batch were read before we joined (or
-                    // dropped while we lagged): take them from the store first.
-                    self.replay = Some(Some(batch.from));
-                    self.deferred = Some(batch);
-                }
-                Ok(batch) => self.take_batch(&batch),
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::debug!(room = %self.room, skipped = n, "subscriber lagged, catching up from the store");
-                    self.replay = Some(None);
-                }
-                Err(broadcast::error::RecvError::Closed) => {
-                    // The room reader stopped (shutdown or error): follow a new one.
-                    if self.s.hub.shutdown().is_triggered() {
-                        return Some(Err(ChatError::ShuttingDown.into()));
-                    }
-                    self.live = self.s.hub.subscribe(&self.room);
-                }
-            }
-        }
-    }
-}
-
-/// One subscriber's stream: stored messages after `after`, then live batches, filling any gap
-/// from the store. Polled directly by tonic (no task or channel per subscriber).
-fn follow(
-    s: Arc<ChatState>,
-    room: String,
-    after: MessageId,
-    live: broadcast::Receiver<Arc<Batch>>,
-) -> impl Stream<Item = Result<pb::SubscribeResponse, Status>> + Send + 'static {
-    let stop = s.hub.shutdown().wait();
-    let state = Follow {
-        s,
-        room,
-        last: after,
-        live,
-        queue: VecDeque::new(),
-        replay: Some(None),
-        deferred: None,
-    };
-    // The stream only ends when shutdown begins (a client that leaves just drops it): tell the
-    // client why, so it reconnects (with `after_id`) to another replica.
-    futures::stream::unfold(state, |mut f| async move {
-        f.next().await.map(|item| (item, f))
-    })
-    .take_until(stop)
-    .chain(futures::stream::once(async {
-        Err(ChatError::ShuttingDown.into())
-    }))
 }
 
 /// `PresenceService` over [`ChatState`].
@@ -331,7 +260,7 @@ impl PresenceService for PresenceGrpc {
         req: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let s = &self.0;
-        let user = s.user(req.metadata())?;
+        let user = s.user(req.metadata()).await?;
         let room = req.into_inner().room;
         validate_room(&room)?;
         let count = s.store().heartbeat(&room, &user, now_ms(), s.ttl()).await?;
@@ -348,7 +277,7 @@ impl PresenceService for PresenceGrpc {
         req: Request<pb::LeaveRequest>,
     ) -> Result<Response<pb::LeaveResponse>, Status> {
         let s = &self.0;
-        let user = s.user(req.metadata())?;
+        let user = s.user(req.metadata()).await?;
         let room = req.into_inner().room;
         validate_room(&room)?;
         let count = s.store().leave(&room, &user, now_ms(), s.ttl()).await?;
@@ -364,7 +293,7 @@ impl PresenceService for PresenceGrpc {
         req: Request<pb::ListOnlineRequest>,
     ) -> Result<Response<pb::ListOnlineResponse>, Status> {
         let s = &self.0;
-        s.user(req.metadata())?;
+        s.user(req.metadata()).await?;
         let room = req.into_inner().room;
         validate_room(&room)?;
         let (members, count) = members_proto(s.store().online(&room, now_ms(), s.ttl()).await?);
@@ -380,7 +309,7 @@ impl PresenceService for PresenceGrpc {
         req: Request<pb::WatchPresenceRequest>,
     ) -> Result<Response<Self::WatchPresenceStream>, Status> {
         let s = self.0.clone();
-        s.user(req.metadata())?;
+        s.user(req.metadata()).await?;
         let room = req.into_inner().room;
         validate_room(&room)?;
         let stop = s.hub.shutdown().wait();

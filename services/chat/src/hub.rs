@@ -12,7 +12,12 @@
 //! with the ids, duplicate-free.
 //!
 //! Presence works the same way: one poller per room per process reads the online list for all
-//! of the room's `WatchPresence` streams and publishes it on a `watch` channel when it changes.
+//! of the room's `WatchPresence` streams (and event subscribers, who turn its changes into
+//! join/leave events) and publishes it on a `watch` channel when it changes.
+//!
+//! Typing signals too: one listener per room per process follows the room's typing channel
+//! ([`ChatStore::typing_stream`], Redis Pub/Sub) and republishes each signal on a broadcast
+//! channel for the room's event subscribers; it stops when they are gone.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,7 +26,7 @@ use std::time::Duration;
 use pfc_runtime::Shutdown;
 use tokio::sync::{broadcast, watch, Notify};
 
-use crate::store::{now_ms, ChatStore, Member, StoredMessage};
+use crate::store::{now_ms, ChatStore, Member, StoredMessage, Typing};
 use crate::MessageId;
 
 /// Messages a reader takes per read.
@@ -56,8 +61,12 @@ pub struct Hub {
     store: Arc<dyn ChatStore>,
     rooms: Mutex<HashMap<String, broadcast::Sender<Arc<Batch>>>>,
     presence: Mutex<HashMap<String, PresenceRoom>>,
+    typing: Mutex<HashMap<String, broadcast::Sender<Typing>>>,
     shutdown: Shutdown,
 }
+
+/// How often an idle typing listener checks whether its room still has subscribers.
+const TYPING_IDLE_CHECK: Duration = Duration::from_secs(2);
 
 impl Hub {
     /// A hub reading from `store`; readers stop on `shutdown`.
@@ -66,8 +75,72 @@ impl Hub {
             store,
             rooms: Mutex::new(HashMap::new()),
             presence: Mutex::new(HashMap::new()),
+            typing: Mutex::new(HashMap::new()),
             shutdown,
         })
+    }
+
+    /// Receives the typing signals of `room` from now on, starting the room's listener if needed.
+    pub fn subscribe_typing(self: &Arc<Self>, room: &str) -> broadcast::Receiver<Typing> {
+        let mut rooms = self.typing.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(tx) = rooms.get(room) {
+            return tx.subscribe();
+        }
+        let (tx, rx) = broadcast::channel(256);
+        rooms.insert(room.to_string(), tx.clone());
+        tokio::spawn(self.clone().typing_listener(room.to_string(), tx));
+        rx
+    }
+
+    /// Number of rooms with a running typing listener in this process.
+    pub fn typing_listeners(&self) -> usize {
+        self.typing.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    async fn typing_listener(self: Arc<Self>, room: String, tx: broadcast::Sender<Typing>) {
+        use futures::StreamExt as _;
+        let stop = self.shutdown.wait();
+        tokio::pin!(stop);
+        let mut backoff = Duration::from_millis(100);
+        let idle = |tx: &broadcast::Sender<Typing>| {
+            let mut rooms = self.typing.lock().unwrap_or_else(|e| e.into_inner());
+            let idle = tx.receiver_count() == 0 || self.shutdown.is_triggered();
+            if idle {
+                rooms.remove(&room);
+            }
+            idle
+        };
+        loop {
+            if idle(&tx) {
+                return;
+            }
+            let mut stream = tokio::select! {
+                _ = &mut stop => { idle(&tx); return; }
+                r = self.store.typing_stream(&room) => match r {
+                    Ok(s) => s,
+                    Err(err) => {
+                        tracing::warn!(room = %room, error = %err, "typing listener cannot subscribe, retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(2));
+                        continue;
+                    }
+                },
+            };
+            backoff = Duration::from_millis(100);
+            loop {
+                tokio::select! {
+                    _ = &mut stop => { idle(&tx); return; }
+                    item = stream.next() => match item {
+                        Some(signal) => { let _ = tx.send(signal); }
+                        None => break, // connection lost: subscribe again
+                    },
+                    _ = tokio::time::sleep(TYPING_IDLE_CHECK) => {}
+                }
+                if idle(&tx) {
+                    return;
+                }
+            }
+        }
     }
 
     /// Receives every batch read from `room` from now on, starting the room's reader if needed.

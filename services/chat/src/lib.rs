@@ -11,8 +11,12 @@
 //! - [`ChatError`] (`error.rs`): the error enum and its one mapping to `tonic::Status`.
 //! - [`MessageId`] (`ids.rs`): stream ids, ordered, parsed from clients.
 //! - [`store`]: the [`ChatStore`] trait, [`RedisStore`] and [`MemoryStore`].
-//! - [`hub`]: one reader per room per process, fanned out through a broadcast channel.
-//! - [`RateLimiter`] (`ratelimit.rs`): per-user token bucket on sends.
+//! - [`hub`]: one reader per room per process, fanned out through a broadcast channel; one
+//!   presence poller and one typing listener per room per process likewise.
+//! - `follow.rs`: one subscriber's stream — gap-free messages, and the room's ephemeral
+//!   events (join, leave, typing) when asked.
+//! - [`RateLimiter`] (`ratelimit.rs`): per-user limits (sends, typing) counted in the store, so
+//!   all replicas share one budget per user.
 //! - [`grpc`]: `ChatService` and `PresenceService`.
 //! - [`run`]: serve the role (services, health, reflection) until shutdown; [`ChatState`] and
 //!   [`spawn_health`] let other servers compose the same services.
@@ -21,6 +25,7 @@
 mod config;
 mod embedded;
 mod error;
+mod follow;
 pub mod grpc;
 pub mod hub;
 mod ids;
@@ -46,7 +51,7 @@ pub use grpc::{validate_room, validate_text, ChatGrpc, ChatState, PresenceGrpc};
 pub use hub::Hub;
 pub use ids::MessageId;
 pub use ratelimit::RateLimiter;
-pub use store::{ChatStore, MemoryStore, RedisStore};
+pub use store::{ChatStore, MemoryStore, RedisStore, Typing};
 
 /// Names under which health reports the chat role's services.
 pub const SERVICE_NAMES: [&str; 2] = [

@@ -1,27 +1,61 @@
-//! Per-user send rate limit: a token bucket per username, in this process.
+//! Per-user rate limits (sends, typing signals) counted in the store, so one user gets one
+//! budget however many chat replicas serve them.
 //!
-//! Per process is a deliberate choice (docs/chat.md): it costs no Redis round trip on the send
-//! path; with N replicas a user could in theory send N times the rate, but a client's
-//! connection stays on one replica, so in practice the limit holds.
+//! The bucket is a GCRA ([`gcra`]; in Redis a small Lua script, `store/redis/limit.rs`): one
+//! number per user, the theoretical arrival time of the next event at the sustained rate.
+//!
+//! **Fast path.** A refused event does not change the bucket, and the time until the next
+//! allowed one only grows, so a replica that was told "retry in 300 ms" knows every attempt of
+//! that user in the next 300 ms would be refused too: it refuses them itself without asking
+//! Redis. That is exact (it never refuses what Redis would allow), and it keeps a client
+//! hammering the limit from costing a Redis round trip per attempt.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-/// Token buckets keyed by username.
+use crate::store::ChatStore;
+use crate::ChatError;
+
+/// Users remembered as refused, at most (expired entries are swept past this).
+const MAX_DENIED: usize = 10_000;
+
+/// One GCRA step: with theoretical arrival time `tat` (µs, `None` for a fresh bucket) at
+/// `now`, allows an event (returning the new `tat`) or refuses it (returning the ms to wait).
+/// `interval` is 1/rate in µs; up to `burst` events may be taken at once.
+pub fn gcra(tat: Option<u64>, now: u64, interval: u64, burst: f64) -> Result<u64, u64> {
+    let tat = tat.unwrap_or(now).max(now);
+    let new_tat = tat + interval;
+    let allow_at = new_tat as f64 - burst * interval as f64;
+    if allow_at > now as f64 {
+        Err((((allow_at - now as f64) / 1000.0).ceil() as u64).max(1))
+    } else {
+        Ok(new_tat)
+    }
+}
+
+/// The emission interval of `rate` events per second, in µs.
+pub fn interval_us(rate: f64) -> u64 {
+    (1_000_000.0 / rate.max(0.001)).round().max(1.0) as u64
+}
+
+/// A per-user limit of one kind (e.g. `send`), counted in the store.
 pub struct RateLimiter {
+    kind: &'static str,
     rate: f64,
     burst: f64,
-    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+    /// Users refused recently, and until when any attempt of theirs will be refused.
+    denied: Mutex<HashMap<String, Instant>>,
 }
 
 impl RateLimiter {
-    /// `rate` tokens per second, at most `burst` saved up.
-    pub fn new(rate: f64, burst: f64) -> Self {
+    /// `rate` events per second per user, at most `burst` at once; `kind` names the bucket.
+    pub fn new(kind: &'static str, rate: f64, burst: f64) -> Self {
         Self {
+            kind,
             rate: rate.max(0.001),
             burst: burst.max(1.0),
-            buckets: Mutex::new(HashMap::new()),
+            denied: Mutex::new(HashMap::new()),
         }
     }
 
@@ -35,57 +69,93 @@ impl RateLimiter {
         self.burst
     }
 
-    /// Takes a token for `user` at `now`; `Err(ms until one is available)` when empty.
-    pub fn check_at(&self, user: &str, now: Instant) -> Result<(), u64> {
-        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        if buckets.len() > 10_000 {
-            // Forget users whose bucket is full again: they are indistinguishable from new ones.
-            let (rate, burst) = (self.rate, self.burst);
-            buckets.retain(|_, (tokens, at)| {
-                *tokens + now.duration_since(*at).as_secs_f64() * rate < burst
-            });
-        }
-        let (tokens, at) = buckets.entry(user.to_string()).or_insert((self.burst, now));
-        let refilled = (*tokens + now.saturating_duration_since(*at).as_secs_f64() * self.rate)
-            .min(self.burst);
-        *at = now;
-        if refilled >= 1.0 {
-            *tokens = refilled - 1.0;
-            Ok(())
-        } else {
-            *tokens = refilled;
-            Err((((1.0 - refilled) / self.rate) * 1000.0).ceil() as u64)
+    fn limited(&self, retry_ms: u64) -> ChatError {
+        ChatError::RateLimited {
+            what: if self.kind == "send" {
+                "messages"
+            } else {
+                "typing signals"
+            },
+            rate: self.rate,
+            burst: self.burst,
+            retry_ms,
         }
     }
 
-    /// [`RateLimiter::check_at`] now.
-    pub fn check(&self, user: &str) -> Result<(), u64> {
-        self.check_at(user, Instant::now())
+    /// Takes one event for `user`, or `RESOURCE_EXHAUSTED` with the time to wait.
+    pub async fn check(&self, store: &dyn ChatStore, user: &str) -> Result<(), ChatError> {
+        let now = Instant::now();
+        {
+            let mut denied = self.denied.lock().unwrap_or_else(|e| e.into_inner());
+            match denied.get(user) {
+                Some(until) if *until > now => {
+                    let ms = until.duration_since(now).as_millis() as u64;
+                    return Err(self.limited(ms.max(1)));
+                }
+                Some(_) => {
+                    denied.remove(user);
+                }
+                None => {}
+            }
+        }
+        let bucket = crate::store::keys::rate(self.kind, user);
+        match store.take_token(&bucket, self.rate, self.burst).await? {
+            Ok(()) => Ok(()),
+            Err(retry_ms) => {
+                let mut denied = self.denied.lock().unwrap_or_else(|e| e.into_inner());
+                if denied.len() >= MAX_DENIED {
+                    denied.retain(|_, until| *until > now);
+                }
+                if denied.len() < MAX_DENIED {
+                    denied.insert(user.to_string(), now + Duration::from_millis(retry_ms));
+                }
+                Err(self.limited(retry_ms))
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
-    /// A user gets the burst at once, then the sustained rate; users don't share buckets.
+    /// A fresh bucket gives the burst at once, then one event per interval; the wait it
+    /// announces is exact, and a refusal does not change the bucket.
     #[test]
-    fn burst_then_rate() {
-        let rl = RateLimiter::new(5.0, 10.0);
-        let t0 = Instant::now();
+    fn gcra_burst_then_rate() {
+        let iv = interval_us(5.0);
+        assert_eq!(iv, 200_000);
+        let t0 = 1_000_000_000;
+        let mut tat = None;
         for _ in 0..10 {
-            assert!(rl.check_at("alice", t0).is_ok());
+            tat = Some(gcra(tat, t0, iv, 10.0).unwrap());
         }
-        let wait = rl.check_at("alice", t0).unwrap_err();
-        assert_eq!(wait, 200);
-        assert!(rl.check_at("bob", t0).is_ok());
-        assert!(rl
-            .check_at("alice", t0 + Duration::from_millis(200))
-            .is_ok());
-        assert!(rl
-            .check_at("alice", t0 + Duration::from_millis(250))
-            .is_err());
+        assert_eq!(gcra(tat, t0, iv, 10.0), Err(200));
+        assert_eq!(
+            gcra(tat, t0 + 50_000, iv, 10.0),
+            Err(150),
+            "refusals change nothing"
+        );
+        let tat = Some(gcra(tat, t0 + 200_000, iv, 10.0).unwrap());
+        assert_eq!(gcra(tat, t0 + 250_000, iv, 10.0), Err(150));
+        // Idle for long: the bucket is full again, not fuller.
+        let mut tat = tat;
+        let later = t0 + 60_000_000;
+        for _ in 0..10 {
+            tat = Some(gcra(tat, later, iv, 10.0).unwrap());
+        }
+        assert!(gcra(tat, later, iv, 10.0).is_err());
+    }
+
+    /// The error says what was limited, the limits, and when to retry.
+    #[test]
+    fn error_message() {
+        let rl = RateLimiter::new("send", 5.0, 10.0);
+        assert_eq!(
+            rl.limited(200).to_string(),
+            "rate limit exceeded: at most 5 messages/s (burst 10); retry in 200 ms"
+        );
+        let rl = RateLimiter::new("typing", 1.0, 5.0);
+        assert!(rl.limited(1).to_string().contains("typing signals/s"));
     }
 }

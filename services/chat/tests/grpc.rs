@@ -175,6 +175,7 @@ async fn two_replicas_share_messages_and_presence() {
             SubscribeRequest {
                 room: "lobby".into(),
                 after_id: String::new(),
+                events: false,
             },
         ))
         .await
@@ -292,6 +293,7 @@ async fn resume_after_id_misses_nothing_and_duplicates_nothing() {
             SubscribeRequest {
                 room: "r".into(),
                 after_id: String::new(),
+                events: false,
             },
         ))
         .await
@@ -321,6 +323,7 @@ async fn resume_after_id_misses_nothing_and_duplicates_nothing() {
             SubscribeRequest {
                 room: "r".into(),
                 after_id: last,
+                events: false,
             },
         ))
         .await
@@ -416,6 +419,7 @@ async fn bad_tokens_are_unauthenticated() {
                 SubscribeRequest {
                     room: "lobby".into(),
                     after_id: String::new(),
+                    events: false,
                 },
             ))
             .await
@@ -501,6 +505,58 @@ async fn invalid_input_and_rate_limit() {
     assert!(err.message().contains("rate limit"), "{}", err.message());
     // Another user has their own bucket.
     send(&mut c, &auth.login("bob").await, "lobby", "fine").await;
+}
+
+/// The send limit is one bucket per user across replicas: a user alternating between two
+/// replicas gets the burst once in total (not once per replica), then RESOURCE_EXHAUSTED with
+/// the same message and retry-after on either replica.
+#[tokio::test]
+async fn rate_limit_is_shared_by_replicas() {
+    let redis = RedisServer::start();
+    let auth = start_auth().await;
+    let limits = || pfc_chat::Limits {
+        send_rate: 0.5,
+        send_burst: 4.0,
+        ..Default::default()
+    };
+    let (a, _sa) = start_chat(&redis, &auth, limits()).await;
+    let (b, _sb) = start_chat(&redis, &auth, limits()).await;
+    let mut replicas = [
+        ChatServiceClient::new(channel(a).await),
+        ChatServiceClient::new(channel(b).await),
+    ];
+    let t = auth.login("alice").await;
+    let mut outcomes = Vec::new();
+    for i in 0..10 {
+        let r = replicas[i % 2]
+            .send_message(authed(
+                &t,
+                SendMessageRequest {
+                    room: "lobby".into(),
+                    text: format!("{i}"),
+                },
+            ))
+            .await;
+        outcomes.push(
+            r.map(|_| ())
+                .map_err(|e| (e.code(), e.message().to_string())),
+        );
+    }
+    let ok = outcomes.iter().filter(|o| o.is_ok()).count();
+    assert_eq!(ok, 4, "burst 4 in total over both replicas: {outcomes:?}");
+    assert!(outcomes[..4].iter().all(|o| o.is_ok()), "{outcomes:?}");
+    for (i, o) in outcomes[4..].iter().enumerate() {
+        let (code, msg) = o.as_ref().unwrap_err();
+        assert_eq!(*code, Code::ResourceExhausted, "attempt {}", i + 4);
+        assert!(
+            msg.starts_with("rate limit exceeded: at most 0.5 messages/s (burst 4); retry in "),
+            "{msg}"
+        );
+    }
+    // Another user has their own bucket, on either replica.
+    let bob = auth.login("bob").await;
+    send(&mut replicas[1], &bob, "lobby", "fine").await;
+    send(&mut replicas[0], &bob, "lobby", "fine").await;
 }
 
 /// A member that stops heartbeating vanishes after the TTL; WatchPresence reports join and expiry.
@@ -605,6 +661,7 @@ async fn memory_store_serves_the_same_api() {
             SubscribeRequest {
                 room: "dev".into(),
                 after_id: String::new(),
+                events: false,
             },
         ))
         .await

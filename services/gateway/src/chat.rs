@@ -642,6 +642,7 @@ pub async fn events(
             pb::SubscribeRequest {
                 room: room.clone(),
                 after_id: after,
+                events: false,
             },
             false,
         )?)

@@ -5,9 +5,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::StreamExt as _;
 use tokio::sync::watch;
 
-use super::{now_ms, ChatStore, Member, StoredMessage};
+use super::{now_ms, ChatStore, Member, StoredMessage, Typing, TypingStream};
 use crate::{ChatError, MessageId};
 
 #[derive(Default)]
@@ -16,6 +17,7 @@ struct Room {
     last_id: MessageId,
     last_activity: i64,
     presence: BTreeMap<String, i64>,
+    read: HashMap<String, MessageId>,
 }
 
 /// An in-memory [`ChatStore`] with the same semantics as the Redis one (capped history,
@@ -25,6 +27,10 @@ pub struct MemoryStore {
     /// Bumped on every append, so blocked live reads wake up.
     appended: watch::Sender<u64>,
     history_len: usize,
+    /// Rate-limit buckets: theoretical arrival time (µs since the epoch).
+    buckets: Mutex<HashMap<String, u64>>,
+    /// Typing channels per room (in process: this store serves one process).
+    typing: Mutex<HashMap<String, tokio::sync::broadcast::Sender<Typing>>>,
 }
 
 impl MemoryStore {
@@ -34,6 +40,8 @@ impl MemoryStore {
             rooms: Mutex::new(HashMap::new()),
             appended: watch::Sender::new(0),
             history_len: history_len.max(1),
+            buckets: Mutex::new(HashMap::new()),
+            typing: Mutex::new(HashMap::new()),
         }
     }
 
@@ -209,6 +217,98 @@ impl ChatStore for MemoryStore {
                 .map(|r| online_of(r, now_ms, ttl))
                 .unwrap_or_default()
         }))
+    }
+
+    async fn take_token(
+        &self,
+        bucket: &str,
+        rate: f64,
+        burst: f64,
+    ) -> Result<Result<(), u64>, ChatError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0);
+        let interval = crate::ratelimit::interval_us(rate);
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if buckets.len() > 10_000 {
+            // Full buckets are the same as no bucket.
+            buckets.retain(|_, tat| *tat > now);
+        }
+        let tat = buckets.get(bucket).copied();
+        Ok(
+            crate::ratelimit::gcra(tat, now, interval, burst.max(1.0)).map(|new_tat| {
+                buckets.insert(bucket.to_string(), new_tat);
+            }),
+        )
+    }
+
+    async fn mark_read(
+        &self,
+        room: &str,
+        user: &str,
+        id: MessageId,
+    ) -> Result<Option<MessageId>, ChatError> {
+        Ok(self.with(|rooms| {
+            let r = rooms.get_mut(room)?;
+            if r.last_id == MessageId::ZERO {
+                return None;
+            }
+            let id = id.min(r.last_id);
+            let stored = r.read.entry(user.to_string()).or_insert(id);
+            *stored = (*stored).max(id);
+            Some(*stored)
+        }))
+    }
+
+    async fn unread(
+        &self,
+        user: &str,
+        rooms: &[String],
+        cap: usize,
+    ) -> Result<Vec<Option<(MessageId, usize)>>, ChatError> {
+        Ok(self.with(|all| {
+            rooms
+                .iter()
+                .map(|room| {
+                    let r = all.get(room)?;
+                    let marker = *r.read.get(user)?;
+                    let n = r
+                        .messages
+                        .iter()
+                        .filter(|m| m.id > marker)
+                        .take(cap)
+                        .filter(|m| m.author != user)
+                        .count();
+                    Some((marker, n))
+                })
+                .collect()
+        }))
+    }
+
+    async fn publish_typing(&self, room: &str, signal: &Typing) -> Result<(), ChatError> {
+        if let Some(tx) = self
+            .typing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(room)
+        {
+            let _ = tx.send(signal.clone());
+        }
+        Ok(())
+    }
+
+    async fn typing_stream(&self, room: &str) -> Result<TypingStream, ChatError> {
+        let rx = self
+            .typing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(room.to_string())
+            .or_insert_with(|| tokio::sync::broadcast::channel(256).0)
+            .subscribe();
+        let stream = tokio_stream::wrappers::BroadcastStream::new(rx)
+            .filter_map(|r| futures::future::ready(r.ok()));
+        Ok(Box::pin(stream))
     }
 
     async fn ping(&self) -> Result<(), ChatError> {

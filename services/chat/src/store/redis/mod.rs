@@ -5,8 +5,19 @@
 //! - `pfc:chat:{<room>}:messages`: a stream; entry fields `a` (author) and `t` (text), capped
 //!   with `XADD MAXLEN ~`. Stream ids are the message ids.
 //! - `pfc:chat:{<room>}:presence`: a sorted set, member = username, score = last heartbeat (ms).
+//! - `pfc:chat:{<room>}:read`: a hash, field = username, value = id of the last message read.
+//! - `pfc:chat:{<room>}:typing`: a Pub/Sub channel (typing signals; nothing stored).
 //! - `pfc:chat:rooms`: a sorted set, member = room, score = last message (ms), capped to the
 //!   [`MAX_INDEXED_ROOMS`] most recently active rooms.
+//! - `pfc:chat:rl:{<user>}:<kind>`: a user's rate-limit bucket (GCRA, `limit.rs`), expiring
+//!   once full again.
+//!
+//! Modules: `limit.rs` (the shared rate limit), `read.rs` (read markers, unread counts),
+//! `typing.rs` (typing signals over Pub/Sub).
+
+mod limit;
+mod read;
+mod typing;
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -15,7 +26,7 @@ use async_trait::async_trait;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisError};
 
-use super::{now_ms, ChatStore, Member, StoredMessage};
+use super::{now_ms, ChatStore, Member, StoredMessage, Typing, TypingStream};
 use crate::{ChatError, MessageId};
 
 /// Key names.
@@ -27,6 +38,18 @@ pub mod keys {
     /// The room's presence sorted set.
     pub fn presence(room: &str) -> String {
         format!("pfc:chat:{{{room}}}:presence")
+    }
+    /// The room's read markers (hash: username → last message id read).
+    pub fn read(room: &str) -> String {
+        format!("pfc:chat:{{{room}}}:read")
+    }
+    /// The room's typing channel (Pub/Sub).
+    pub fn typing(room: &str) -> String {
+        format!("pfc:chat:{{{room}}}:typing")
+    }
+    /// A user's rate-limit bucket for `kind` (`send`, `typing`).
+    pub fn rate(kind: &str, user: &str) -> String {
+        format!("pfc:chat:rl:{{{user}}}:{kind}")
     }
     /// The index of rooms by last activity.
     pub const ROOMS: &str = "pfc:chat:rooms";
@@ -50,6 +73,14 @@ pub struct RedisStore {
     /// shared connection other commands use).
     blocking: Mutex<Vec<MultiplexedConnection>>,
     history_len: usize,
+    scripts: Scripts,
+}
+
+/// The Lua scripts (each sent once, then called by its SHA).
+struct Scripts {
+    gcra: redis::Script,
+    mark_read: redis::Script,
+    unread: redis::Script,
 }
 
 impl RedisStore {
@@ -61,6 +92,11 @@ impl RedisStore {
             client,
             blocking: Mutex::new(Vec::new()),
             history_len: history_len.max(1),
+            scripts: Scripts {
+                gcra: limit::script(),
+                mark_read: read::mark_read_script(),
+                unread: read::unread_script(),
+            },
         })
     }
 
@@ -375,6 +411,41 @@ impl ChatStore for RedisStore {
         Ok(members)
     }
 
+    async fn take_token(
+        &self,
+        bucket: &str,
+        rate: f64,
+        burst: f64,
+    ) -> Result<Result<(), u64>, ChatError> {
+        self.gcra(bucket, rate, burst).await
+    }
+
+    async fn mark_read(
+        &self,
+        room: &str,
+        user: &str,
+        id: MessageId,
+    ) -> Result<Option<MessageId>, ChatError> {
+        self.mark_read_impl(room, user, id).await
+    }
+
+    async fn unread(
+        &self,
+        user: &str,
+        rooms: &[String],
+        cap: usize,
+    ) -> Result<Vec<Option<(MessageId, usize)>>, ChatError> {
+        self.unread_impl(user, rooms, cap).await
+    }
+
+    async fn publish_typing(&self, room: &str, signal: &Typing) -> Result<(), ChatError> {
+        self.publish_typing_impl(room, signal).await
+    }
+
+    async fn typing_stream(&self, room: &str) -> Result<TypingStream, ChatError> {
+        self.typing_stream_impl(room).await
+    }
+
     async fn ping(&self) -> Result<(), ChatError> {
         let mut conn = self.conn().await?;
         let r: Result<String, RedisError> = redis::cmd("PING").query_async(&mut conn).await;
@@ -392,5 +463,8 @@ mod tests {
     fn key_layout_uses_hash_tags() {
         assert_eq!(keys::messages("lobby"), "pfc:chat:{lobby}:messages");
         assert_eq!(keys::presence("lobby"), "pfc:chat:{lobby}:presence");
+        assert_eq!(keys::read("lobby"), "pfc:chat:{lobby}:read");
+        assert_eq!(keys::typing("lobby"), "pfc:chat:{lobby}:typing");
+        assert_eq!(keys::rate("send", "alice"), "pfc:chat:rl:{alice}:send");
     }
 }
