@@ -621,3 +621,45 @@ fn scripts_declare_every_key() {
     }
     assert!(calls > 50, "scanned the scripts ({calls} calls)");
 }
+
+/// Housekeeping runs in one jobs process at a time: of two stores on one Redis, only the
+/// elected one does it; when the leader stops, the other takes over within its term (2 s).
+#[tokio::test]
+async fn housekeeping_is_done_by_one_elected_process() {
+    let server = RedisServer::start();
+    let cfg = config(Duration::from_secs(3), Duration::from_secs(60));
+    let a = RedisStore::new(&server.url(), cfg.clone()).unwrap();
+    let b = RedisStore::new(&server.url(), cfg).unwrap();
+    a.maintain().await.unwrap(); // a leads
+    let id = a
+        .submit(NewJob {
+            run_at: Some(now_ms() + 100),
+            ..job("due soon", 1)
+        })
+        .await
+        .unwrap()
+        .job
+        .id;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    b.maintain().await.unwrap();
+    assert_eq!(
+        a.get(&id).await.unwrap().unwrap().status,
+        Status::Scheduled,
+        "the follower did no housekeeping"
+    );
+    a.maintain().await.unwrap();
+    assert_eq!(a.get(&id).await.unwrap().unwrap().status, Status::Queued);
+    // the leader stops renewing: after its term the follower leads
+    let id2 = a
+        .submit(NewJob {
+            run_at: Some(now_ms() + 100),
+            ..job("due later", 1)
+        })
+        .await
+        .unwrap()
+        .job
+        .id;
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    b.maintain().await.unwrap();
+    assert_eq!(a.get(&id2).await.unwrap().unwrap().status, Status::Queued);
+}

@@ -59,6 +59,7 @@ pub(crate) struct Scripts {
     cancel: Script,
     sweep: Script,
     progress: Script,
+    lead: Script,
 }
 
 impl Scripts {
@@ -73,11 +74,13 @@ impl Scripts {
             cancel: script!(sharded, "cancel.lua"),
             sweep: script!(sharded, "sweep.lua"),
             progress: script!(sharded, "progress.lua"),
+            lead: script!(sharded, "lead.lua"),
         }
     }
 
-    fn all(&self) -> [&Script; 9] {
+    fn all(&self) -> [&Script; 10] {
         [
+            &self.lead,
             &self.abandon,
             &self.progress,
             &self.submit,
@@ -136,6 +139,8 @@ pub struct RedisStore {
     blocking: Mutex<Option<Conn>>,
     /// Submits waiting to go to Redis together (see [`submit::batcher`]).
     submits: OnceLock<mpsc::UnboundedSender<submit::Pending>>,
+    /// This process's id in the housekeeping election.
+    instance: String,
     /// Every known kind (`kinds` set), cached: housekeeping declares their lists.
     kinds: std::sync::Mutex<(Option<tokio::time::Instant>, Vec<String>)>,
 }
@@ -171,6 +176,7 @@ impl RedisStore {
             blocking: Mutex::new(None),
             submits: OnceLock::new(),
             kinds: std::sync::Mutex::new((None, Vec::new())),
+            instance: new_job_id(),
         }))
     }
 
@@ -799,7 +805,17 @@ impl JobStore for RedisStore {
         Ok(r == 1)
     }
 
+    /// Periodic housekeeping runs in one `pfc jobs` process at a time (the leader, elected
+    /// with a 2 s term renewed on every tick), not in every replica: N replicas would do the
+    /// same work N times. Workers' takes still do housekeeping too, so nothing waits for a
+    /// leader after one dies.
     async fn maintain(&self) -> Result<()> {
+        let mut inv = self.call(&self.scripts.lead, Some(&self.keys.key("leader")), &[]);
+        inv.arg(&self.instance).arg(2000);
+        let leads: i64 = self.invoke(&inv).await?;
+        if leads != 1 {
+            return Ok(());
+        }
         self.take_once("maintenance", &[], 0).await?;
         for _ in 0..SWEEP_ROUNDS {
             let mut inv = self.call(&self.scripts.sweep, None, &[]);
