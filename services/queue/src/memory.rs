@@ -325,12 +325,7 @@ impl JobStore for MemoryStore {
                 .ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
             match job.status {
                 Status::Queued => {
-                    let kind = job.kind.clone();
-                    if let Some(q) = g.ready.get_mut(&kind) {
-                        if let Some(pos) = q.iter().rposition(|x| x == id) {
-                            q.remove(pos);
-                        }
-                    }
+                    // lazy, as in the Redis store: `take` skips ids that are not QUEUED
                 }
                 Status::Scheduled => {
                     let at = job.run_at.unwrap_or(0);
@@ -364,7 +359,11 @@ impl JobStore for MemoryStore {
             .collect();
         workers.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(Stats {
-            queued: g.ready.values().map(|q| q.len() as u64).sum(),
+            // the ready lists may hold lazily cancelled ids: count the status index
+            queued: g
+                .by_status
+                .get(&Status::Queued)
+                .map_or(0, |s| s.len() as u64),
             kinds: g.kinds.iter().cloned().collect(),
             scheduled: g.scheduled.len() as u64,
             processing: g.leases.len() as u64,
@@ -408,6 +407,9 @@ impl JobStore for MemoryStore {
                         continue;
                     };
                     empty = 0;
+                    if g.jobs.get(&id).is_none_or(|j| j.status != Status::Queued) {
+                        continue; // cancelled while queued (lazy cancel)
+                    }
                     let lease_until = now + self.config.lease.as_millis() as i64;
                     let Some(job) = g.transition(&id, Status::Processing, now) else {
                         continue;

@@ -517,16 +517,9 @@ impl JobStore for RedisStore {
     }
 
     async fn cancel(&self, id: &str) -> Result<Job> {
-        let mut r: Vec<Value> = Vec::new();
-        for refresh in [false, true] {
-            let kinds = self.known_kinds(refresh).await?;
-            let mut inv = self.call(&self.scripts.cancel, None, &kinds);
-            inv.arg(id).arg(Self::ms(self.config.retention));
-            r = self.invoke_durable(&inv).await?;
-            if r.first() != Some(&Value::Int(3)) {
-                break;
-            }
-        }
+        let mut inv = self.call(&self.scripts.cancel, None, &[]);
+        inv.arg(id).arg(Self::ms(self.config.retention));
+        let r: Vec<Value> = self.invoke_durable(&inv).await?;
         let mut it = r.into_iter();
         let code: i64 = it
             .next()
