@@ -24,6 +24,10 @@ pub struct Args {
     /// JobService address.
     #[arg(long, env = "PFC_JOBS_URL", default_value = "http://127.0.0.1:50051")]
     pub url: String,
+    /// More JobService addresses (repeatable): the connections are spread over `--url` and
+    /// these, as clients of a deployment with several jobs servers would be.
+    #[arg(long = "also-url")]
+    pub also_urls: Vec<String>,
     /// Jobs to submit.
     #[arg(long, default_value_t = 100_000)]
     pub jobs: usize,
@@ -107,12 +111,14 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 /// Runs the benchmark and prints a report (also returned as text).
 pub async fn run(args: Args) -> anyhow::Result<String> {
     let mut channels = Vec::new();
-    for _ in 0..args.connections.max(1) {
-        let ch = Endpoint::from_shared(args.url.clone())?
+    let urls: Vec<&String> = std::iter::once(&args.url).chain(&args.also_urls).collect();
+    for i in 0..args.connections.max(urls.len()) {
+        let url = urls[i % urls.len()];
+        let ch = Endpoint::from_shared(url.clone())?
             .tcp_nodelay(true)
             .connect()
             .await
-            .with_context(|| format!("failed to connect to {}", args.url))?;
+            .with_context(|| format!("failed to connect to {url}"))?;
         channels.push(ch);
     }
     let mut watch_client = JobServiceClient::new(channels[0].clone());
