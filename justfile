@@ -84,6 +84,10 @@ bench-jobs jobs="200000" workers="2" concurrency="64":
 faults secs="60" seed="1" *flags:
     PFC_FAULTS_SECS={{ secs }} PFC_FAULTS_SEED={{ seed }} cargo test -p pfc --test faults --locked {{ flags }} -- --nocapture
 
+# Memory soak (docs/reliability.md): 1,000 jobs/s for MINUTES with a 30 s retention; RSS and Redis used_memory
+soak minutes="10" rate="1000":
+    scripts/soak.sh {{ minutes }} {{ rate }}
+
 # What CI runs (bootstrap + lints + tests + shipping checks)
 ci:
     bash .ci/run
