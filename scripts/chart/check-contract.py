@@ -6,7 +6,8 @@ Usage: check-contract.py NAME RENDERED.yaml   (NAME labels the messages)
 What it proves, for every value set verify.sh renders:
   * each role runs the one pfc image with the role as its only argument, listens where the
     contract says (PFC_GRPC_ADDR / PFC_HTTP_ADDR on 0.0.0.0) and gets the variables it needs
-    (PFC_REDIS_URL + PFC_REDIS_PASSWORD from a Secret, PFC_*_URL pointing at real Services and
+    (PFC_REDIS_URL + PFC_REDIS_PASSWORD_FILE inside a mounted Secret or PFC_REDIS_PASSWORD from a
+    Secret, PFC_*_URL pointing at real Services and
     ports, PFC_AUTH_SIGNING_KEY_FILE inside a mounted Secret);
   * gRPC roles have gRPC (or `pfc probe grpc`) probes on their port, the gateway /healthz and /readyz;
   * every pod runs as non-root 65532 (Redis: 999) with a read-only root filesystem, no
@@ -104,6 +105,15 @@ for kind, n, labels, spec in pod_specs():
         pw = env.get("PFC_REDIS_PASSWORD")
         if pw and not (pw.get("valueFrom") or {}).get("secretKeyRef"):
             err(f"{n}: PFC_REDIS_PASSWORD is not from a Secret")
+        pwfile = env.get("PFC_REDIS_PASSWORD_FILE", {}).get("value")
+        if pwfile:
+            if pw:
+                err(f"{n}: both PFC_REDIS_PASSWORD and PFC_REDIS_PASSWORD_FILE are set")
+            mounts = {m["name"]: m["mountPath"] for m in c.get("volumeMounts", [])}
+            vols = {v["name"]: v for v in spec.get("volumes", [])}
+            if not any(pwfile.startswith(mp.rstrip("/") + "/") and "secret" in vols.get(vn, {})
+                       and vols[vn]["secret"]["secretName"] in secrets for vn, mp in mounts.items()):
+                err(f"{n}: PFC_REDIS_PASSWORD_FILE={pwfile!r} is not inside a mounted Secret of the release")
     if component == "auth":
         keyfile = env.get("PFC_AUTH_SIGNING_KEY_FILE", {}).get("value", "")
         mounts = {m["name"]: m["mountPath"] for m in c.get("volumeMounts", [])}

@@ -168,17 +168,114 @@ pfc.redisSecretKey: key of the Redis password in pfc.redisSecretName.
 {{- end }}
 
 {{/*
-pfc.redisEnv: PFC_REDIS_URL and, when there is a password, PFC_REDIS_PASSWORD from its Secret.
+pfc.redisEnv: PFC_REDIS_URL and, when there is a password, PFC_REDIS_PASSWORD_FILE (the
+Secret mounted by pfc.redisPasswordVolume/-Mount, redisPasswordFrom=file) or PFC_REDIS_PASSWORD
+from a secretKeyRef (redisPasswordFrom=env).
 */}}
 {{- define "pfc.redisEnv" -}}
 - name: PFC_REDIS_URL
   value: {{ include "pfc.redisUrl" . | quote }}
 {{- with (include "pfc.redisSecretName" .) }}
+{{- if eq $.Values.redisPasswordFrom "file" }}
+- name: PFC_REDIS_PASSWORD_FILE
+  value: /etc/pfc/redis/{{ include "pfc.redisSecretKey" $ }}
+{{- else }}
 - name: PFC_REDIS_PASSWORD
   valueFrom:
     secretKeyRef:
       name: {{ . }}
       key: {{ include "pfc.redisSecretKey" $ }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+pfc.redisPasswordVolume / pfc.redisPasswordMount: the Redis password Secret as a read-only file
+under /etc/pfc/redis (only with a password and redisPasswordFrom=file; empty otherwise).
+*/}}
+{{- define "pfc.redisPasswordVolume" -}}
+{{- if and (include "pfc.redisSecretName" .) (eq .Values.redisPasswordFrom "file") }}
+- name: redis-password
+  secret:
+    secretName: {{ include "pfc.redisSecretName" . }}
+    defaultMode: 288
+    optional: false
+    items:
+      - key: {{ include "pfc.redisSecretKey" . }}
+        path: {{ include "pfc.redisSecretKey" . }}
+{{- end }}
+{{- end }}
+{{- define "pfc.redisPasswordMount" -}}
+{{- if and (include "pfc.redisSecretName" .) (eq .Values.redisPasswordFrom "file") }}
+- name: redis-password
+  mountPath: /etc/pfc/redis
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{/*
+pfc.redisPassword: the generated Redis password: the live Secret's (lookup, so upgrades keep
+it), else a new random one. Memoized in .Values so the Secret and every checksum of one render
+agree. Only for the in-chart Redis without existingSecret.
+*/}}
+{{- define "pfc.redisPassword" -}}
+{{- if not (hasKey .Values "__pfcRedisPassword") }}
+{{- $name := include "pfc.componentFullname" (dict "ctx" . "component" "redis") }}
+{{- $live := lookup "v1" "Secret" .Release.Namespace $name }}
+{{- $pw := "" }}
+{{- if and $live $live.data (hasKey $live.data .Values.redis.auth.secretKey) }}
+{{- $pw = index $live.data .Values.redis.auth.secretKey | b64dec }}
+{{- else }}
+{{- $pw = randAlphaNum 32 }}
+{{- end }}
+{{- $_ := set .Values "__pfcRedisPassword" $pw }}
+{{- end }}
+{{- index .Values "__pfcRedisPassword" }}
+{{- end }}
+
+{{/*
+pfc.signingKey: the generated Ed25519 signing key (PKCS#8 PEM): the live Secret's, else a new
+one; memoized like pfc.redisPassword. Only without auth.signingKey.existingSecret.
+*/}}
+{{- define "pfc.signingKey" -}}
+{{- if not (hasKey .Values "__pfcSigningKey") }}
+{{- $name := include "pfc.signingKeySecretName" . }}
+{{- $live := lookup "v1" "Secret" .Release.Namespace $name }}
+{{- $pem := "" }}
+{{- if and $live $live.data (hasKey $live.data .Values.auth.signingKey.secretKey) }}
+{{- $pem = index $live.data .Values.auth.signingKey.secretKey | b64dec }}
+{{- else }}
+{{- $pem = genPrivateKey "ed25519" }}
+{{- end }}
+{{- $_ := set .Values "__pfcSigningKey" $pem }}
+{{- end }}
+{{- index .Values "__pfcSigningKey" }}
+{{- end }}
+
+{{/*
+pfc.secretChecksum: sha256 of the data of a Secret a pod uses, for its checksum/secret
+annotation, so pods roll when the Secret changes. A generated Secret: its rendered value. An
+existing Secret: its live data (lookup; during `helm template` there is none, so the
+checksum is constant and GitOps renders stay stable: roll those pods yourself, or with a
+reloader, when you rotate such a Secret). Call with (dict "ctx" $ "what" "redis"|"signingKey").
+*/}}
+{{- define "pfc.secretChecksum" -}}
+{{- $ctx := .ctx }}
+{{- if eq .what "redis" }}
+{{- $name := include "pfc.redisSecretName" $ctx }}
+{{- if not $name }}
+{{- "" | sha256sum }}
+{{- else if and $ctx.Values.redis.enabled (not $ctx.Values.redis.auth.existingSecret) }}
+{{- include "pfc.redisPassword" $ctx | sha256sum }}
+{{- else }}
+{{- (lookup "v1" "Secret" $ctx.Release.Namespace $name).data | toJson | sha256sum }}
+{{- end }}
+{{- else }}
+{{- if not $ctx.Values.auth.signingKey.existingSecret }}
+{{- include "pfc.signingKey" $ctx | sha256sum }}
+{{- else }}
+{{- (lookup "v1" "Secret" $ctx.Release.Namespace (include "pfc.signingKeySecretName" $ctx)).data | toJson | sha256sum }}
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -221,8 +318,9 @@ grpc:
 {{/*
 pfc.probes: liveness, readiness and (optional) startup probes of a role, timings from values.
 gRPC roles check grpc.health.v1: liveness and startup ask for the service "liveness" (SERVING
-while the process runs, whatever Redis does), readiness for "" (follows Redis). The gateway
-checks /healthz (liveness, startup) and /readyz.
+while the process runs, whatever Redis does), readiness for "" (follows Redis, NOT_SERVING
+during the lame-duck delay). The gateway checks /healthz (liveness, startup) and /readyz/local
+(this pod serves; it does not follow the core, so a Redis restart keeps the UI up).
 Call with (dict "ctx" $ "component" "jobs").
 */}}
 {{- define "pfc.probes" -}}
@@ -232,7 +330,7 @@ livenessProbe:
   {{- include "pfc.probeHandler" (merge (dict "path" (ternary "/healthz" "" $http) "service" "liveness") .) | nindent 2 }}
   {{- toYaml $c.livenessProbe | nindent 2 }}
 readinessProbe:
-  {{- include "pfc.probeHandler" (merge (dict "path" (ternary "/readyz" "" $http)) .) | nindent 2 }}
+  {{- include "pfc.probeHandler" (merge (dict "path" (ternary "/readyz/local" "" $http)) .) | nindent 2 }}
   {{- toYaml $c.readinessProbe | nindent 2 }}
 {{- if $c.startupProbe.enabled }}
 startupProbe:
@@ -285,6 +383,11 @@ metadata:
     {{- end }}
   annotations:
     checksum/config: {{ include (print .ctx.Template.BasePath "/configmap.yaml") .ctx | sha256sum }}
+    {{- if has .component (list "jobs" "worker" "chat") }}
+    checksum/secret: {{ include "pfc.secretChecksum" (dict "ctx" .ctx "what" "redis") }}
+    {{- else if eq .component "auth" }}
+    checksum/secret: {{ include "pfc.secretChecksum" (dict "ctx" .ctx "what" "signingKey") }}
+    {{- end }}
     {{- with .ctx.Values.podAnnotations }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -342,6 +445,15 @@ pfc.tmpVolume / pfc.tmpMount: a small writable /tmp (the root filesystem is read
 pfc.validate: fail early on contradictory values.
 */}}
 {{- define "pfc.validate" -}}
+{{- if lt (int .Values.worker.terminationGracePeriodSeconds) 15 }}
+{{- fail "worker.terminationGracePeriodSeconds must be at least 15: the worker drains for it minus 10 s (PFC_SHUTDOWN_TIMEOUT)" }}
+{{- end }}
+{{- range $c := list "jobs" "auth" "chat" "gateway" }}
+{{- $grace := int (index $.Values $c).terminationGracePeriodSeconds }}
+{{- if le $grace (add (int $.Values.config.shutdownDelaySeconds) 5 | int) }}
+{{- fail (printf "%s.terminationGracePeriodSeconds (%d) must exceed config.shutdownDelaySeconds (%d) by more than 5 s: the lame-duck delay, then the drain" $c $grace (int $.Values.config.shutdownDelaySeconds)) }}
+{{- end }}
+{{- end }}
 {{- if and .Values.worker.keda.enabled .Values.worker.autoscaling.enabled }}
 {{- fail "worker.keda.enabled and worker.autoscaling.enabled are exclusive (KEDA creates its own HPA): set worker.autoscaling.enabled=false" }}
 {{- end }}
@@ -360,6 +472,33 @@ pfc.validate: fail early on contradictory values.
 {{- end }}
 
 {{/*
+pfc.bytes: a Kubernetes memory quantity (`512Mi`, `1G`, `1.5Gi`, `268435456`) in bytes.
+*/}}
+{{- define "pfc.bytes" -}}
+{{- $q := toString . }}
+{{- $num := regexFind "^[0-9]+(\\.[0-9]+)?" $q }}
+{{- $unit := trimPrefix $num $q }}
+{{- $units := dict "" 1 "k" 1000 "K" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 }}
+{{- if or (not $num) (not (hasKey $units $unit)) }}
+{{- fail (printf "cannot read the memory quantity %q (use e.g. 512Mi or 1G)" $q) }}
+{{- end }}
+{{- mulf (float64 $num) (index $units $unit) | int64 }}
+{{- end }}
+
+{{/*
+pfc.redisMaxmemory: redis.maxmemory, or redis.maxmemoryPercent of the container's memory limit
+in bytes, or "" (no limit) when neither is set.
+*/}}
+{{- define "pfc.redisMaxmemory" -}}
+{{- if .Values.redis.maxmemory }}
+{{- .Values.redis.maxmemory }}
+{{- else if and .Values.redis.maxmemoryPercent (dig "limits" "memory" "" .Values.redis.resources) }}
+{{- $bytes := include "pfc.bytes" .Values.redis.resources.limits.memory | int64 }}
+{{- div (mul $bytes (int64 .Values.redis.maxmemoryPercent)) 100 }}
+{{- end }}
+{{- end }}
+
+{{/*
 pfc.redisConf: redis.conf of the in-chart Redis (also hashed into the StatefulSet's pod
 annotations, so a config change restarts Redis and nothing else does).
 */}}
@@ -374,7 +513,9 @@ dir /data
 save ""
 appendonly {{ ternary "yes" "no" .Values.redis.appendonly }}
 appendfsync {{ .Values.redis.appendfsync }}
-{{- with .Values.redis.maxmemory }}
+{{- with (include "pfc.redisMaxmemory" .) }}
+# A full Redis refuses writes (clients see errors, jobs are not accepted) instead of growing
+# into the container's memory limit and being OOM-killed, then replaying its AOF.
 maxmemory {{ . }}
 # Queues and job records must never be evicted silently: refuse writes instead.
 maxmemory-policy noeviction
