@@ -18,6 +18,8 @@ pub fn store_args(redis_url: Option<String>) -> StoreArgs {
         redis_url,
         redis_password: None,
         redis_password_file: None,
+        redis_cluster: false,
+        redis_wait_replicas: 0,
         job_ttl: Duration::from_secs(3600),
         lease: Duration::from_secs(3),
         retry_backoff: Duration::from_millis(100),
