@@ -19,29 +19,35 @@ ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12
 FROM --platform=$BUILDPLATFORM ${NODE_IMAGE} AS web
 WORKDIR /src/web
 COPY web/package.json web/package-lock.json ./
-# `npm ci` installs exactly the lockfile; if the lockfile is out of sync with package.json the
-# build says so and falls back to `npm install` (the web CI job runs a strict `npm ci`).
+# `npm ci` installs exactly the lockfile, and fails when it is out of sync with package.json:
+# a release never builds from versions nobody reviewed.
 RUN --mount=type=cache,target=/root/.npm,sharing=locked \
-    npm ci --no-audit --no-fund \
-    || { echo "WARNING: npm ci failed (web/package-lock.json out of sync?); using npm install" >&2; \
-         npm install --no-audit --no-fund; }
+    npm ci --no-audit --no-fund
 COPY web/ ./
 RUN npm run build
 
-# ---- pfc binary -----------------------------------------------------------------------------
-FROM --platform=$BUILDPLATFORM ${RUST_IMAGE} AS build
+# ---- Rust toolchain, cross tools, cargo-chef ------------------------------------------------
+FROM --platform=$BUILDPLATFORM ${RUST_IMAGE} AS chef
 ARG TARGETARCH
 ARG BUILDARCH
+ARG CARGO_CHEF_VERSION=0.1.78
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 WORKDIR /src
 # Cross toolchain only when the target differs from the build machine (multi-arch CI builds).
-# pfc_target prints the Rust triple for TARGETARCH, or nothing for a native build.
+# pfc_target prints the Rust triple for TARGETARCH, or nothing for a native build; pfc_cargo runs
+# cargo with that target and its linker (`pfc_cargo build ...` -> target/<triple>/release/).
 # hadolint ignore=DL3008,SC2016
 RUN printf '%s\n' '#!/bin/sh' \
       '[ "${TARGETARCH:-$BUILDARCH}" = "$BUILDARCH" ] && exit 0' \
       'case "$TARGETARCH" in arm64) echo aarch64-unknown-linux-gnu ;; amd64) echo x86_64-unknown-linux-gnu ;;' \
       '  *) echo "unsupported TARGETARCH=$TARGETARCH" >&2; exit 1 ;; esac' > /usr/local/bin/pfc_target \
-    && chmod +x /usr/local/bin/pfc_target \
+    && printf '%s\n' '#!/bin/sh' 'set -e' 'triple="$(pfc_target)"' \
+      'if [ -z "$triple" ]; then exec cargo "$@"; fi' \
+      'gnu="${triple%%-unknown-linux-gnu}-linux-gnu"' \
+      'upper="$(echo "$triple" | tr "a-z-" "A-Z_")"' \
+      'export "CARGO_TARGET_${upper}_LINKER=${gnu}-gcc" "CC_$(echo "$triple" | tr - _)=${gnu}-gcc"' \
+      'exec cargo "$@" --target "$triple"' > /usr/local/bin/pfc_cargo \
+    && chmod +x /usr/local/bin/pfc_target /usr/local/bin/pfc_cargo \
     && triple="$(pfc_target)" \
     && if [ -n "$triple" ]; then \
          gnu="${triple%%-unknown-linux-gnu}-linux-gnu" \
@@ -50,22 +56,30 @@ RUN printf '%s\n' '#!/bin/sh' \
          && rm -rf /var/lib/apt/lists/* \
          && rustup target add "$triple"; \
        fi
+RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
+    cargo install cargo-chef --locked --version "${CARGO_CHEF_VERSION}"
+
+# ---- dependency recipe: Cargo.toml files and Cargo.lock only ----------------------------------
+FROM chef AS planner
 COPY . .
-COPY --from=web /src/web/dist /src/web/dist
-# Cache mounts: the crate registry and target/ survive between builds, so a source edit
-# recompiles only pfc's own crates (cross builds use target/<triple>/, native target/release/).
-# The binary is copied out of the cache mount.
+RUN cargo chef prepare --recipe-path recipe.json
+
+# ---- pfc binary -----------------------------------------------------------------------------
+FROM chef AS build
+# Every dependency is compiled in this layer, which changes only with the recipe: a source or
+# docs edit reuses it from the layer cache (also GitHub's `type=gha` cache, which does not keep
+# cache mounts), and only pfc's own crates compile below.
+COPY --from=planner /src/recipe.json recipe.json
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
-    --mount=type=cache,target=/src/target,sharing=locked \
-    triple="$(pfc_target)" \
-    && if [ -n "$triple" ]; then \
-         gnu="${triple%%-unknown-linux-gnu}-linux-gnu" \
-         && upper="$(echo "$triple" | tr 'a-z-' 'A-Z_')" \
-         && export "CARGO_TARGET_${upper}_LINKER=${gnu}-gcc" "CC_$(echo "$triple" | tr - _)=${gnu}-gcc"; \
-       fi \
-    && cargo build --release --locked -p pfc ${triple:+--target "$triple"} \
+    pfc_cargo chef cook --release --locked -p pfc --recipe-path recipe.json
+COPY . .
+COPY --from=web /src/web/dist /src/web/dist
+RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
+    --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
+    pfc_cargo build --release --locked -p pfc \
     && mkdir -p /out \
+    && triple="$(pfc_target)" \
     && cp "target/${triple:+$triple/}release/pfc" /out/pfc
 # Smoke test where the binary can run (native builds).
 RUN if [ -z "$(pfc_target)" ]; then /out/pfc --help >/dev/null; fi

