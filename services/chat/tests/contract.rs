@@ -50,6 +50,9 @@ contract!(
     history_is_capped,
     rooms_are_isolated_and_listed_by_activity,
     presence_counts_expires_and_leaves,
+    rate_buckets_give_the_burst_then_refuse_with_the_wait,
+    read_markers_clamp_never_go_back_and_count_unread,
+    typing_signals_reach_listeners_and_are_not_stored,
 );
 
 /// Appends get increasing ids; history pages newest first with an exclusive `before` cursor.
@@ -219,4 +222,105 @@ async fn presence_counts_expires_and_leaves(make: fn(usize) -> Fixture) {
         .await
         .unwrap()
         .is_empty());
+}
+
+/// A bucket gives `burst` tokens at once, then refuses with the time until the next one;
+/// buckets are independent.
+async fn rate_buckets_give_the_burst_then_refuse_with_the_wait(make: fn(usize) -> Fixture) {
+    let f = make(100);
+    for _ in 0..3 {
+        assert_eq!(f.store.take_token("b1", 1.0, 3.0).await.unwrap(), Ok(()));
+    }
+    let wait = f
+        .store
+        .take_token("b1", 1.0, 3.0)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!((900..=1000).contains(&wait), "{wait} ms");
+    assert_eq!(f.store.take_token("b2", 1.0, 3.0).await.unwrap(), Ok(()));
+}
+
+/// Read markers: clamped to the newest message, never moved back, absent for empty rooms;
+/// the unread count is the others' messages after the marker, capped.
+async fn read_markers_clamp_never_go_back_and_count_unread(make: fn(usize) -> Fixture) {
+    let f = make(1000);
+    let s = &f.store;
+    let far = MessageId {
+        ms: u64::MAX / 2,
+        seq: 0,
+    };
+    assert_eq!(s.mark_read("empty", "alice", far).await.unwrap(), None);
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(s.append("r", "bob", &format!("{i}")).await.unwrap().id);
+    }
+    assert_eq!(
+        s.mark_read("r", "alice", ids[1]).await.unwrap(),
+        Some(ids[1])
+    );
+    assert_eq!(
+        s.mark_read("r", "alice", ids[0]).await.unwrap(),
+        Some(ids[1]),
+        "never back"
+    );
+    let rooms = vec!["r".to_string(), "empty".to_string()];
+    let unread = s.unread("alice", &rooms, 100).await.unwrap();
+    assert_eq!(unread, vec![Some((ids[1], 3)), None]);
+    // Alice's own messages don't count; the cap does.
+    s.append("r", "alice", "mine").await.unwrap();
+    assert_eq!(
+        s.unread("alice", &rooms, 100).await.unwrap()[0],
+        Some((ids[1], 3))
+    );
+    assert_eq!(
+        s.unread("alice", &rooms, 2).await.unwrap()[0],
+        Some((ids[1], 2))
+    );
+    assert_eq!(
+        s.unread("carol", &rooms, 100).await.unwrap()[0],
+        None,
+        "no marker"
+    );
+    // Past the newest message: clamped to it, so nothing is unread.
+    let newest = s.last_id("r").await.unwrap();
+    assert_eq!(s.mark_read("r", "alice", far).await.unwrap(), Some(newest));
+    assert_eq!(
+        s.unread("alice", &rooms, 100).await.unwrap()[0],
+        Some((newest, 0))
+    );
+}
+
+/// A typing signal reaches the room's listeners (and only that room's), and leaves nothing
+/// in the room's history.
+async fn typing_signals_reach_listeners_and_are_not_stored(make: fn(usize) -> Fixture) {
+    use futures::StreamExt as _;
+    let f = make(100);
+    let mut t = f.store.typing_stream("t").await.unwrap();
+    let mut other = f.store.typing_stream("other").await.unwrap();
+    let signal = pfc_chat::Typing {
+        user: "alice".into(),
+        typing: true,
+    };
+    // Pub/Sub subscriptions take effect asynchronously: publish until one arrives.
+    let got = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            f.store.publish_typing("t", &signal).await.unwrap();
+            if let Ok(Some(got)) = tokio::time::timeout(Duration::from_millis(100), t.next()).await
+            {
+                break got;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(got, signal);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), other.next())
+            .await
+            .is_err(),
+        "other rooms hear nothing"
+    );
+    assert!(f.store.history("t", None, 10).await.unwrap().is_empty());
+    assert_eq!(f.store.last_id("t").await.unwrap(), MessageId::ZERO);
 }

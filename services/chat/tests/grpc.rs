@@ -50,6 +50,15 @@ async fn serving(addr: SocketAddr, service: &str) -> bool {
 
 /// Starts the auth role with a key file the test can also sign with.
 async fn start_auth() -> Auth {
+    start_auth_with(|key_file| pfc_auth::Config {
+        signing_key_file: Some(key_file.to_path_buf()),
+        ..Default::default()
+    })
+    .await
+}
+
+/// Starts the auth role with the config `config(key file)` makes.
+async fn start_auth_with(config: impl FnOnce(&std::path::Path) -> pfc_auth::Config) -> Auth {
     let dir = std::env::temp_dir().join(format!(
         "pfc-chat-test-{}-{}",
         std::process::id(),
@@ -61,10 +70,7 @@ async fn start_auth() -> Auth {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel();
-    let config = pfc_auth::Config {
-        signing_key_file: Some(key_file.clone()),
-        ..Default::default()
-    };
+    let config = config(&key_file);
     tokio::spawn(async move {
         pfc_auth::run(listener, config, async {
             let _ = rx.await;
@@ -557,6 +563,325 @@ async fn rate_limit_is_shared_by_replicas() {
     let bob = auth.login("bob").await;
     send(&mut replicas[1], &bob, "lobby", "fine").await;
     send(&mut replicas[0], &bob, "lobby", "fine").await;
+}
+
+async fn next_item(s: &mut tonic::Streaming<SubscribeResponse>) -> SubscribeResponse {
+    tokio::time::timeout(Duration::from_secs(5), s.next())
+        .await
+        .expect("an item within 5 s")
+        .unwrap()
+        .unwrap()
+}
+
+async fn next_event(s: &mut tonic::Streaming<SubscribeResponse>) -> room_event::Kind {
+    loop {
+        if let Some(e) = next_item(s).await.event {
+            return e.kind.unwrap();
+        }
+    }
+}
+
+fn subscribe_req(room: &str, events: bool) -> SubscribeRequest {
+    SubscribeRequest {
+        room: room.into(),
+        after_id: String::new(),
+        events,
+    }
+}
+
+/// Join, typing and leave on one replica reach an event subscriber on the other, in the same
+/// stream as messages; the subscriber's own typing is not echoed, and a subscriber that did
+/// not ask for events gets none.
+#[tokio::test]
+async fn room_events_reach_subscribers_on_other_replicas() {
+    let redis = RedisServer::start();
+    let auth = start_auth().await;
+    let (a, _sa) = start_chat(&redis, &auth, Default::default()).await;
+    let (b, _sb) = start_chat(&redis, &auth, Default::default()).await;
+    let (alice, bob) = (auth.login("alice").await, auth.login("bob").await);
+    let mut ca = ChatServiceClient::new(channel(a).await);
+    let mut cb = ChatServiceClient::new(channel(b).await);
+    let mut pb = PresenceServiceClient::new(channel(b).await);
+    let mut events = ca
+        .subscribe(authed(&alice, subscribe_req("ev", true)))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut plain = ca
+        .subscribe(authed(&alice, subscribe_req("ev", false)))
+        .await
+        .unwrap()
+        .into_inner();
+    // Typing signals go through Redis Pub/Sub, which only delivers to subscriptions already in
+    // place: wait until alice's replica listens on the room's channel.
+    let client = redis::Client::open(redis.url()).unwrap();
+    let conn = client.get_multiplexed_async_connection().await.unwrap();
+    wait_until("typing listener subscribed", Duration::from_secs(5), || {
+        let mut conn = conn.clone();
+        async move {
+            let (_, n): (String, u32) = redis::cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg(pfc_chat::store::keys::typing("ev"))
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            (n >= 1).then_some(())
+        }
+    })
+    .await;
+
+    pb.heartbeat(authed(&bob, HeartbeatRequest { room: "ev".into() }))
+        .await
+        .unwrap();
+    match next_event(&mut events).await {
+        room_event::Kind::Joined(m) => {
+            assert_eq!((m.username.as_str(), m.online_count), ("bob", 1))
+        }
+        other => panic!("expected bob's join, got {other:?}"),
+    }
+    let typing = |t: &str, on: bool| {
+        authed(
+            t,
+            SendTypingRequest {
+                room: "ev".into(),
+                typing: on,
+            },
+        )
+    };
+    ca.send_typing(typing(&alice, true)).await.unwrap();
+    let r = cb
+        .send_typing(typing(&bob, true))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.expires_in_ms, 6000);
+    match next_event(&mut events).await {
+        room_event::Kind::Typing(t) => {
+            assert_eq!(
+                (t.username.as_str(), t.typing, t.expires_in_ms),
+                ("bob", true, 6000)
+            )
+        }
+        other => panic!("expected bob typing (alice's own is not echoed), got {other:?}"),
+    }
+    let sent = send(&mut cb, &bob, "ev", "hello").await;
+    cb.send_typing(typing(&bob, false)).await.unwrap();
+    let mut saw_message = false;
+    loop {
+        let item = next_item(&mut events).await;
+        if let Some(m) = item.message {
+            assert_eq!(m, sent);
+            saw_message = true;
+        } else if let Some(room_event::Kind::Typing(t)) = item.event.and_then(|e| e.kind) {
+            assert!(!t.typing && t.username == "bob");
+            break;
+        }
+    }
+    assert!(saw_message, "messages and events share the stream");
+    pb.leave(authed(&bob, LeaveRequest { room: "ev".into() }))
+        .await
+        .unwrap();
+    match next_event(&mut events).await {
+        room_event::Kind::Left(m) => {
+            assert_eq!((m.username.as_str(), m.online_count), ("bob", 0))
+        }
+        other => panic!("expected bob's leave, got {other:?}"),
+    }
+    // The plain subscriber saw the message and nothing else.
+    let item = next_item(&mut plain).await;
+    assert_eq!(item.message.unwrap(), sent);
+    assert!(item.event.is_none());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), plain.next())
+            .await
+            .is_err(),
+        "no events without `events`"
+    );
+    // Nothing of it was stored: the history is the one message.
+    let hist = ca
+        .list_messages(authed(
+            &alice,
+            ListMessagesRequest {
+                room: "ev".into(),
+                limit: 10,
+                before_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(hist.messages, vec![sent]);
+}
+
+/// A returning user sees how many messages others sent since their read marker, per room;
+/// markers and typing signals validate rooms and ids, and typing is rate limited.
+#[tokio::test]
+async fn read_markers_unread_counts_and_bad_input() {
+    let redis = RedisServer::start();
+    let auth = start_auth().await;
+    let (a, _sa) = start_chat(&redis, &auth, Default::default()).await;
+    let (b, _sb) = start_chat(&redis, &auth, Default::default()).await;
+    let (alice, bob) = (auth.login("alice").await, auth.login("bob").await);
+    let mut ca = ChatServiceClient::new(channel(a).await);
+    let mut cb = ChatServiceClient::new(channel(b).await);
+    let first = send(&mut cb, &bob, "news", "one").await;
+    send(&mut cb, &bob, "quiet", "q").await;
+    let mark = |t: &str, room: &str, id: &str| {
+        authed(
+            t,
+            MarkReadRequest {
+                room: room.into(),
+                last_read_id: id.into(),
+            },
+        )
+    };
+    let stored = ca
+        .mark_read(mark(&alice, "news", &first.id))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stored.last_read_id, first.id);
+    for i in 0..3 {
+        send(&mut cb, &bob, "news", &format!("n{i}")).await;
+    }
+    send(&mut ca, &alice, "news", "my own").await;
+    let rooms = cb
+        .list_rooms(authed(&alice, ListRoomsRequest { limit: 0 }))
+        .await
+        .unwrap()
+        .into_inner()
+        .rooms;
+    let news = rooms.iter().find(|r| r.name == "news").unwrap();
+    assert_eq!(
+        (news.unread_count, news.last_read_id.as_str()),
+        (3, first.id.as_str())
+    );
+    let quiet = rooms.iter().find(|r| r.name == "quiet").unwrap();
+    assert_eq!(
+        (quiet.unread_count, quiet.last_read_id.as_str()),
+        (0, ""),
+        "never read"
+    );
+    // Reading up to the newest clears it; a marker past the newest message is clamped.
+    let clamped = ca
+        .mark_read(mark(&alice, "news", "99999999999999-0"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_ne!(clamped.last_read_id, "99999999999999-0");
+    let rooms = ca
+        .list_rooms(authed(&alice, ListRoomsRequest { limit: 0 }))
+        .await
+        .unwrap()
+        .into_inner()
+        .rooms;
+    assert_eq!(
+        rooms
+            .iter()
+            .find(|r| r.name == "news")
+            .unwrap()
+            .unread_count,
+        0
+    );
+
+    for (room, id, expect) in [
+        ("news", "", "last_read_id must not be empty"),
+        ("news", "yesterday", "last_read_id must be a message id"),
+        ("bad room", "1-0", "room may only contain"),
+        (&"r".repeat(65) as &str, "1-0", "at most 64"),
+    ] {
+        let err = ca.mark_read(mark(&alice, room, id)).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{room} {id}");
+        assert!(err.message().contains(expect), "{}", err.message());
+    }
+    let typing = |room: &str| {
+        authed(
+            &alice,
+            SendTypingRequest {
+                room: room.into(),
+                typing: true,
+            },
+        )
+    };
+    for room in ["", "no spaces", "{tag}", &"r".repeat(65)] {
+        let err = ca.send_typing(typing(room)).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{room:?}");
+    }
+    // 1 signal/s, burst 5, per user, across replicas.
+    let clients = [&mut ca, &mut cb];
+    let mut refused = None;
+    for i in 0..8 {
+        if let Err(e) = clients[i % 2].send_typing(typing("news")).await {
+            refused = Some((i, e));
+            break;
+        }
+    }
+    let (i, err) = refused.expect("typing is rate limited");
+    assert_eq!(i, 5, "burst 5 over both replicas");
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    assert!(
+        err.message().contains("typing signals/s"),
+        "{}",
+        err.message()
+    );
+}
+
+/// Rotating auth's key while users are connected logs nobody out: a live subscriber keeps
+/// its stream and its old token keeps working, and a token signed with the new key is
+/// accepted by chat at once (chat re-fetches the keys instead of refusing it).
+#[tokio::test]
+async fn key_rotation_keeps_live_subscribers_and_their_calls_working() {
+    let redis = RedisServer::start();
+    let key_dir = std::env::temp_dir().join(format!(
+        "pfc-chat-rotation-{}-{}",
+        std::process::id(),
+        pfc_testkit::free_port()
+    ));
+    let dir = key_dir.clone();
+    let auth = start_auth_with(move |_| pfc_auth::Config {
+        key_dir: Some(dir),
+        key_reload: Duration::from_millis(100),
+        ..Default::default()
+    })
+    .await;
+    let limits = pfc_chat::Limits {
+        keys_refresh: Duration::from_secs(3600),
+        ..Default::default()
+    };
+    let (a, _sa) = start_chat(&redis, &auth, limits.clone()).await;
+    let (b, _sb) = start_chat(&redis, &auth, limits).await;
+    let alice = auth.login("alice").await;
+    let mut ca = ChatServiceClient::new(channel(a).await);
+    let mut cb = ChatServiceClient::new(channel(b).await);
+    let mut live = ca
+        .subscribe(authed(&alice, subscribe_req("rot", false)))
+        .await
+        .unwrap()
+        .into_inner();
+    let before = send(&mut cb, &alice, "rot", "before").await;
+    assert_eq!(next_item(&mut live).await.message.unwrap(), before);
+
+    pfc_auth::write_new_key(&key_dir, pfc_auth::now_secs()).unwrap();
+    let kid = |t: &str| t.split('.').next().unwrap().to_string();
+    let bob = loop {
+        let t = auth.login("bob").await;
+        if kid(&t) != kid(&alice) {
+            break t;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // Bob's token is signed with a key neither chat replica has seen: accepted on both.
+    let m1 = send(&mut cb, &bob, "rot", "signed with the new key").await;
+    let m2 = send(&mut ca, &bob, "rot", "on the other replica too").await;
+    // Alice's stream is still live, and her token from before the rotation still works.
+    assert_eq!(next_item(&mut live).await.message.unwrap(), m1);
+    assert_eq!(next_item(&mut live).await.message.unwrap(), m2);
+    let m3 = send(&mut ca, &alice, "rot", "old token, next call").await;
+    assert_eq!(next_item(&mut live).await.message.unwrap(), m3);
+    ca.list_rooms(authed(&alice, ListRoomsRequest { limit: 0 }))
+        .await
+        .unwrap();
+    let _ = std::fs::remove_dir_all(key_dir);
 }
 
 /// A member that stops heartbeating vanishes after the TTL; WatchPresence reports join and expiry.

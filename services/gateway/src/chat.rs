@@ -6,9 +6,13 @@
 //! - `POST /api/v1/auth/login`: the same login under the versioned API.
 //! - `GET /api/v1/rooms`; `GET|POST /api/v1/rooms/{room}/messages`;
 //!   `GET|POST|DELETE /api/v1/rooms/{room}/presence` (list, heartbeat, leave).
+//! - `POST /api/v1/rooms/{room}/typing` (typing signal, never stored; bodies over 256 bytes
+//!   are 413), `PUT /api/v1/rooms/{room}/read` (read marker; `GET /api/v1/rooms` returns the
+//!   unread count per room).
 //! - `GET /api/v1/rooms/{room}/events`: SSE, `message` events (id = message id, so a
-//!   reconnecting `EventSource` resumes with `Last-Event-ID` and misses nothing) and `presence`
-//!   events (the online list whenever it changes; no id, so they never move the resume point).
+//!   reconnecting `EventSource` resumes with `Last-Event-ID` and misses nothing), `presence`
+//!   events (the online list whenever it changes) and `join`, `leave`, `typing` events; none
+//!   but `message` has an id, so they never move the resume point.
 //!
 //! Every chat route needs the token: `Authorization: Bearer <jwt>`, or `?access_token=` for
 //! `EventSource`, which cannot set headers. The gateway forwards it; chat verifies it.
@@ -53,13 +57,18 @@ pub fn router() -> Router<AppState> {
             get(online).post(heartbeat).delete(leave),
         )
         .route("/api/v1/rooms/{room}/events", get(events))
+        .route("/api/v1/rooms/{room}/typing", post(typing))
+        .route("/api/v1/rooms/{room}/read", axum::routing::put(mark_read))
 }
+
+/// Largest typing signal body: `{"typing":true}` is 15 bytes.
+pub const MAX_TYPING_BODY: usize = 256;
 
 /// The chat part of the OpenAPI document (merged into `/openapi.json`).
 #[derive(OpenApi)]
 #[openapi(
-    paths(origin_login, origin_verify, login, list_rooms, list_messages, send_message, online, heartbeat, leave, events),
-    components(schemas(LoginBody, LoginResult, VerifyBody, VerifyResult, TokenClaims, ChatMessage, MessagePage, SendBody, Room, Rooms, Member, Presence, HeartbeatResult)),
+    paths(origin_login, origin_verify, login, list_rooms, list_messages, send_message, online, heartbeat, leave, events, typing, mark_read),
+    components(schemas(LoginBody, LoginResult, VerifyBody, VerifyResult, TokenClaims, ChatMessage, MessagePage, SendBody, Room, Rooms, Member, Presence, HeartbeatResult, TypingBody, TypingResult, ReadBody, ReadResult, MemberEvent, TypingEvent)),
     tags(
         (name = "auth", description = "Log in with a pseudo; tokens are EdDSA JWTs"),
         (name = "chat", description = "Rooms, history, live messages and presence (Bearer token required)"),
@@ -196,6 +205,66 @@ pub struct Room {
     pub name: String,
     /// Last message (RFC 3339).
     pub last_activity_at: String,
+    /// Messages by others after the caller's read marker (at most 100, meaning "100 or
+    /// more"); 0 when the caller never marked the room read.
+    pub unread_count: u32,
+    /// The caller's read marker; absent when none.
+    pub last_read_id: Option<String>,
+}
+
+/// A typing signal.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TypingBody {
+    /// True (default): started or still typing; false: stopped.
+    #[serde(default = "yes")]
+    pub typing: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// How long a typing signal shows.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TypingResult {
+    /// Others hide the indicator after this long: renew before it passes.
+    pub expires_in_ms: u32,
+}
+
+/// The last message read.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ReadBody {
+    /// Id of the last message read (e.g. the newest one shown).
+    #[schema(example = "1732380000000-0")]
+    pub last_read_id: String,
+}
+
+/// The read marker as stored.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ReadResult {
+    /// The marker: never moves back, never past the room's newest message; absent for a room
+    /// without messages.
+    pub last_read_id: Option<String>,
+}
+
+/// `join` / `leave` SSE event: a member came online or went offline.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MemberEvent {
+    /// Username.
+    pub username: String,
+    /// Members online after the change.
+    pub online_count: u32,
+}
+
+/// `typing` SSE event (never about the subscriber itself).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TypingEvent {
+    /// Who.
+    pub username: String,
+    /// Started (true) or stopped (false).
+    pub typing: bool,
+    /// Hide the indicator after this long unless renewed.
+    pub expires_in_ms: u32,
 }
 
 /// Rooms, most recently active first.
@@ -443,6 +512,8 @@ pub async fn list_rooms(
             .map(|r| Room {
                 last_activity_at: r.last_activity_at.as_ref().map(rfc3339).unwrap_or_default(),
                 name: r.name,
+                unread_count: r.unread_count,
+                last_read_id: (!r.last_read_id.is_empty()).then_some(r.last_read_id),
             })
             .collect(),
     }))
@@ -590,7 +661,125 @@ pub async fn leave(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Tell the room you are typing (or stopped). Never stored; others see a `typing` event.
+#[utoipa::path(post, path = "/api/v1/rooms/{room}/typing", tag = "chat", security(("bearer" = [])),
+    params(("room" = String, Path, description = "Room name")),
+    request_body = TypingBody,
+    responses(
+        (status = 200, description = "Relayed to the room's subscribers", body = TypingResult),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 413, description = "Body over 256 bytes", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 422, description = "Invalid room or field", body = ErrorBody),
+        (status = 429, description = "More than 1 signal/s (burst 5)", body = ErrorBody),
+        (status = 503, description = "Chat unavailable", body = ErrorBody),
+    ))]
+pub async fn typing(
+    State(st): State<AppState>,
+    Path(room): Path<String>,
+    req: axum::extract::Request,
+) -> Result<Json<TypingResult>, ApiError> {
+    use axum::extract::FromRequest as _;
+    let token = token_of(req.headers(), None);
+    // A typing signal is tiny: anything bigger is refused before it is parsed.
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, MAX_TYPING_BODY)
+        .await
+        .map_err(|_| {
+            ApiError::PayloadTooLarge(format!(
+                "typing signal is larger than {MAX_TYPING_BODY} bytes"
+            ))
+        })?;
+    let req = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
+    let JsonBody(body) = JsonBody::<TypingBody>::from_request(req, &st).await?;
+    let resp = st
+        .chat_client()
+        .send_typing(authed(
+            &st,
+            &token,
+            pb::SendTypingRequest {
+                room,
+                typing: body.typing,
+            },
+            true,
+        )?)
+        .await?
+        .into_inner();
+    Ok(Json(TypingResult {
+        expires_in_ms: resp.expires_in_ms,
+    }))
+}
+
+/// Record the last message you have read in a room (for the unread counts of `GET /api/v1/rooms`).
+#[utoipa::path(put, path = "/api/v1/rooms/{room}/read", tag = "chat", security(("bearer" = [])),
+    params(("room" = String, Path, description = "Room name")),
+    request_body = ReadBody,
+    responses(
+        (status = 200, description = "The marker as stored", body = ReadResult),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 422, description = "Invalid room or message id", body = ErrorBody),
+        (status = 503, description = "Chat unavailable", body = ErrorBody),
+    ))]
+pub async fn mark_read(
+    State(st): State<AppState>,
+    Path(room): Path<String>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<ReadBody>,
+) -> Result<Json<ReadResult>, ApiError> {
+    let token = token_of(&headers, None);
+    let resp = st
+        .chat_client()
+        .mark_read(authed(
+            &st,
+            &token,
+            pb::MarkReadRequest {
+                room,
+                last_read_id: body.last_read_id,
+            },
+            true,
+        )?)
+        .await?
+        .into_inner();
+    Ok(Json(ReadResult {
+        last_read_id: (!resp.last_read_id.is_empty()).then_some(resp.last_read_id),
+    }))
+}
+
 // ---------------------------------------------------------------- live events
+
+/// The SSE form of a room event: `join`, `leave` or `typing`.
+fn room_event(e: pb::RoomEvent) -> Option<Event> {
+    use pb::room_event::Kind;
+    let (name, data) = match e.kind? {
+        Kind::Joined(m) => (
+            "join",
+            serde_json::to_string(&MemberEvent {
+                username: m.username,
+                online_count: m.online_count,
+            }),
+        ),
+        Kind::Left(m) => (
+            "leave",
+            serde_json::to_string(&MemberEvent {
+                username: m.username,
+                online_count: m.online_count,
+            }),
+        ),
+        Kind::Typing(t) => (
+            "typing",
+            serde_json::to_string(&TypingEvent {
+                username: t.username,
+                typing: t.typing,
+                expires_in_ms: t.expires_in_ms,
+            }),
+        ),
+    };
+    Some(Event::default().event(name).data(data.unwrap_or_default()))
+}
 
 fn error_event(status: tonic::Status) -> Event {
     let err = ApiError::from(status);
@@ -610,12 +799,14 @@ fn error_event(status: tonic::Status) -> Event {
 ///
 /// `message` events carry a ChatMessage and its id; a reconnecting `EventSource` sends
 /// `Last-Event-ID` and gets every message after it, exactly once. `presence` events carry the
-/// online list (Presence) whenever it changes, the current one first.
+/// online list (Presence) whenever it changes, the current one first; `join` and `leave`
+/// (MemberEvent) name who came and went, `typing` (TypingEvent) who types. Only messages are
+/// replayed on reconnect: the other events are ephemeral.
 #[utoipa::path(get, path = "/api/v1/rooms/{room}/events", tag = "chat", security(("bearer" = [])),
     params(("room" = String, Path, description = "Room name"), EventsQuery,
         ("Last-Event-ID" = Option<String>, Header, description = "Resume after this message id")),
     responses(
-        (status = 200, description = "`text/event-stream` of `message` (ChatMessage) and `presence` (Presence) events", content_type = "text/event-stream", body = ChatMessage),
+        (status = 200, description = "`text/event-stream` of `message` (ChatMessage), `presence` (Presence), `join`/`leave` (MemberEvent) and `typing` (TypingEvent) events", content_type = "text/event-stream", body = ChatMessage),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 422, description = "Invalid room or resume id", body = ErrorBody),
         (status = 503, description = "Chat unavailable", body = ErrorBody),
@@ -642,18 +833,22 @@ pub async fn events(
             pb::SubscribeRequest {
                 room: room.clone(),
                 after_id: after,
-                events: false,
+                events: true,
             },
             false,
         )?)
         .await?
         .into_inner()
         .map(|item| match item {
-            Ok(r) => r.message.map(|m| {
-                let m = ChatMessage::from(m);
-                let data = serde_json::to_string(&m).unwrap_or_default();
-                (false, Event::default().event("message").id(m.id).data(data))
-            }),
+            Ok(r) => match (r.message, r.event) {
+                (Some(m), _) => {
+                    let m = ChatMessage::from(m);
+                    let data = serde_json::to_string(&m).unwrap_or_default();
+                    Some((false, Event::default().event("message").id(m.id).data(data)))
+                }
+                (None, Some(e)) => room_event(e).map(|ev| (false, ev)),
+                (None, None) => None,
+            },
             Err(status) => Some((true, error_event(status))),
         });
     let presence_events = st

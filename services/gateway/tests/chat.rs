@@ -287,3 +287,152 @@ async fn events_need_a_token() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"]["code"], "unauthenticated");
 }
+
+/// The events stream carries `join`, `typing` and `leave` for other members; typing and read
+/// markers have REST routes with clear errors (an oversized typing signal is 413), and the
+/// room list shows a returning user's unread count.
+#[tokio::test]
+async fn room_events_typing_and_unread_over_rest() {
+    let (app, _stop) = app().await;
+    let alice = login(&app, "alice").await;
+    let bob = login(&app, "bob").await;
+    let req = Request::get(format!("/api/v1/rooms/ev/events?access_token={alice}"))
+        .body(Body::empty())
+        .unwrap();
+    let mut body = app.clone().oneshot(req).await.unwrap().into_body();
+    let mut seen = String::new();
+    read_until(&mut body, &mut seen, |s| s.contains("event: presence")).await;
+    call(&app, "POST", "/api/v1/rooms/ev/presence", Some(&bob), None).await;
+    read_until(&mut body, &mut seen, |s| s.contains("event: join")).await;
+    assert!(
+        seen.contains(r#"{"username":"bob","online_count":1}"#),
+        "{seen}"
+    );
+    let (status, r) = call(
+        &app,
+        "POST",
+        "/api/v1/rooms/ev/typing",
+        Some(&bob),
+        Some(json!({ "typing": true })),
+    )
+    .await;
+    assert_eq!(
+        (status, &r),
+        (StatusCode::OK, &json!({ "expires_in_ms": 6000 }))
+    );
+    read_until(&mut body, &mut seen, |s| s.contains("event: typing")).await;
+    assert!(
+        seen.contains(r#"{"username":"bob","typing":true,"expires_in_ms":6000}"#),
+        "{seen}"
+    );
+    call(
+        &app,
+        "DELETE",
+        "/api/v1/rooms/ev/presence",
+        Some(&bob),
+        None,
+    )
+    .await;
+    read_until(&mut body, &mut seen, |s| s.contains("event: leave")).await;
+
+    // Bad typing signals and read markers.
+    let big = json!({ "typing": true, "pad": "x".repeat(300) });
+    let (status, r) = call(
+        &app,
+        "POST",
+        "/api/v1/rooms/ev/typing",
+        Some(&bob),
+        Some(big),
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("256 bytes"),
+        "{r}"
+    );
+    let (status, _) = call(
+        &app,
+        "POST",
+        "/api/v1/rooms/ev/typing",
+        Some(&bob),
+        Some(json!({ "typing": "yes" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = call(
+        &app,
+        "POST",
+        "/api/v1/rooms/bad%20room/typing",
+        Some(&bob),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = call(
+        &app,
+        "POST",
+        "/api/v1/rooms/ev/typing",
+        None,
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let read = |id: &str| Some(json!({ "last_read_id": id }));
+    let (status, r) = call(
+        &app,
+        "PUT",
+        "/api/v1/rooms/ev/read",
+        Some(&alice),
+        read("soon"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("message id"),
+        "{r}"
+    );
+
+    // Unread: alice reads, bob writes twice, alice comes back.
+    let (_, m) = call(
+        &app,
+        "POST",
+        "/api/v1/rooms/ev/messages",
+        Some(&bob),
+        Some(json!({ "text": "1" })),
+    )
+    .await;
+    let id = m["id"].as_str().unwrap();
+    let (status, r) = call(&app, "PUT", "/api/v1/rooms/ev/read", Some(&alice), read(id)).await;
+    assert_eq!(
+        (status, &r),
+        (StatusCode::OK, &json!({ "last_read_id": id }))
+    );
+    for text in ["2", "3"] {
+        call(
+            &app,
+            "POST",
+            "/api/v1/rooms/ev/messages",
+            Some(&bob),
+            Some(json!({ "text": text })),
+        )
+        .await;
+    }
+    let (_, rooms) = call(&app, "GET", "/api/v1/rooms", Some(&alice), None).await;
+    let ev = rooms["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "ev")
+        .unwrap();
+    assert_eq!(ev["unread_count"], 2, "{rooms}");
+    assert_eq!(ev["last_read_id"], id);
+    let (_, rooms) = call(&app, "GET", "/api/v1/rooms", Some(&bob), None).await;
+    assert_eq!(rooms["rooms"][0]["unread_count"], 0);
+    assert_eq!(rooms["rooms"][0]["last_read_id"], Value::Null);
+}
