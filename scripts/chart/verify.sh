@@ -113,7 +113,7 @@ reject "additional properties 'replicas' not allowed" --set gateway.replicas=3
 reject "value must be one of" --set image.pullPolicy=Sometimes
 reject "externalRedis.url" --set redis.enabled=false
 reject "tlsSecretName" --set grpcIngress.enabled=true
-reject "exclusive" --set worker.keda.enabled=true
+reject "value must be one of" --set worker.keda.enabled=sometimes
 reject "minimum: got 80, want 30,000" --set gateway.service.type=NodePort --set gateway.service.nodePort=80
 
 say "upgrade behaviour"

@@ -442,6 +442,17 @@ pfc.tmpVolume / pfc.tmpMount: a small writable /tmp (the root filesystem is read
 {{- end }}
 
 {{/*
+pfc.workerKeda: "true" when KEDA scales the workers: worker.keda.enabled is true, or "auto" and
+the cluster serves keda.sh/v1alpha1 ScaledObjects (`helm template` needs
+`--api-versions keda.sh/v1alpha1/ScaledObject`; Argo CD passes the cluster's). The CPU HPA of
+the workers is then not rendered (KEDA creates its own).
+*/}}
+{{- define "pfc.workerKeda" -}}
+{{- $k := .Values.worker.keda.enabled }}
+{{- if or (eq (toString $k) "true") (and (eq (toString $k) "auto") (.Capabilities.APIVersions.Has "keda.sh/v1alpha1/ScaledObject")) }}true{{ end }}
+{{- end }}
+
+{{/*
 pfc.validate: fail early on contradictory values.
 */}}
 {{- define "pfc.validate" -}}
@@ -453,9 +464,6 @@ pfc.validate: fail early on contradictory values.
 {{- if le $grace (add (int $.Values.config.shutdownDelaySeconds) 5 | int) }}
 {{- fail (printf "%s.terminationGracePeriodSeconds (%d) must exceed config.shutdownDelaySeconds (%d) by more than 5 s: the lame-duck delay, then the drain" $c $grace (int $.Values.config.shutdownDelaySeconds)) }}
 {{- end }}
-{{- end }}
-{{- if and .Values.worker.keda.enabled .Values.worker.autoscaling.enabled }}
-{{- fail "worker.keda.enabled and worker.autoscaling.enabled are exclusive (KEDA creates its own HPA): set worker.autoscaling.enabled=false" }}
 {{- end }}
 {{- if and (not .Values.redis.enabled) (not .Values.externalRedis.url) }}
 {{- fail "redis.enabled=false needs externalRedis.url (redis://host:6379)" }}
