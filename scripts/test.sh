@@ -14,3 +14,5 @@ fi
 cargo test --workspace --locked "$@"
 # Browser end-to-end tests of the web UI in headless Chromium against `pfc dev` (docs/gateway.md).
 scripts/test-web.sh
+# Python and TypeScript SDKs: unit, protocol and end-to-end tests with real worker processes (docs/workers.md).
+scripts/test-sdks.sh
