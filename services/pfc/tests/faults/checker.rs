@@ -895,7 +895,15 @@ fn redelivery(history: &History, fin: &Final, s: &mut Summary) {
             };
             if f.kind == FaultKind::WorkerPause {
                 s.zombie_held += 1;
-                if job.worker_id == f.target && job.attempts == *attempts {
+                let expired = job
+                    .error
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with("lease expired"));
+                if job.worker_id == f.target
+                    && job.attempts == *attempts
+                    && job.status.terminal()
+                    && !(job.status == Status::Failed && expired)
+                {
                     s.zombie_accepted += 1;
                 }
                 s.zombie_refused += history
