@@ -56,11 +56,14 @@ async fn start() -> Stack {
         max_payload_bytes: 1024 * 1024,
         default_max_attempts: 3,
     };
+    let workers =
+        pfc_jobs::Workers::new(store.clone(), args.lease, Default::default(), stop.clone());
     let routes = tonic::service::Routes::new(pfc_jobs::service(
         store.clone(),
         Registry::builtin(),
         limits,
-    ));
+    ))
+    .add_service(workers.into_server());
     let routes = pfc_runtime::grpc::with_health_and_reflection(routes, health).unwrap();
     tokio::spawn(pfc_jobs::background(
         store.clone(),
@@ -76,15 +79,15 @@ async fn start() -> Stack {
         stop.wait(),
     ));
 
-    // A real worker on the same store.
+    // The built-in worker, over the worker protocol.
     let worker_args = pfc_worker::WorkerArgs {
         concurrency: 4,
         shutdown_timeout: Duration::from_secs(1),
         job_timeout: Duration::from_secs(30),
     };
-    let worker =
-        pfc_worker::Worker::new(store.clone(), Registry::builtin(), worker_args, args.lease);
-    tokio::spawn(worker.run(stop.wait()));
+    let url = format!("http://{grpc_addr}");
+    let worker = pfc_worker::builtin(&url, Registry::builtin(), &worker_args, Some("test"));
+    tokio::spawn(worker.run_until(stop.wait()));
 
     // The gateway.
     let http = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -428,21 +428,16 @@ impl JobService for Jobs {
         Ok(Response::new(stats_to_pb(stats)))
     }
 
+    /// The built-in kinds, then every kind a live worker declared, each with its live
+    /// workers and their total concurrency.
+    #[tracing::instrument(name = "ListKinds", skip_all)]
     async fn list_kinds(
         &self,
         _req: Request<pb::ListKindsRequest>,
     ) -> Result<Response<pb::ListKindsResponse>, Status> {
+        let stats = self.store.stats().await.map_err(JobError::from)?;
         Ok(Response::new(pb::ListKindsResponse {
-            kinds: self
-                .registry
-                .iter()
-                .map(|p| pb::Kind {
-                    name: p.name().into(),
-                    description: p.description().into(),
-                    builtin: true,
-                    ..Default::default()
-                })
-                .collect(),
+            kinds: crate::worker_service::kinds(&self.registry, &stats.workers),
         }))
     }
 }

@@ -116,6 +116,48 @@ impl Workers {
     }
 }
 
+/// What `ListKinds` answers: the built-in kinds (described), then every other kind declared
+/// by a live worker (by name); each with the number of live workers declaring it and their
+/// total concurrency (shared with their other kinds).
+pub fn kinds(
+    registry: &pfc_processors::Registry,
+    workers: &[WorkerInfo],
+) -> Vec<pfc_proto::jobs::v1::Kind> {
+    use pfc_proto::jobs::v1::Kind;
+    let mut declared: std::collections::BTreeMap<&str, (u32, u32)> = Default::default();
+    for w in workers {
+        for k in &w.kinds {
+            let e = declared.entry(k.as_str()).or_default();
+            e.0 += 1;
+            e.1 = e.1.saturating_add(w.concurrency);
+        }
+    }
+    let mut out: Vec<Kind> = registry
+        .iter()
+        .map(|p| {
+            let (workers, concurrency) = declared.remove(p.name()).unwrap_or_default();
+            Kind {
+                name: p.name().into(),
+                description: p.description().into(),
+                builtin: true,
+                workers,
+                concurrency,
+            }
+        })
+        .collect();
+    out.extend(
+        declared
+            .into_iter()
+            .map(|(name, (workers, concurrency))| Kind {
+                name: name.into(),
+                workers,
+                concurrency,
+                ..Default::default()
+            }),
+    );
+    out
+}
+
 /// True when `kind` matches `[a-z0-9][a-z0-9._-]{0,63}`.
 pub fn valid_kind(kind: &str) -> bool {
     let b = kind.as_bytes();
@@ -1115,6 +1157,41 @@ async fn progress(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// ListKinds: built-in kinds first (with the workers that declared them), then declared
+    /// kinds by name, with live workers and total concurrency.
+    #[test]
+    fn kinds_of_live_workers() {
+        let w = |id: &str, c: u32, kinds: &[&str]| WorkerInfo {
+            id: id.into(),
+            concurrency: c,
+            in_flight: 0,
+            kinds: kinds.iter().map(|k| k.to_string()).collect(),
+            last_seen: 0,
+        };
+        let registry = pfc_processors::Registry::builtin();
+        let list = super::kinds(
+            &registry,
+            &[
+                w("a", 8, &["resize", "uppercase"]),
+                w("b", 4, &["resize", "email"]),
+            ],
+        );
+        let builtin = registry.iter().count();
+        assert!(list[..builtin]
+            .iter()
+            .all(|k| k.builtin && !k.description.is_empty()));
+        let upper = list.iter().find(|k| k.name == "uppercase").unwrap();
+        assert_eq!((upper.workers, upper.concurrency), (1, 8));
+        let rest: Vec<_> = list[builtin..]
+            .iter()
+            .map(|k| (k.name.as_str(), k.workers, k.concurrency, k.builtin))
+            .collect();
+        assert_eq!(rest, [("email", 1, 4, false), ("resize", 2, 12, false)]);
+        let idle = super::kinds(&registry, &[]);
+        assert_eq!(idle.len(), builtin);
+        assert!(idle.iter().all(|k| k.workers == 0));
+    }
 
     /// Kinds follow `[a-z0-9][a-z0-9._-]{0,63}`.
     #[test]

@@ -366,6 +366,24 @@ async fn unknown_kinds_wait() {
     server.submit("somebody.else", serde_json::json!(1)).await;
     let mut w = Raw::connect(&server, hello(&["never.seen-before"], 2)).await;
     w.quiet(Duration::from_millis(800)).await;
+    // ListKinds: the built-in kinds, and the live worker's kind with its concurrency
+    let kinds = server
+        .jobs()
+        .await
+        .list_kinds(jpb::ListKindsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .kinds;
+    assert!(kinds.iter().any(|k| k.name == "uppercase" && k.builtin));
+    let mine = kinds
+        .iter()
+        .find(|k| k.name == "never.seen-before")
+        .expect("a live worker's kind is listed");
+    assert_eq!(
+        (mine.workers, mine.concurrency, mine.builtin),
+        (1, 2, false)
+    );
     let id = server
         .submit("never.seen-before", serde_json::json!({"x": 1}))
         .await;

@@ -106,13 +106,15 @@ pub async fn run(
         services,
         stop.wait(),
     ));
-    let worker = pfc_worker::Worker::new(
-        store.clone(),
+    // The built-in worker speaks the worker protocol to the gRPC server above over loopback,
+    // exactly as `pfc worker` (and users' workers) do in a deployment.
+    let worker = pfc_worker::builtin(
+        &format!("http://{grpc_local}"),
         Registry::builtin(),
-        config.worker.clone(),
-        config.store.lease,
+        &config.worker,
+        Some("dev"),
     );
-    let worker = tokio::spawn(worker.run(stop.wait()));
+    let worker = tokio::spawn(worker.run_until(stop.wait()));
 
     tracing::info!(
         grpc = %config.grpc_addr,
@@ -126,7 +128,11 @@ pub async fn run(
 
     stop.wait().await;
     gateway.await.context("gateway task")??;
-    let _ = worker.await;
+    match worker.await {
+        Ok(Err(e)) => tracing::error!(error = %e, "the built-in worker stopped"),
+        Err(e) => tracing::error!(error = %e, "the built-in worker panicked"),
+        Ok(Ok(())) => {}
+    }
     grpc.await.context("gRPC server task")??;
     bg.abort();
     Ok(())

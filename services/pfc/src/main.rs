@@ -96,7 +96,7 @@ enum Command {
     Dev(dev::DevConfig),
     /// The jobs core: gRPC JobService in front of Redis.
     Jobs(pfc_jobs::Config),
-    /// A worker: runs jobs from Redis.
+    /// A worker: runs the built-in kinds with jobs from the jobs core (the worker protocol).
     Worker(pfc_worker::Config),
     /// The auth service: issues and verifies EdDSA JWTs, publishes its JWKS.
     Auth(pfc_auth::Config),
@@ -157,8 +157,7 @@ async fn main() -> anyhow::Result<()> {
             let l = pfc_runtime::bind(c.grpc_addr).await?;
             pfc_jobs::run(l, c, shutdown).await
         }
-        Command::Worker(mut c) => {
-            c.store.load_password_file().context(password_file)?;
+        Command::Worker(c) => {
             // Nothing dials a worker but its health probes, so two workers on one host must
             // both start with their defaults: a taken default port falls back to an
             // ephemeral one. An address that was asked for fails loudly (Kubernetes probes).

@@ -24,8 +24,8 @@ async fn killed_worker_loses_no_job() {
         let text = if i % 2 == 0 { "30" } else { "25" };
         ids.push(submit(&mut c, "sleep", text).await);
     }
-    let mut victim = WorkerProcess::spawn(&redis.url(), 16);
-    let _survivor = WorkerProcess::spawn(&redis.url(), 16);
+    let mut victim = WorkerProcess::spawn(&server.url(), 16);
+    let _survivor = WorkerProcess::spawn(&server.url(), 16);
     // 30 ms jobs on 32 slots: ~1 s of work; kill one worker once a fifth is done
     let addr = server.addr;
     pfc_testkit::wait_until(

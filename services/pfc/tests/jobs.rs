@@ -15,8 +15,7 @@ async fn redis_stack() -> (RedisServer, JobsServer, pfc_runtime::Shutdown) {
     let redis = RedisServer::start();
     let args = store_args(Some(redis.url()));
     let server = JobsServer::start(args.clone()).await;
-    let store = args.open(false).unwrap();
-    let (worker_stop, _) = start_worker(store, 8);
+    let (worker_stop, _) = start_worker(server.addr, 8);
     (redis, server, worker_stop)
 }
 
@@ -59,7 +58,7 @@ async fn watch_sees_queued_processing_done() {
         .into_inner();
     let first = stream.message().await.unwrap().unwrap().job.unwrap();
     assert_eq!(first.status(), pb::JobStatus::Queued);
-    let (_stop, _task) = start_worker(args.open(false).unwrap(), 2);
+    let (_stop, _task) = start_worker(server.addr, 2);
     let mut seen = vec![first.status()];
     while let Some(msg) = tokio::time::timeout(Duration::from_secs(10), stream.message())
         .await
@@ -163,7 +162,7 @@ async fn finished_jobs_expire() {
         ..store_args(Some(redis.url()))
     };
     let server = JobsServer::start(args.clone()).await;
-    let (_s, _t) = start_worker(args.open(false).unwrap(), 2);
+    let (_s, _t) = start_worker(server.addr, 2);
     let mut c = server.client().await;
     let id = submit(&mut c, "uppercase", "short-lived").await;
     wait_terminal(&mut c, &id, Duration::from_secs(10)).await;

@@ -11,9 +11,9 @@ use common::*;
 use pfc_proto::jobs::v1 as pb;
 use pfc_testkit::RedisServer;
 
-fn spawn_worker(redis_url: &str, shutdown_timeout: &str) -> std::process::Child {
+fn spawn_worker(jobs_url: &str, shutdown_timeout: &str) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_pfc"))
-        .args(["worker", "--redis-url", redis_url, "--concurrency", "4"])
+        .args(["worker", "--jobs-url", jobs_url, "--concurrency", "4"])
         .args([
             "--grpc-addr",
             &format!("127.0.0.1:{}", pfc_testkit::free_port()),
@@ -60,7 +60,7 @@ async fn sigterm_mid_jobs(
     let redis = RedisServer::start();
     let server = JobsServer::start(store_args(Some(redis.url()))).await;
     let mut c = server.client().await;
-    let mut worker = spawn_worker(&redis.url(), shutdown_timeout);
+    let mut worker = spawn_worker(&server.url(), shutdown_timeout);
     let ids = [
         submit(&mut c, "sleep", ms).await,
         submit(&mut c, "sleep", ms).await,
@@ -103,7 +103,7 @@ async fn sigterm_lets_running_jobs_finish() {
 /// once (not after a lease expiry, and without using an attempt), and another worker runs them.
 #[tokio::test]
 async fn sigterm_releases_unfinished_jobs() {
-    let (redis, server, ids, exit) = sigterm_mid_jobs("5000", "300ms").await;
+    let (_redis, server, ids, exit) = sigterm_mid_jobs("5000", "300ms").await;
     assert!(exit < Duration::from_secs(3), "exit took {exit:?}");
     let mut c = server.client().await;
     for id in &ids {
@@ -116,6 +116,6 @@ async fn sigterm_releases_unfinished_jobs() {
         assert_eq!(j.attempts, 0, "a released delivery does not count");
     }
     // a new worker picks them up
-    let _next = WorkerProcess::spawn(&redis.url(), 4);
+    let _next = WorkerProcess::spawn(&server.url(), 4);
     wait_processing(&mut c, 2).await;
 }

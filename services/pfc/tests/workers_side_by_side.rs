@@ -1,4 +1,4 @@
-//! Two `pfc worker` processes on one host, started with nothing but a Redis URL (as a user
+//! Two `pfc worker` processes on one host, started with nothing but a jobs URL (as a user
 //! would in two terminals, or systemd with two units): both keep running, both serve their
 //! health endpoint, both show up as live workers and both run jobs. The first one gets the
 //! default health address, the second falls back to an ephemeral port (docs/roles.md).
@@ -24,9 +24,9 @@ struct DefaultWorker {
 }
 
 impl DefaultWorker {
-    fn spawn(redis_url: &str) -> Self {
+    fn spawn(jobs_url: &str) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_pfc"))
-            .args(["worker", "--redis-url", redis_url, "--concurrency", "1"])
+            .args(["worker", "--jobs-url", jobs_url, "--concurrency", "1"])
             // the defaults under test: no --grpc-addr, and no PFC_GRPC_ADDR inherited either
             .env_remove("PFC_GRPC_ADDR")
             .env("PFC_LOG", "info")
@@ -101,9 +101,9 @@ async fn two_default_workers_run_side_by_side() {
     let mut c = server.client().await;
 
     // one after the other, as in two terminals: the first has bound before the second starts
-    let mut first = DefaultWorker::spawn(&redis.url());
+    let mut first = DefaultWorker::spawn(&server.url());
     let first_addr = first.wait_listening("first").await;
-    let mut second = DefaultWorker::spawn(&redis.url());
+    let mut second = DefaultWorker::spawn(&server.url());
     let second_addr = second.wait_listening("second").await;
     assert_ne!(first_addr, second_addr, "two workers cannot share a port");
     for addr in [first_addr, second_addr] {
@@ -116,7 +116,7 @@ async fn two_default_workers_run_side_by_side() {
         .await;
     }
 
-    // both are live workers of the store
+    // both are live workers
     let addr = server.addr;
     let live: BTreeSet<String> =
         pfc_testkit::wait_until("two live workers", Duration::from_secs(15), || async move {
@@ -191,8 +191,8 @@ fn run_to_exit(args: &[&str], envs: &[(&str, &str)]) -> (std::process::ExitStatu
 fn explicit_taken_address_fails_loudly() {
     let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken = holder.local_addr().unwrap().to_string();
-    // Redis is never reached: binding comes first
-    let redis = ["--redis-url", "redis://127.0.0.1:1"];
+    // the jobs core is never reached: binding comes first
+    let redis = ["--jobs-url", "http://127.0.0.1:1"];
     let by_flag = [&redis[..], &["--grpc-addr", taken.as_str()]].concat();
     for (args, envs) in [
         (by_flag, vec![]),

@@ -1,58 +1,25 @@
+//! The direct-Redis worker loop: leases from the store itself, no worker protocol. Kept only
+//! for the comparison benchmark (hidden `pfc worker --direct-redis-url`).
+
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pfc_processors::{ProcessError, Registry};
-use pfc_queue::{
-    Completion, CompletionResult, Job, JobStore, LeaseRef, Outcome, StoreArgs, WorkerInfo,
-};
-use tokio::net::TcpListener;
+use pfc_queue::{Completion, CompletionResult, Job, JobStore, LeaseRef, Outcome, WorkerInfo};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
-use tonic_health::ServingStatus;
 use tracing::Instrument;
 
-/// Worker tunables (shared by `pfc worker` and `pfc dev`).
-#[derive(Clone, Debug, clap::Args)]
-pub struct WorkerArgs {
-    /// Jobs run at once by this process.
-    #[arg(
-        long = "concurrency",
-        env = "PFC_WORKER_CONCURRENCY",
-        default_value_t = 16
-    )]
-    pub concurrency: usize,
-    /// On SIGTERM, how long running jobs may take to finish before they are given back.
-    #[arg(long, env = "PFC_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
-    pub shutdown_timeout: Duration,
-    /// A job running longer than this fails (retryably).
-    #[arg(long, env = "PFC_JOB_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
-    pub job_timeout: Duration,
-}
-
-/// Configuration of the `pfc worker` role.
-#[derive(Clone, Debug, clap::Args)]
-pub struct Config {
-    /// gRPC listen address (health only: Kubernetes probes and `pfc probe`). When the
-    /// default is taken (another worker on this host) an ephemeral port is used instead; an
-    /// address given by flag or environment must be free.
-    #[arg(long, env = "PFC_GRPC_ADDR", default_value = "127.0.0.1:50054")]
-    pub grpc_addr: SocketAddr,
-    /// Job store.
-    #[command(flatten)]
-    pub store: StoreArgs,
-    /// Worker tunables.
-    #[command(flatten)]
-    pub worker: WorkerArgs,
-}
+use crate::WorkerArgs;
 
 /// Leases held by this worker: job id → delivery number.
 type Held = Arc<Mutex<HashMap<String, u64>>>;
 
-/// A worker process's job loop.
-pub struct Worker {
+/// The direct-Redis worker loop (the built-in worker before the worker protocol), kept only
+/// for the benchmark that compares it with the protocol (`docs/benchmarks.md`).
+pub struct DirectWorker {
     store: Arc<dyn JobStore>,
     registry: Registry,
     args: WorkerArgs,
@@ -60,7 +27,7 @@ pub struct Worker {
     id: String,
 }
 
-impl Worker {
+impl DirectWorker {
     /// A worker over `store` running the processors in `registry`. `lease` must match the
     /// store's lease: heartbeats go out every third of it.
     pub fn new(
@@ -339,59 +306,4 @@ async fn heartbeat(
             Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
         }
     }
-}
-
-/// Runs the `pfc worker` role: the worker plus a gRPC health endpoint, until `shutdown`.
-pub async fn run(
-    listener: TcpListener,
-    config: Config,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    use anyhow::Context;
-    let store = config
-        .store
-        .open(false)
-        .context("failed to open the job store")?;
-    let stop = pfc_runtime::Shutdown::new();
-    stop.trigger_on(shutdown);
-    let (reporter, health) = tonic_health::server::health_reporter();
-    reporter
-        .set_service_status("", ServingStatus::NotServing)
-        .await;
-    let health_store = store.clone();
-    let health_reporter = reporter.clone();
-    let health_stop = stop.clone();
-    tokio::spawn(async move {
-        let mut last = None;
-        while !health_stop.is_triggered() {
-            let ok = health_store.ping().await.is_ok();
-            if last != Some(ok) {
-                let s = if ok {
-                    ServingStatus::Serving
-                } else {
-                    ServingStatus::NotServing
-                };
-                health_reporter.set_service_status("", s).await;
-                last = Some(ok);
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    });
-    let routes = tonic::service::Routes::new(health);
-    let server = tokio::spawn(pfc_runtime::grpc::serve(
-        listener,
-        routes,
-        reporter,
-        vec![],
-        stop.wait(),
-    ));
-    let worker = Worker::new(
-        store,
-        Registry::builtin(),
-        config.worker,
-        config.store.lease,
-    );
-    worker.run(stop.wait()).await;
-    server.await.context("health server task")??;
-    Ok(())
 }

@@ -66,6 +66,11 @@ impl JobsServer {
         .await;
     }
 
+    /// `http://` URL of this server (what workers connect to).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
     /// A client of this server.
     pub async fn client(&self) -> JobServiceClient<Channel> {
         client(self.addr).await
@@ -106,24 +111,28 @@ pub async fn health_of(addr: SocketAddr, service: &str) -> Option<bool> {
     Some(r.into_inner().status() == ServingStatus::Serving)
 }
 
-/// A worker running in this process.
+/// The built-in worker running in this process, connected to the jobs server at `addr`
+/// over the worker protocol (as `pfc worker` is).
 pub fn start_worker(
-    store: std::sync::Arc<dyn pfc_queue::JobStore>,
+    addr: SocketAddr,
     concurrency: usize,
-) -> (pfc_runtime::Shutdown, JoinHandle<()>) {
+) -> (
+    pfc_runtime::Shutdown,
+    JoinHandle<Result<(), pfc_sdk::Error>>,
+) {
     let stop = pfc_runtime::Shutdown::new();
     let args = pfc_worker::WorkerArgs {
         concurrency,
         shutdown_timeout: Duration::from_secs(5),
         job_timeout: Duration::from_secs(60),
     };
-    let w = pfc_worker::Worker::new(
-        store,
+    let w = pfc_worker::builtin(
+        &format!("http://{addr}"),
         pfc_processors::Registry::builtin(),
-        args,
-        Duration::from_secs(3),
+        &args,
+        Some("test"),
     );
-    let task = tokio::spawn(w.run(stop.wait()));
+    let task = tokio::spawn(w.run_until(stop.wait()));
     (stop, task)
 }
 
@@ -131,11 +140,11 @@ pub fn start_worker(
 pub struct WorkerProcess(pub Child);
 
 impl WorkerProcess {
-    /// Spawns `pfc worker` against `redis_url`.
-    pub fn spawn(redis_url: &str, concurrency: usize) -> Self {
+    /// Spawns `pfc worker` against the jobs core at `jobs_url`.
+    pub fn spawn(jobs_url: &str, concurrency: usize) -> Self {
         let port = pfc_testkit::free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_pfc"))
-            .args(["worker", "--redis-url", redis_url])
+            .args(["worker", "--jobs-url", jobs_url])
             .args(["--concurrency", &concurrency.to_string()])
             .args(["--grpc-addr", &format!("127.0.0.1:{port}")])
             .env("PFC_LOG", "warn")

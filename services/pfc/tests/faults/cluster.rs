@@ -205,14 +205,15 @@ impl Cluster {
     }
 
     async fn try_start_worker(&mut self, slot: usize) -> anyhow::Result<()> {
-        let url = self.redis.url();
+        // each worker speaks the worker protocol to one jobs server (slot by slot)
+        let url = format!("http://{}", self.jobs[slot % self.jobs.len()].addr);
         self.spawned += 1;
         let log = self
             .dir
             .join(format!("worker-{slot}-{:02}.jsonl", self.spawned));
         let health = SocketAddr::from(([127, 0, 0, 1], pfc_testkit::free_port()));
         let mut cmd = pfc();
-        cmd.args(["worker", "--redis-url", &url])
+        cmd.args(["worker", "--jobs-url", &url])
             .args(["--grpc-addr", &health.to_string()])
             .args(["--concurrency", &WORKER_CONCURRENCY.to_string()])
             // on SIGTERM, jobs still running after 1 s are given back (exercises release)
