@@ -153,7 +153,7 @@ if [[ "${SKIP_CHECKOV:-0}" != 1 ]]; then
     CKV_K8S_21   # namespace comes from `helm install -n`; every object sets .Release.Namespace
     CKV_K8S_43   # digests are supported (image.digest), tags are the default
     CKV_K8S_15   # IfNotPresent with immutable version tags / digests; local presets need Never
-    CKV_K8S_35   # PFC_REDIS_PASSWORD is an env var from a secretKeyRef by contract (docs/roles.md)
+    CKV_K8S_35   # Redis' own --requirepass/REDISCLI_AUTH (and redisPasswordFrom=env) use a secretKeyRef
   )
   skip="$(IFS=,; echo "${skips[*]}")"
   export BC_SKIP_MAPPING=TRUE   # with --skip-download: no calls home

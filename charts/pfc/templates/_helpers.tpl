@@ -175,6 +175,14 @@ from a secretKeyRef (redisPasswordFrom=env).
 {{- define "pfc.redisEnv" -}}
 - name: PFC_REDIS_URL
   value: {{ include "pfc.redisUrl" . | quote }}
+{{- if and (not .Values.redis.enabled) .Values.externalRedis.cluster }}
+- name: PFC_REDIS_CLUSTER
+  value: "true"
+{{- end }}
+{{- if and (not .Values.redis.enabled) .Values.externalRedis.waitReplicas }}
+- name: PFC_REDIS_WAIT_REPLICAS
+  value: {{ .Values.externalRedis.waitReplicas | quote }}
+{{- end }}
 {{- with (include "pfc.redisSecretName" .) }}
 {{- if eq $.Values.redisPasswordFrom "file" }}
 - name: PFC_REDIS_PASSWORD_FILE
