@@ -114,3 +114,49 @@ test("history survives a reload, rooms can be created, and bad input gets a clea
     await bob.screenshot({ path: join(SHOTS, "06-chat.png") });
   }
 });
+
+test("joins, leaves and typing show live; a returning user sees unread counts per room", async () => {
+  // Both in #events (pages from the earlier tests are logged in).
+  await alice.goto(`${base}/#/chat/events`);
+  await alice.locator("#chat-live.conn-live").waitFor({ timeout: 15_000 });
+  await bob.goto(`${base}/#/chat/events`);
+  await bob.locator("#chat-live.conn-live").waitFor({ timeout: 15_000 });
+  await alice.locator(".chat-event", { hasText: "bob joined" }).waitFor({ timeout: 10_000 });
+
+  // Bob types: alice sees it (bob does not see himself); sending clears it.
+  await bob.locator("#chat-text").pressSequentially("hel", { delay: 30 });
+  await alice.locator("#chat-typing", { hasText: "bob is typing…" }).waitFor({ timeout: 10_000 });
+  assert.equal(await bob.locator("#chat-typing").textContent(), "");
+  await bob.press("#chat-text", "Enter");
+  await alice.locator(".chat-msg", { hasText: "hel" }).waitFor({ timeout: 10_000 });
+  await alice.locator("#chat-typing", { hasText: /^$/ }).waitFor({ timeout: 10_000 });
+
+  // Bob goes to another room: alice sees him leave.
+  await bob.goto(`${base}/#/chat/elsewhere`);
+  await alice.locator(".chat-event", { hasText: "bob left" }).waitFor({ timeout: 10_000 });
+
+  // Alice has read #events; she moves to the lobby, bob writes twice in #events.
+  await alice.goto(`${base}/#/chat/lobby`);
+  await alice.locator("#chat-live.conn-live").waitFor({ timeout: 15_000 });
+  await bob.goto(`${base}/#/chat/events`);
+  await bob.locator("#chat-live.conn-live").waitFor({ timeout: 15_000 });
+  for (const text of ["while you were away", "and again"]) {
+    await bob.fill("#chat-text", text);
+    await bob.click("#chat-send");
+    await bob.locator(".chat-msg", { hasText: text }).waitFor();
+  }
+  // Alice comes back (reload): #events shows 2 unread; opening it clears the count.
+  await alice.reload();
+  const badge = alice.locator('#chat-rooms a[data-room="events"] .chat-unread');
+  await badge.waitFor({ timeout: 10_000 });
+  assert.equal(await badge.textContent(), "2");
+  if (SHOTS) await alice.screenshot({ path: join(SHOTS, "08-chat-unread.png") });
+  await alice.click('#chat-rooms a[data-room="events"]');
+  await alice.locator(".chat-msg", { hasText: "and again" }).waitFor({ timeout: 10_000 });
+  await alice.goto(`${base}/#/chat/lobby`);
+  await alice.locator('#chat-rooms a[data-room="events"]').waitFor({ timeout: 10_000 });
+  await alice.waitForTimeout(500);
+  await alice.reload();
+  await alice.locator('#chat-rooms a[data-room="events"]').waitFor({ timeout: 10_000 });
+  assert.equal(await badge.count(), 0, "read after opening the room");
+});

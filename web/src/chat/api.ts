@@ -5,6 +5,11 @@ export interface ChatMessage { id: string; room: string; author: string; text: s
 export interface Member { username: string; last_seen_at: string }
 export interface Presence { count: number; members: Member[] }
 export interface Session { token: string; username: string; expires_at: string }
+export interface Room { name: string; last_activity_at: string; unread_count: number; last_read_id?: string }
+/** `join` / `leave` events: who came or went, and how many are online after. */
+export interface MemberEvent { username: string; online_count: number }
+/** `typing` events (never about oneself): show until `typing: false` or `expires_in_ms`. */
+export interface TypingEvent { username: string; typing: boolean; expires_in_ms: number }
 
 /** An API error with the server's message (`{"error":{"code","message"}}`). */
 export class ApiError extends Error {
@@ -52,7 +57,13 @@ const room = (r: string) => `/api/v1/rooms/${encodeURIComponent(r)}`;
 export const api = {
   login: (username: string) =>
     call<Session & { token_type: string }>("POST", "/api/v1/auth/login", undefined, { username }),
-  rooms: (t: string) => call<{ rooms: { name: string; last_activity_at: string }[] }>("GET", "/api/v1/rooms", t),
+  rooms: (t: string) => call<{ rooms: Room[] }>("GET", "/api/v1/rooms", t),
+  /** Typing signal: never stored; others see it for `expires_in_ms` unless renewed. */
+  typing: (t: string, r: string, typing: boolean) =>
+    call<{ expires_in_ms: number }>("POST", `${room(r)}/typing`, t, { typing }),
+  /** Read marker: the newest message read (unread counts in `rooms`). */
+  markRead: (t: string, r: string, id: string) =>
+    call<{ last_read_id?: string }>("PUT", `${room(r)}/read`, t, { last_read_id: id }),
   history: (t: string, r: string, before?: string) =>
     call<{ messages: ChatMessage[]; next_before?: string }>(
       "GET", `${room(r)}/messages?limit=50${before ? `&before=${encodeURIComponent(before)}` : ""}`, t),

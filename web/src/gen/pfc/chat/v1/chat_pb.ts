@@ -12,7 +12,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file pfc/chat/v1/chat.proto.
  */
 export const file_pfc_chat_v1_chat: GenFile = /*@__PURE__*/
-  fileDesc("ChZwZmMvY2hhdC92MS9jaGF0LnByb3RvEgtwZmMuY2hhdC52MSJuCgdNZXNzYWdlEgoKAmlkGAEgASgJEgwKBHJvb20YAiABKAkSDgoGYXV0aG9yGAMgASgJEgwKBHRleHQYBCABKAkSKwoHc2VudF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiMAoSU2VuZE1lc3NhZ2VSZXF1ZXN0EgwKBHJvb20YASABKAkSDAoEdGV4dBgCIAEoCSI8ChNTZW5kTWVzc2FnZVJlc3BvbnNlEiUKB21lc3NhZ2UYASABKAsyFC5wZmMuY2hhdC52MS5NZXNzYWdlIkUKE0xpc3RNZXNzYWdlc1JlcXVlc3QSDAoEcm9vbRgBIAEoCRINCgVsaW1pdBgCIAEoDRIRCgliZWZvcmVfaWQYAyABKAkiVgoUTGlzdE1lc3NhZ2VzUmVzcG9uc2USJgoIbWVzc2FnZXMYASADKAsyFC5wZmMuY2hhdC52MS5NZXNzYWdlEhYKDm5leHRfYmVmb3JlX2lkGAIgASgJIjIKEFN1YnNjcmliZVJlcXVlc3QSDAoEcm9vbRgBIAEoCRIQCghhZnRlcl9pZBgCIAEoCSI6ChFTdWJzY3JpYmVSZXNwb25zZRIlCgdtZXNzYWdlGAEgASgLMhQucGZjLmNoYXQudjEuTWVzc2FnZSIhChBMaXN0Um9vbXNSZXF1ZXN0Eg0KBWxpbWl0GAEgASgNIkoKBFJvb20SDAoEbmFtZRgBIAEoCRI0ChBsYXN0X2FjdGl2aXR5X2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI1ChFMaXN0Um9vbXNSZXNwb25zZRIgCgVyb29tcxgBIAMoCzIRLnBmYy5jaGF0LnYxLlJvb20iIAoQSGVhcnRiZWF0UmVxdWVzdBIMCgRyb29tGAEgASgJIj4KEUhlYXJ0YmVhdFJlc3BvbnNlEhMKC3R0bF9zZWNvbmRzGAEgASgNEhQKDG9ubGluZV9jb3VudBgCIAEoDSIcCgxMZWF2ZVJlcXVlc3QSDAoEcm9vbRgBIAEoCSIlCg1MZWF2ZVJlc3BvbnNlEhQKDG9ubGluZV9jb3VudBgBIAEoDSIhChFMaXN0T25saW5lUmVxdWVzdBIMCgRyb29tGAEgASgJIkwKBk1lbWJlchIQCgh1c2VybmFtZRgBIAEoCRIwCgxsYXN0X3NlZW5fYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIkkKEkxpc3RPbmxpbmVSZXNwb25zZRIkCgdtZW1iZXJzGAEgAygLMhMucGZjLmNoYXQudjEuTWVtYmVyEg0KBWNvdW50GAIgASgNIiQKFFdhdGNoUHJlc2VuY2VSZXF1ZXN0EgwKBHJvb20YASABKAkiTAoVV2F0Y2hQcmVzZW5jZVJlc3BvbnNlEiQKB21lbWJlcnMYASADKAsyEy5wZmMuY2hhdC52MS5NZW1iZXISDQoFY291bnQYAiABKA0yzgIKC0NoYXRTZXJ2aWNlElAKC1NlbmRNZXNzYWdlEh8ucGZjLmNoYXQudjEuU2VuZE1lc3NhZ2VSZXF1ZXN0GiAucGZjLmNoYXQudjEuU2VuZE1lc3NhZ2VSZXNwb25zZRJTCgxMaXN0TWVzc2FnZXMSIC5wZmMuY2hhdC52MS5MaXN0TWVzc2FnZXNSZXF1ZXN0GiEucGZjLmNoYXQudjEuTGlzdE1lc3NhZ2VzUmVzcG9uc2USTAoJU3Vic2NyaWJlEh0ucGZjLmNoYXQudjEuU3Vic2NyaWJlUmVxdWVzdBoeLnBmYy5jaGF0LnYxLlN1YnNjcmliZVJlc3BvbnNlMAESSgoJTGlzdFJvb21zEh0ucGZjLmNoYXQudjEuTGlzdFJvb21zUmVxdWVzdBoeLnBmYy5jaGF0LnYxLkxpc3RSb29tc1Jlc3BvbnNlMsYCCg9QcmVzZW5jZVNlcnZpY2USSgoJSGVhcnRiZWF0Eh0ucGZjLmNoYXQudjEuSGVhcnRiZWF0UmVxdWVzdBoeLnBmYy5jaGF0LnYxLkhlYXJ0YmVhdFJlc3BvbnNlEj4KBUxlYXZlEhkucGZjLmNoYXQudjEuTGVhdmVSZXF1ZXN0GhoucGZjLmNoYXQudjEuTGVhdmVSZXNwb25zZRJNCgpMaXN0T25saW5lEh4ucGZjLmNoYXQudjEuTGlzdE9ubGluZVJlcXVlc3QaHy5wZmMuY2hhdC52MS5MaXN0T25saW5lUmVzcG9uc2USWAoNV2F0Y2hQcmVzZW5jZRIhLnBmYy5jaGF0LnYxLldhdGNoUHJlc2VuY2VSZXF1ZXN0GiIucGZjLmNoYXQudjEuV2F0Y2hQcmVzZW5jZVJlc3BvbnNlMAFiBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("ChZwZmMvY2hhdC92MS9jaGF0LnByb3RvEgtwZmMuY2hhdC52MSJuCgdNZXNzYWdlEgoKAmlkGAEgASgJEgwKBHJvb20YAiABKAkSDgoGYXV0aG9yGAMgASgJEgwKBHRleHQYBCABKAkSKwoHc2VudF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiMAoSU2VuZE1lc3NhZ2VSZXF1ZXN0EgwKBHJvb20YASABKAkSDAoEdGV4dBgCIAEoCSI8ChNTZW5kTWVzc2FnZVJlc3BvbnNlEiUKB21lc3NhZ2UYASABKAsyFC5wZmMuY2hhdC52MS5NZXNzYWdlIkUKE0xpc3RNZXNzYWdlc1JlcXVlc3QSDAoEcm9vbRgBIAEoCRINCgVsaW1pdBgCIAEoDRIRCgliZWZvcmVfaWQYAyABKAkiVgoUTGlzdE1lc3NhZ2VzUmVzcG9uc2USJgoIbWVzc2FnZXMYASADKAsyFC5wZmMuY2hhdC52MS5NZXNzYWdlEhYKDm5leHRfYmVmb3JlX2lkGAIgASgJIkIKEFN1YnNjcmliZVJlcXVlc3QSDAoEcm9vbRgBIAEoCRIQCghhZnRlcl9pZBgCIAEoCRIOCgZldmVudHMYAyABKAgiYQoRU3Vic2NyaWJlUmVzcG9uc2USJQoHbWVzc2FnZRgBIAEoCzIULnBmYy5jaGF0LnYxLk1lc3NhZ2USJQoFZXZlbnQYAiABKAsyFi5wZmMuY2hhdC52MS5Sb29tRXZlbnQilQEKCVJvb21FdmVudBIqCgZqb2luZWQYASABKAsyGC5wZmMuY2hhdC52MS5NZW1iZXJFdmVudEgAEigKBGxlZnQYAiABKAsyGC5wZmMuY2hhdC52MS5NZW1iZXJFdmVudEgAEioKBnR5cGluZxgDIAEoCzIYLnBmYy5jaGF0LnYxLlR5cGluZ0V2ZW50SABCBgoEa2luZCI1CgtNZW1iZXJFdmVudBIQCgh1c2VybmFtZRgBIAEoCRIUCgxvbmxpbmVfY291bnQYAiABKA0iRgoLVHlwaW5nRXZlbnQSEAoIdXNlcm5hbWUYASABKAkSDgoGdHlwaW5nGAIgASgIEhUKDWV4cGlyZXNfaW5fbXMYAyABKA0iMQoRU2VuZFR5cGluZ1JlcXVlc3QSDAoEcm9vbRgBIAEoCRIOCgZ0eXBpbmcYAiABKAgiKwoSU2VuZFR5cGluZ1Jlc3BvbnNlEhUKDWV4cGlyZXNfaW5fbXMYASABKA0iNQoPTWFya1JlYWRSZXF1ZXN0EgwKBHJvb20YASABKAkSFAoMbGFzdF9yZWFkX2lkGAIgASgJIigKEE1hcmtSZWFkUmVzcG9uc2USFAoMbGFzdF9yZWFkX2lkGAEgASgJIiEKEExpc3RSb29tc1JlcXVlc3QSDQoFbGltaXQYASABKA0idgoEUm9vbRIMCgRuYW1lGAEgASgJEjQKEGxhc3RfYWN0aXZpdHlfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDHVucmVhZF9jb3VudBgDIAEoDRIUCgxsYXN0X3JlYWRfaWQYBCABKAkiNQoRTGlzdFJvb21zUmVzcG9uc2USIAoFcm9vbXMYASADKAsyES5wZmMuY2hhdC52MS5Sb29tIiAKEEhlYXJ0YmVhdFJlcXVlc3QSDAoEcm9vbRgBIAEoCSI+ChFIZWFydGJlYXRSZXNwb25zZRITCgt0dGxfc2Vjb25kcxgBIAEoDRIUCgxvbmxpbmVfY291bnQYAiABKA0iHAoMTGVhdmVSZXF1ZXN0EgwKBHJvb20YASABKAkiJQoNTGVhdmVSZXNwb25zZRIUCgxvbmxpbmVfY291bnQYASABKA0iIQoRTGlzdE9ubGluZVJlcXVlc3QSDAoEcm9vbRgBIAEoCSJMCgZNZW1iZXISEAoIdXNlcm5hbWUYASABKAkSMAoMbGFzdF9zZWVuX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJJChJMaXN0T25saW5lUmVzcG9uc2USJAoHbWVtYmVycxgBIAMoCzITLnBmYy5jaGF0LnYxLk1lbWJlchINCgVjb3VudBgCIAEoDSIkChRXYXRjaFByZXNlbmNlUmVxdWVzdBIMCgRyb29tGAEgASgJIkwKFVdhdGNoUHJlc2VuY2VSZXNwb25zZRIkCgdtZW1iZXJzGAEgAygLMhMucGZjLmNoYXQudjEuTWVtYmVyEg0KBWNvdW50GAIgASgNMuYDCgtDaGF0U2VydmljZRJQCgtTZW5kTWVzc2FnZRIfLnBmYy5jaGF0LnYxLlNlbmRNZXNzYWdlUmVxdWVzdBogLnBmYy5jaGF0LnYxLlNlbmRNZXNzYWdlUmVzcG9uc2USUwoMTGlzdE1lc3NhZ2VzEiAucGZjLmNoYXQudjEuTGlzdE1lc3NhZ2VzUmVxdWVzdBohLnBmYy5jaGF0LnYxLkxpc3RNZXNzYWdlc1Jlc3BvbnNlEkwKCVN1YnNjcmliZRIdLnBmYy5jaGF0LnYxLlN1YnNjcmliZVJlcXVlc3QaHi5wZmMuY2hhdC52MS5TdWJzY3JpYmVSZXNwb25zZTABEkoKCUxpc3RSb29tcxIdLnBmYy5jaGF0LnYxLkxpc3RSb29tc1JlcXVlc3QaHi5wZmMuY2hhdC52MS5MaXN0Um9vbXNSZXNwb25zZRJNCgpTZW5kVHlwaW5nEh4ucGZjLmNoYXQudjEuU2VuZFR5cGluZ1JlcXVlc3QaHy5wZmMuY2hhdC52MS5TZW5kVHlwaW5nUmVzcG9uc2USRwoITWFya1JlYWQSHC5wZmMuY2hhdC52MS5NYXJrUmVhZFJlcXVlc3QaHS5wZmMuY2hhdC52MS5NYXJrUmVhZFJlc3BvbnNlMsYCCg9QcmVzZW5jZVNlcnZpY2USSgoJSGVhcnRiZWF0Eh0ucGZjLmNoYXQudjEuSGVhcnRiZWF0UmVxdWVzdBoeLnBmYy5jaGF0LnYxLkhlYXJ0YmVhdFJlc3BvbnNlEj4KBUxlYXZlEhkucGZjLmNoYXQudjEuTGVhdmVSZXF1ZXN0GhoucGZjLmNoYXQudjEuTGVhdmVSZXNwb25zZRJNCgpMaXN0T25saW5lEh4ucGZjLmNoYXQudjEuTGlzdE9ubGluZVJlcXVlc3QaHy5wZmMuY2hhdC52MS5MaXN0T25saW5lUmVzcG9uc2USWAoNV2F0Y2hQcmVzZW5jZRIhLnBmYy5jaGF0LnYxLldhdGNoUHJlc2VuY2VSZXF1ZXN0GiIucGZjLmNoYXQudjEuV2F0Y2hQcmVzZW5jZVJlc3BvbnNlMAFiBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * Message is one chat message.
@@ -194,6 +194,13 @@ export type SubscribeRequest = Message$1<"pfc.chat.v1.SubscribeRequest"> & {
    * @generated from field: string after_id = 2;
    */
   afterId: string;
+
+  /**
+   * Also push room events (`SubscribeResponse.event`): members joining and leaving, typing.
+   *
+   * @generated from field: bool events = 3;
+   */
+  events: boolean;
 };
 
 /**
@@ -204,17 +211,25 @@ export const SubscribeRequestSchema: GenMessage<SubscribeRequest> = /*@__PURE__*
   messageDesc(file_pfc_chat_v1_chat, 5);
 
 /**
- * SubscribeResponse is one message pushed to a subscriber.
+ * SubscribeResponse is one item pushed to a subscriber: a message, or (only when the request
+ * set `events`) a room event. Exactly one of the two is set.
  *
  * @generated from message pfc.chat.v1.SubscribeResponse
  */
 export type SubscribeResponse = Message$1<"pfc.chat.v1.SubscribeResponse"> & {
   /**
-   * The message.
+   * A message (resumable: its id is a position in the room).
    *
    * @generated from field: pfc.chat.v1.Message message = 1;
    */
   message?: Message | undefined;
+
+  /**
+   * A room event (ephemeral: no id, not replayed on resume).
+   *
+   * @generated from field: pfc.chat.v1.RoomEvent event = 2;
+   */
+  event?: RoomEvent | undefined;
 };
 
 /**
@@ -223,6 +238,213 @@ export type SubscribeResponse = Message$1<"pfc.chat.v1.SubscribeResponse"> & {
  */
 export const SubscribeResponseSchema: GenMessage<SubscribeResponse> = /*@__PURE__*/
   messageDesc(file_pfc_chat_v1_chat, 6);
+
+/**
+ * RoomEvent is something that happened in a room other than a message.
+ *
+ * @generated from message pfc.chat.v1.RoomEvent
+ */
+export type RoomEvent = Message$1<"pfc.chat.v1.RoomEvent"> & {
+  /**
+   * What happened.
+   *
+   * @generated from oneof pfc.chat.v1.RoomEvent.kind
+   */
+  kind: {
+    /**
+     * A member came online (first heartbeat, or back after expiring).
+     *
+     * @generated from field: pfc.chat.v1.MemberEvent joined = 1;
+     */
+    value: MemberEvent;
+    case: "joined";
+  } | {
+    /**
+     * A member went offline (Leave, or no heartbeat within the presence TTL).
+     *
+     * @generated from field: pfc.chat.v1.MemberEvent left = 2;
+     */
+    value: MemberEvent;
+    case: "left";
+  } | {
+    /**
+     * A member started or stopped typing (never the subscriber itself).
+     *
+     * @generated from field: pfc.chat.v1.TypingEvent typing = 3;
+     */
+    value: TypingEvent;
+    case: "typing";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message pfc.chat.v1.RoomEvent.
+ * Use `create(RoomEventSchema)` to create a new message.
+ */
+export const RoomEventSchema: GenMessage<RoomEvent> = /*@__PURE__*/
+  messageDesc(file_pfc_chat_v1_chat, 7);
+
+/**
+ * MemberEvent names the member that joined or left.
+ *
+ * @generated from message pfc.chat.v1.MemberEvent
+ */
+export type MemberEvent = Message$1<"pfc.chat.v1.MemberEvent"> & {
+  /**
+   * Username.
+   *
+   * @generated from field: string username = 1;
+   */
+  username: string;
+
+  /**
+   * Members online after the change.
+   *
+   * @generated from field: uint32 online_count = 2;
+   */
+  onlineCount: number;
+};
+
+/**
+ * Describes the message pfc.chat.v1.MemberEvent.
+ * Use `create(MemberEventSchema)` to create a new message.
+ */
+export const MemberEventSchema: GenMessage<MemberEvent> = /*@__PURE__*/
+  messageDesc(file_pfc_chat_v1_chat, 8);
+
+/**
+ * TypingEvent is a typing signal relayed to the room.
+ *
+ * @generated from message pfc.chat.v1.TypingEvent
+ */
+export type TypingEvent = Message$1<"pfc.chat.v1.TypingEvent"> & {
+  /**
+   * Who is typing.
+   *
+   * @generated from field: string username = 1;
+   */
+  username: string;
+
+  /**
+   * True: started (show an indicator); false: stopped (hide it).
+   *
+   * @generated from field: bool typing = 2;
+   */
+  typing: boolean;
+
+  /**
+   * Hide the indicator after this long unless renewed (senders renew every few seconds).
+   *
+   * @generated from field: uint32 expires_in_ms = 3;
+   */
+  expiresInMs: number;
+};
+
+/**
+ * Describes the message pfc.chat.v1.TypingEvent.
+ * Use `create(TypingEventSchema)` to create a new message.
+ */
+export const TypingEventSchema: GenMessage<TypingEvent> = /*@__PURE__*/
+  messageDesc(file_pfc_chat_v1_chat, 9);
+
+/**
+ * SendTypingRequest is a typing signal.
+ *
+ * @generated from message pfc.chat.v1.SendTypingRequest
+ */
+export type SendTypingRequest = Message$1<"pfc.chat.v1.SendTypingRequest"> & {
+  /**
+   * Room the caller types in.
+   *
+   * @generated from field: string room = 1;
+   */
+  room: string;
+
+  /**
+   * True: started or still typing; false: stopped (e.g. sent or cleared the text).
+   *
+   * @generated from field: bool typing = 2;
+   */
+  typing: boolean;
+};
+
+/**
+ * Describes the message pfc.chat.v1.SendTypingRequest.
+ * Use `create(SendTypingRequestSchema)` to create a new message.
+ */
+export const SendTypingRequestSchema: GenMessage<SendTypingRequest> = /*@__PURE__*/
+  messageDesc(file_pfc_chat_v1_chat, 10);
+
+/**
+ * SendTypingResponse says how long the signal lasts.
+ *
+ * @generated from message pfc.chat.v1.SendTypingResponse
+ */
+export type SendTypingResponse = Message$1<"pfc.chat.v1.SendTypingResponse"> & {
+  /**
+   * Subscribers hide the indicator after this long: renew before it passes.
+   *
+   * @generated from field: uint32 expires_in_ms = 1;
+   */
+  expiresInMs: number;
+};
+
+/**
+ * Describes the message pfc.chat.v1.SendTypingResponse.
+ * Use `create(SendTypingResponseSchema)` to create a new message.
+ */
+export const SendTypingResponseSchema: GenMessage<SendTypingResponse> = /*@__PURE__*/
+  messageDesc(file_pfc_chat_v1_chat, 11);
+
+/**
+ * MarkReadRequest moves the caller's read marker.
+ *
+ * @generated from message pfc.chat.v1.MarkReadRequest
+ */
+export type MarkReadRequest = Message$1<"pfc.chat.v1.MarkReadRequest"> & {
+  /**
+   * Room.
+   *
+   * @generated from field: string room = 1;
+   */
+  room: string;
+
+  /**
+   * Id of the last message read (e.g. the newest one shown).
+   *
+   * @generated from field: string last_read_id = 2;
+   */
+  lastReadId: string;
+};
+
+/**
+ * Describes the message pfc.chat.v1.MarkReadRequest.
+ * Use `create(MarkReadRequestSchema)` to create a new message.
+ */
+export const MarkReadRequestSchema: GenMessage<MarkReadRequest> = /*@__PURE__*/
+  messageDesc(file_pfc_chat_v1_chat, 12);
+
+/**
+ * MarkReadResponse returns the stored marker.
+ *
+ * @generated from message pfc.chat.v1.MarkReadResponse
+ */
+export type MarkReadResponse = Message$1<"pfc.chat.v1.MarkReadResponse"> & {
+  /**
+   * The marker as stored: the requested id, or the newer one already stored, or the room's
+   * newest message when the request named a later id; empty for a room without messages.
+   *
+   * @generated from field: string last_read_id = 1;
+   */
+  lastReadId: string;
+};
+
+/**
+ * Describes the message pfc.chat.v1.MarkReadResponse.
+ * Use `create(MarkReadResponseSchema)` to create a new message.
+ */
+export const MarkReadResponseSchema: GenMessage<MarkReadResponse> = /*@__PURE__*/
+  messageDesc(file_pfc_chat_v1_chat, 13);
 
 /**
  * ListRoomsRequest asks for the known rooms.
@@ -243,7 +465,7 @@ export type ListRoomsRequest = Message$1<"pfc.chat.v1.ListRoomsRequest"> & {
  * Use `create(ListRoomsRequestSchema)` to create a new message.
  */
 export const ListRoomsRequestSchema: GenMessage<ListRoomsRequest> = /*@__PURE__*/
-  messageDesc(file_pfc_chat_v1_chat, 7);
+  messageDesc(file_pfc_chat_v1_chat, 14);
 
 /**
  * Room is a room with history.
@@ -264,6 +486,21 @@ export type Room = Message$1<"pfc.chat.v1.Room"> & {
    * @generated from field: google.protobuf.Timestamp last_activity_at = 2;
    */
   lastActivityAt?: Timestamp | undefined;
+
+  /**
+   * Messages by others after the caller's read marker (at most 100: 100 means "100 or more");
+   * 0 when the caller has never marked the room read.
+   *
+   * @generated from field: uint32 unread_count = 3;
+   */
+  unreadCount: number;
+
+  /**
+   * The caller's read marker in the room; empty when none.
+   *
+   * @generated from field: string last_read_id = 4;
+   */
+  lastReadId: string;
 };
 
 /**
@@ -271,7 +508,7 @@ export type Room = Message$1<"pfc.chat.v1.Room"> & {
  * Use `create(RoomSchema)` to create a new message.
  */
 export const RoomSchema: GenMessage<Room> = /*@__PURE__*/
-  messageDesc(file_pfc_chat_v1_chat, 8);
+  messageDesc(file_pfc_chat_v1_chat, 15);
 
 /**
  * ListRoomsResponse lists rooms, most recently active first.
@@ -292,7 +529,7 @@ export type ListRoomsResponse = Message$1<"pfc.chat.v1.ListRoomsResponse"> & {
  * Use `create(ListRoomsResponseSchema)` to create a new message.
  */
 export const ListRoomsResponseSchema: GenMessage<ListRoomsResponse> = /*@__PURE__*/
-  messageDesc(file_pfc_chat_v1_chat, 9);
+  messageDesc(file_pfc_chat_v1_chat, 16);
 
 /**
  * HeartbeatRequest joins or refreshes the caller's presence.
@@ -313,7 +550,7 @@ export type HeartbeatRequest = Message$1<"pfc.chat.v1.HeartbeatRequest"> & {
  * Use `create(HeartbeatRequestSchema)` to create a new message.
  */
 export const HeartbeatRequestSchema: GenMessage<HeartbeatRequest> = /*@__PURE__*/
-  messageDesc(file_pfc_chat_v1_chat, 10);
+  messageDesc(file_pfc_chat_v1_chat, 17);
 
 /**
  * HeartbeatResponse says how long the presence lasts.
@@ -341,7 +578,7 @@ export type HeartbeatResponse = Message$1<"pfc.chat.v1.HeartbeatResponse"> & {
  * Use `create(HeartbeatResponseSchema)` to create a new message.
  */
 export const HeartbeatResponseSchema: GenMessage<HeartbeatResponse> = /*@__PURE__*/
-  messageDesc(file_pfc_chat_v1_chat, 11);
+  messageDesc(file_pfc_chat_v1_chat, 18);
 
 /**
  * LeaveRequest removes the caller's presence.
@@ -362,7 +599,7 @@ export type LeaveRequest = Message$1<"pfc.chat.v1.LeaveRequest"> & {
  * Use `create(LeaveRequestSchema)` to create a new message.
  */
 export const LeaveRequestSchema: GenMessage<LeaveRequest> = /*@__PURE__*/
-  messageDesc(file_pfc_chat_v1_chat, 12);
+  messageDesc(file_pfc_chat_v1_chat, 19);
 
 /**
  * LeaveResponse confirms the leave.
@@ -383,7 +620,7 @@ export type LeaveResponse = Message$1<"pfc.chat.v1.LeaveResponse"> & {
  * Use `create(LeaveResponseSchema)` to create a new message.
  */
 export const LeaveResponseSchema: GenMessage<LeaveResponse> = /*@__PURE__*/
-  messageDesc(file_pfc_chat_v1_chat, 13);
+  messageDesc(file_pfc_chat_v1_chat, 20);
 
 /**
  * ListOnlineRequest asks who is online.
@@ -404,7 +641,7 @@ export type ListOnlineRequest = Message$1<"pfc.chat.v1.ListOnlineRequest"> & {
  * Use `create(ListOnlineRequestSchema)` to create a new message.
  */
 export const ListOnlineRequestSchema: GenMessage<ListOnlineRequest> = /*@__PURE__*/
-  messageDesc(file_pfc_chat_v1_chat, 14);
+  messageDesc(file_pfc_chat_v1_chat, 21);
 
 /**
  * Member is one online user.
@@ -432,7 +669,7 @@ export type Member = Message$1<"pfc.chat.v1.Member"> & {
  * Use `create(MemberSchema)` to create a new message.
  */
 export const MemberSchema: GenMessage<Member> = /*@__PURE__*/
-  messageDesc(file_pfc_chat_v1_chat, 15);
+  messageDesc(file_pfc_chat_v1_chat, 22);
 
 /**
  * ListOnlineResponse lists the online members.
@@ -460,7 +697,7 @@ export type ListOnlineResponse = Message$1<"pfc.chat.v1.ListOnlineResponse"> & {
  * Use `create(ListOnlineResponseSchema)` to create a new message.
  */
 export const ListOnlineResponseSchema: GenMessage<ListOnlineResponse> = /*@__PURE__*/
-  messageDesc(file_pfc_chat_v1_chat, 16);
+  messageDesc(file_pfc_chat_v1_chat, 23);
 
 /**
  * WatchPresenceRequest opens a presence stream.
@@ -481,7 +718,7 @@ export type WatchPresenceRequest = Message$1<"pfc.chat.v1.WatchPresenceRequest">
  * Use `create(WatchPresenceRequestSchema)` to create a new message.
  */
 export const WatchPresenceRequestSchema: GenMessage<WatchPresenceRequest> = /*@__PURE__*/
-  messageDesc(file_pfc_chat_v1_chat, 17);
+  messageDesc(file_pfc_chat_v1_chat, 24);
 
 /**
  * WatchPresenceResponse is the room's online list after a change.
@@ -509,7 +746,7 @@ export type WatchPresenceResponse = Message$1<"pfc.chat.v1.WatchPresenceResponse
  * Use `create(WatchPresenceResponseSchema)` to create a new message.
  */
 export const WatchPresenceResponseSchema: GenMessage<WatchPresenceResponse> = /*@__PURE__*/
-  messageDesc(file_pfc_chat_v1_chat, 18);
+  messageDesc(file_pfc_chat_v1_chat, 25);
 
 /**
  * ChatService keeps each room's history and pushes new messages live.
@@ -547,7 +784,9 @@ export const ChatService: GenService<{
   },
   /**
    * Subscribe streams a room's messages as they are sent. With `after_id` it first replays every
-   * retained message after that id, then continues live, with no gap and no duplicate.
+   * retained message after that id, then continues live, with no gap and no duplicate. With
+   * `events` it also pushes room events (join, leave, typing), which are ephemeral: never
+   * stored, never replayed.
    *
    * @generated from rpc pfc.chat.v1.ChatService.Subscribe
    */
@@ -557,7 +796,8 @@ export const ChatService: GenService<{
     output: typeof SubscribeResponseSchema;
   },
   /**
-   * ListRooms lists the rooms that have history, most recently active first.
+   * ListRooms lists the rooms that have history, most recently active first, with the caller's
+   * unread count in each.
    *
    * @generated from rpc pfc.chat.v1.ChatService.ListRooms
    */
@@ -565,6 +805,30 @@ export const ChatService: GenService<{
     methodKind: "unary";
     input: typeof ListRoomsRequestSchema;
     output: typeof ListRoomsResponseSchema;
+  },
+  /**
+   * SendTyping tells the room's subscribers (those with `events`) that the caller started or
+   * stopped typing. Never stored. INVALID_ARGUMENT for an invalid room; RESOURCE_EXHAUSTED
+   * over the typing rate limit (1 signal/s, burst 5, per user).
+   *
+   * @generated from rpc pfc.chat.v1.ChatService.SendTyping
+   */
+  sendTyping: {
+    methodKind: "unary";
+    input: typeof SendTypingRequestSchema;
+    output: typeof SendTypingResponseSchema;
+  },
+  /**
+   * MarkRead records the last message the caller has read in a room. The marker never moves
+   * back and never points past the room's newest message. INVALID_ARGUMENT for an invalid room
+   * or a malformed id.
+   *
+   * @generated from rpc pfc.chat.v1.ChatService.MarkRead
+   */
+  markRead: {
+    methodKind: "unary";
+    input: typeof MarkReadRequestSchema;
+    output: typeof MarkReadResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_pfc_chat_v1_chat, 0);
