@@ -105,6 +105,10 @@ impl ApiError {
     }
 }
 
+/// How the jobs core's message for a payload over its limit starts (`RESOURCE_EXHAUSTED`
+/// "payload too large: N bytes, the limit is M bytes", `pfc_jobs::JobError::PayloadTooLarge`).
+pub const PAYLOAD_TOO_LARGE: &str = "payload too large";
+
 /// The one gRPC → HTTP mapping.
 impl From<tonic::Status> for ApiError {
     fn from(s: tonic::Status) -> Self {
@@ -115,8 +119,12 @@ impl From<tonic::Status> for ApiError {
             Code::AlreadyExists | Code::FailedPrecondition | Code::Aborted => {
                 ApiError::Conflict(msg)
             }
-            // a request message over the server's size limit is the caller's size, not load
-            Code::ResourceExhausted if pfc_runtime::message_limit::is_message_too_large(&s) => {
+            // a request message or payload over the server's size limit is the caller's
+            // size, not load
+            Code::ResourceExhausted
+                if pfc_runtime::message_limit::is_message_too_large(&s)
+                    || msg.starts_with(PAYLOAD_TOO_LARGE) =>
+            {
                 ApiError::PayloadTooLarge(msg)
             }
             Code::ResourceExhausted => ApiError::TooManyRequests(msg),
@@ -175,8 +183,8 @@ mod tests {
         }
     }
 
-    /// A request message over the core's size limit is a 413 naming the limit, while other
-    /// RESOURCE_EXHAUSTED answers (a full queue, a rate limit) stay 429s.
+    /// A request message or a payload over the core's size limit is a 413 naming the limit,
+    /// while other RESOURCE_EXHAUSTED answers (a full queue, a rate limit) stay 429s.
     #[test]
     fn message_too_large_is_413() {
         let err = ApiError::from(pfc_runtime::message_limit::too_large(5 << 20, 4 << 20));
@@ -185,6 +193,11 @@ mod tests {
             (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
         );
         assert!(err.to_string().contains("4194304"), "{err}");
+        let err = ApiError::from(tonic::Status::resource_exhausted(
+            "payload too large: 2000000 bytes, the limit is 1048576 bytes",
+        ));
+        assert_eq!(err.status_and_code().0, StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(err.to_string().contains("1048576"), "{err}");
         let err = ApiError::from(tonic::Status::resource_exhausted("queue full"));
         assert_eq!(err.status_and_code().0, StatusCode::TOO_MANY_REQUESTS);
     }

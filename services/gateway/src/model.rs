@@ -1,11 +1,22 @@
 //! JSON shapes of the REST API, converted from the protobuf messages of `pfc.jobs.v1`.
 //!
 //! The `.proto` is the source of truth: these types only rename (lowercase statuses, RFC 3339
-//! timestamps, `null` for unset optional fields) and never add behaviour.
+//! timestamps, `null` for unset optional fields) and never add behaviour. Payloads and
+//! results are shown as JSON: a JSON payload as the value itself (passed through byte for
+//! byte, never re-encoded, so key order and number precision survive), other bytes as base64
+//! beside their content type.
 
+use base64::Engine as _;
 use pfc_proto::jobs::v1 as pb;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use utoipa::ToSchema;
+
+/// The content type of JSON payloads and results.
+pub const JSON: &str = "application/json";
+
+/// A JSON value kept as its original text.
+pub type Json = Box<RawValue>;
 
 /// Where a job is in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -102,6 +113,39 @@ fn non_empty(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_string())
 }
 
+/// True for a JSON content type (`application/json`, any case, any parameters).
+pub fn is_json(content_type: &str) -> bool {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .eq_ignore_ascii_case(JSON)
+}
+
+/// A string as a JSON value.
+fn json_string(s: &str) -> Json {
+    // serializing a &str cannot fail
+    serde_json::value::to_raw_value(s).expect("a string is JSON")
+}
+
+/// How bytes with a content type are shown: the JSON value itself for a JSON type, else
+/// base64. Bytes labelled JSON that are not (never stored by the core, which validates)
+/// are shown as base64 rather than breaking the response.
+fn shown(bytes: Vec<u8>, content_type: &str) -> (Option<Json>, Option<String>) {
+    if is_json(content_type) {
+        if let Ok(text) = String::from_utf8(bytes.clone()) {
+            if let Ok(v) = RawValue::from_string(text.trim().to_owned()) {
+                return (Some(v), None);
+            }
+        }
+    }
+    (
+        None,
+        Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
+    )
+}
+
 /// One job and everything known about it.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Job {
@@ -117,12 +161,32 @@ pub struct Job {
     pub queue: String,
     /// Current status.
     pub status: Status,
-    /// Input text.
+    /// Input text (empty for a job submitted with a payload).
     #[schema(example = "bonjour le monde")]
     pub text: String,
-    /// Output, set when `done`.
-    #[schema(example = "BONJOUR LE MONDE")]
-    pub result: Option<String>,
+    /// Input of a job submitted with a JSON payload: the JSON value itself (any JSON value,
+    /// `null` included: check `content_type`). `null` for text jobs and other content types.
+    #[schema(value_type = Value, example = json!({"w": 64, "h": 64}))]
+    pub payload: Option<Json>,
+    /// Input of a job submitted with a payload of another content type, base64-encoded.
+    #[schema(format = Byte)]
+    pub payload_base64: Option<String>,
+    /// Content type of the payload (`application/json` for `payload`); `null` for text jobs.
+    #[schema(example = "application/json")]
+    pub content_type: Option<String>,
+    /// Output, set when `done`: a string for text jobs, the JSON value itself when the worker
+    /// returned JSON (see `result_content_type`).
+    #[schema(value_type = Value, example = "BONJOUR LE MONDE")]
+    pub result: Option<Json>,
+    /// Output of another content type, base64-encoded.
+    #[schema(format = Byte)]
+    pub result_base64: Option<String>,
+    /// Content type of a payload result (`application/json` for JSON in `result`); `null` for
+    /// text results.
+    pub result_content_type: Option<String>,
+    /// Progress the worker reported (0–100), if any.
+    #[schema(maximum = 100)]
+    pub progress: Option<u32>,
     /// Last error, set when a delivery failed.
     pub error: Option<String>,
     /// Deliveries so far.
@@ -149,6 +213,18 @@ pub struct Job {
 
 impl From<pb::Job> for Job {
     fn from(j: pb::Job) -> Self {
+        let has_payload = !j.payload.is_empty() || !j.content_type.is_empty();
+        let (payload, payload_base64) = if has_payload {
+            shown(j.payload, &j.content_type)
+        } else {
+            (None, None)
+        };
+        let has_result_payload = !j.result_content_type.is_empty();
+        let (result, result_base64) = match j.result {
+            Some(text) => (Some(json_string(&text)), None),
+            None if has_result_payload => shown(j.result_payload, &j.result_content_type),
+            None => (None, None),
+        };
         Job {
             job_id: j.id.clone(),
             id: j.id,
@@ -156,7 +232,13 @@ impl From<pb::Job> for Job {
             queue: j.queue,
             status: status_json(j.status),
             text: j.text,
-            result: j.result,
+            payload,
+            payload_base64,
+            content_type: has_payload.then(|| non_empty(&j.content_type).unwrap_or(JSON.into())),
+            result,
+            result_base64,
+            result_content_type: non_empty(&j.result_content_type),
+            progress: j.progress,
             error: j.error,
             attempts: j.attempts,
             max_attempts: j.max_attempts,
@@ -191,6 +273,9 @@ pub struct JobEvent {
     pub error: Option<String>,
     /// Worker involved.
     pub worker_id: Option<String>,
+    /// Progress of a running job (0–100), if reported.
+    #[schema(maximum = 100)]
+    pub progress: Option<u32>,
 }
 
 impl From<pb::JobEvent> for JobEvent {
@@ -204,6 +289,7 @@ impl From<pb::JobEvent> for JobEvent {
             at: opt_ts(&e.at),
             error: non_empty(&e.error),
             worker_id: non_empty(&e.worker_id),
+            progress: e.progress,
         }
     }
 }
@@ -238,15 +324,60 @@ pub struct OriginJob {
     pub kind: String,
 }
 
-/// Body of `POST /api/v1/jobs`.
+impl From<Job> for OriginJob {
+    fn from(job: Job) -> Self {
+        // The origin's `result` is a string: a JSON result is shown as its JSON text, other
+        // bytes as base64 (the v1 job has them as a value and with their content type).
+        let result = match (job.result, job.result_base64) {
+            (Some(v), _) => match serde_json::from_str::<String>(v.get()) {
+                Ok(text) => Some(text),
+                Err(_) => Some(v.get().to_owned()),
+            },
+            (None, b64) => b64,
+        };
+        OriginJob {
+            job_id: job.job_id,
+            status: job.status,
+            result,
+            error: job.error,
+            kind: job.kind,
+        }
+    }
+}
+
+/// Body of `POST /api/v1/jobs`: a job has exactly one of `text` (for text processors such as
+/// the built-in ones), `payload` (any JSON value) or `payload_base64` (other bytes, with
+/// `content_type`).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(
+    json!({"text": "bonjour le monde", "kind": "uppercase"}),
+    json!({"kind": "resize", "payload": {"url": "https://example.com/a.png", "w": 64}}),
+))]
 pub struct SubmitJob {
     /// Input text: non-empty, at most the core's limit (64 KiB by default).
-    #[schema(example = "bonjour le monde", min_length = 1)]
-    pub text: String,
-    /// Processor (see `GET /api/v1/kinds`); default `uppercase`.
     #[serde(default)]
+    #[schema(example = "bonjour le monde", min_length = 1)]
+    pub text: Option<String>,
+    /// Input as any JSON value (object, array, string, number, boolean or `null`), at most
+    /// the core's payload limit (1 MiB by default); passed to the worker byte for byte.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Value>, example = json!({"w": 64, "h": 64}))]
+    pub payload: Option<Json>,
+    /// Input as bytes of another content type, base64-encoded (standard alphabet, padded).
+    #[serde(default)]
+    #[schema(format = Byte)]
+    pub payload_base64: Option<String>,
+    /// Content type of `payload_base64`, a MIME type such as `image/png`; default
+    /// `application/octet-stream`.
+    #[serde(default)]
+    #[schema(max_length = 255, example = "image/png")]
+    pub content_type: Option<String>,
+    /// Kind of job, `[a-z0-9][a-z0-9._-]{0,63}`; default `uppercase`. Any well-formed kind is
+    /// accepted: one no worker has declared yet waits queued until one does (see
+    /// `GET /api/v1/kinds`).
+    #[serde(default)]
+    #[schema(pattern = "^[a-z0-9][a-z0-9._-]{0,63}$", example = "uppercase")]
     pub kind: Option<String>,
     /// A repeated submit with the same key returns the first job (also the `Idempotency-Key`
     /// header); at most 128 bytes.
@@ -265,6 +396,11 @@ pub struct SubmitJob {
     #[serde(default, deserialize_with = "integral")]
     #[schema(maximum = 25)]
     pub max_attempts: Option<u32>,
+}
+
+/// A field that is present, `null` included (`"payload": null` is a JSON payload).
+fn present<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<Json>, D::Error> {
+    Json::deserialize(de).map(Some)
 }
 
 /// An optional non-negative integer that also accepts an integral float (`10.0`), which JSON
@@ -325,6 +461,8 @@ pub struct Worker {
     pub in_flight: u32,
     /// Its last heartbeat (RFC 3339).
     pub last_seen: Option<String>,
+    /// Kinds it handles.
+    pub kinds: Vec<String>,
 }
 
 /// A snapshot of the queue.
@@ -372,26 +510,47 @@ impl From<pb::GetStatsResponse> for Stats {
                     concurrency: w.concurrency,
                     in_flight: w.in_flight,
                     last_seen: opt_ts(&w.last_seen),
+                    kinds: w.kinds,
                 })
                 .collect(),
         }
     }
 }
 
-/// One processor.
+/// One kind of job: built in, or declared by a live worker.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Kind {
     /// Name used in `kind`.
     #[schema(example = "uppercase")]
     pub name: String,
-    /// What it does.
+    /// What it does (built-in kinds; empty for kinds declared by workers).
     pub description: String,
+    /// Built into pfc (run by `pfc worker`).
+    pub builtin: bool,
+    /// Live workers that declared this kind.
+    pub workers: u32,
+    /// Their total concurrency (jobs of this kind they can run at once, shared with their
+    /// other kinds).
+    pub concurrency: u32,
 }
 
-/// The processors a job can name.
+impl From<pb::Kind> for Kind {
+    fn from(k: pb::Kind) -> Self {
+        Kind {
+            name: k.name,
+            description: k.description,
+            builtin: k.builtin,
+            workers: k.workers,
+            concurrency: k.concurrency,
+        }
+    }
+}
+
+/// The kinds a job can name: the built-in ones and every kind a live worker declared. Any
+/// other well-formed kind is accepted too, and waits queued until a worker declares it.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Kinds {
-    /// The processors.
+    /// The kinds.
     pub kinds: Vec<Kind>,
 }
 
@@ -418,6 +577,68 @@ mod tests {
         assert_eq!(Status::parse("DONE"), Some(Status::Done));
         assert_eq!(Status::parse("nope"), None);
         assert_eq!(Status::from_proto(0), None);
+    }
+
+    /// A JSON payload and a JSON result are shown as the values themselves, byte for byte
+    /// (key order, big numbers); other bytes as base64; text jobs as before.
+    #[test]
+    fn payloads_are_shown_as_json() {
+        let raw = r#"{"z": 1, "a": 123456789012345678901234567890}"#;
+        let job = Job::from(pb::Job {
+            id: "j".into(),
+            payload: raw.as_bytes().to_vec(),
+            content_type: JSON.into(),
+            result_payload: b"[true, null]".to_vec(),
+            result_content_type: JSON.into(),
+            progress: Some(40),
+            ..Default::default()
+        });
+        let v = serde_json::to_string(&job).unwrap();
+        assert!(v.contains(&format!(r#""payload":{raw}"#)), "{v}");
+        assert!(v.contains(r#""result":[true, null]"#), "{v}");
+        let v: serde_json::Value = serde_json::from_str(&v).unwrap();
+        assert_eq!(v["content_type"], JSON);
+        assert_eq!(v["progress"], 40);
+        assert_eq!(v["payload_base64"], serde_json::Value::Null);
+
+        let job = Job::from(pb::Job {
+            payload: vec![0, 159, 146, 150],
+            content_type: "image/png".into(),
+            result_payload: b"ok".to_vec(),
+            result_content_type: "text/plain".into(),
+            ..Default::default()
+        });
+        let v = serde_json::to_value(&job).unwrap();
+        assert_eq!(v["payload"], serde_json::Value::Null);
+        assert_eq!(v["payload_base64"], "AJ+Slg==");
+        assert_eq!(v["content_type"], "image/png");
+        assert_eq!(v["result_base64"], "b2s=");
+        assert_eq!(v["result"], serde_json::Value::Null);
+
+        let job = Job::from(pb::Job {
+            text: "abc".into(),
+            result: Some("ABC".into()),
+            ..Default::default()
+        });
+        let v = serde_json::to_value(&job).unwrap();
+        assert_eq!(
+            (v["text"].clone(), v["result"].clone()),
+            ("abc".into(), "ABC".into())
+        );
+        assert_eq!(v["content_type"], serde_json::Value::Null);
+        assert_eq!(OriginJob::from(job).result.as_deref(), Some("ABC"));
+    }
+
+    /// `"payload": null` is a payload (the JSON value null); an absent one is not.
+    #[test]
+    fn null_payload_is_present() {
+        let s: SubmitJob = serde_json::from_str(r#"{"payload": null}"#).unwrap();
+        assert_eq!(
+            s.payload.map(|p| p.get().to_owned()).as_deref(),
+            Some("null")
+        );
+        let s: SubmitJob = serde_json::from_str(r#"{"text": "a"}"#).unwrap();
+        assert!(s.payload.is_none());
     }
 
     /// Integer fields accept integral floats and reject fractions, negatives and overflow.

@@ -10,7 +10,8 @@ use crate::{error, model, rest, sse};
 #[openapi(
     info(
         title = "pfc",
-        description = "Asynchronous text-processing jobs. REST is a thin layer over the gRPC \
+        description = "Asynchronous jobs: a text for the built-in processors, or any JSON \
+            value (or bytes) for workers of any kind. REST is a thin layer over the gRPC \
             `pfc.jobs.v1.JobService`; browsers can also call every gRPC service directly over \
             gRPC-web on the same port. Errors are `{\"error\": {\"code\", \"message\"}}`.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),

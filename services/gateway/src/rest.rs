@@ -15,8 +15,8 @@ use serde::Deserialize;
 
 use crate::error::{ApiError, ErrorBody};
 use crate::model::{
-    Job, JobPage, Kind, Kinds, OriginJob, OriginSubmit, OriginSubmitted, Stats, Status, SubmitJob,
-    Submitted,
+    is_json, Job, JobPage, Kind, Kinds, OriginJob, OriginSubmit, OriginSubmitted, Stats, Status,
+    SubmitJob, Submitted,
 };
 use crate::AppState;
 
@@ -132,13 +132,7 @@ pub async fn origin_get(
     Path(job_id): Path<String>,
 ) -> Result<Json<OriginJob>, ApiError> {
     let job = get_job(&st, &job_id).await?;
-    Ok(Json(OriginJob {
-        job_id: job.job_id,
-        status: job.status,
-        result: job.result,
-        error: job.error,
-        kind: job.kind,
-    }))
+    Ok(Json(OriginJob::from(job)))
 }
 
 // ---------------------------------------------------------------- /api/v1
@@ -162,10 +156,50 @@ async fn get_job(st: &AppState, job_id: &str) -> Result<Job, ApiError> {
 /// too, so a delay is refused even when `run_at` makes the core ignore it).
 const MAX_DELAY_MS: u64 = 30 * 24 * 3600 * 1000;
 
+/// The payload bytes and content type of a submit body (both empty for a text job), checked
+/// for what the gateway can tell alone; the core checks the rest (JSON, size, kind).
+fn payload_of(body: &SubmitJob) -> Result<(Vec<u8>, String), ApiError> {
+    let invalid = |m: &str| Err(ApiError::InvalidArgument(m.into()));
+    match (&body.payload, &body.payload_base64) {
+        (Some(_), Some(_)) => invalid("send payload (JSON) or payload_base64 (bytes), not both"),
+        (Some(_), None) if body.content_type.as_deref().is_some_and(|c| !is_json(c)) => {
+            invalid("payload is JSON; send other content types as payload_base64 with content_type")
+        }
+        // the JSON text exactly as sent (the core validates it again)
+        (Some(json), None) => Ok((json.get().as_bytes().to_vec(), String::new())),
+        (None, Some(b64)) => {
+            use base64::Engine as _;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map_err(|e| {
+                    ApiError::InvalidArgument(format!("payload_base64 is not valid base64: {e}"))
+                })?;
+            if bytes.is_empty() {
+                return invalid("payload_base64 must not be empty");
+            }
+            let ct = body.content_type.clone();
+            Ok((
+                bytes,
+                ct.unwrap_or_else(|| "application/octet-stream".into()),
+            ))
+        }
+        (None, None) if body.content_type.is_some() => {
+            invalid("content_type describes payload_base64, which is missing")
+        }
+        (None, None) if body.text.is_none() => {
+            invalid("a job needs text, a JSON payload or payload_base64")
+        }
+        (None, None) => Ok((Vec::new(), String::new())),
+    }
+}
+
 /// Submit a job.
 ///
-/// With an idempotency key (body field or `Idempotency-Key` header), a repeated submit returns
-/// the first job with `created: false` and status 200 instead of 201.
+/// A job has `text` (the built-in text processors), or a `payload` of any JSON value, or
+/// `payload_base64` bytes with a `content_type`. Any well-formed `kind` is accepted; one no
+/// worker has declared yet waits queued. With an idempotency key (body field or
+/// `Idempotency-Key` header), a repeated submit returns the first job with `created: false`
+/// and status 200 instead of 201.
 #[utoipa::path(
     post, path = "/api/v1/jobs", tag = "jobs",
     request_body = SubmitJob,
@@ -173,10 +207,13 @@ const MAX_DELAY_MS: u64 = 30 * 24 * 3600 * 1000;
     responses(
         (status = 201, description = "Job created", body = Submitted),
         (status = 200, description = "Idempotency key matched an existing job", body = Submitted),
-        (status = 400, description = "Malformed JSON", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 400, description = "Malformed JSON (the body, or a `payload` that is not JSON)", body = ErrorBody,
+            example = json!({"error": {"code": "invalid_json", "message": "invalid JSON: EOF while parsing an object at line 1 column 22"}})),
+        (status = 413, description = "Body over the gateway's limit (`PFC_HTTP_BODY_LIMIT`), or payload over the core's (`PFC_MAX_PAYLOAD_BYTES`)", body = ErrorBody,
+            example = json!({"error": {"code": "payload_too_large", "message": "payload too large: 2097152 bytes, the limit is 1048576 bytes"}})),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
-        (status = 422, description = "Invalid field: empty or oversized text, unknown kind, bad run_at, unknown field", body = ErrorBody),
+        (status = 422, description = "Invalid field: neither or both of text and payload, empty or oversized text, malformed kind, payload for a built-in text kind, bad base64 or content type, bad run_at, unknown field", body = ErrorBody,
+            example = json!({"error": {"code": "invalid_argument", "message": "a job has either text or a payload, not both"}})),
         (status = 429, description = "Queue full", body = ErrorBody),
         (status = 503, description = "Core unavailable", body = ErrorBody),
     )
@@ -208,6 +245,7 @@ pub async fn submit(
             "delay_ms must be at most 30 days (2592000000)".into(),
         ));
     }
+    let (payload, content_type) = payload_of(&body)?;
     let delay = body.delay_ms.map(|ms| {
         let d = Duration::from_millis(ms);
         prost_types::Duration {
@@ -219,7 +257,9 @@ pub async fn submit(
         .jobs
         .clone()
         .submit_job(st.call(pb::SubmitJobRequest {
-            text: body.text,
+            text: body.text.unwrap_or_default(),
+            payload,
+            content_type,
             kind: body.kind.unwrap_or_default(),
             idempotency_key: body.idempotency_key.or(header_key).unwrap_or_default(),
             run_at,
@@ -373,11 +413,13 @@ pub async fn stats(State(st): State<AppState>) -> Result<Json<Stats>, ApiError> 
     Ok(Json(resp.into()))
 }
 
-/// The processors a job can name in `kind`.
+/// The kinds of job: the built-in processors and every kind a live worker declared, with the
+/// number of live workers and their concurrency. A job may name any other well-formed kind
+/// too; it waits queued until a worker declares it.
 #[utoipa::path(
     get, path = "/api/v1/kinds", tag = "jobs",
     responses(
-        (status = 200, description = "The processors", body = Kinds),
+        (status = 200, description = "The known kinds", body = Kinds),
         (status = 503, description = "Core unavailable", body = ErrorBody),
     )
 )]
@@ -389,14 +431,7 @@ pub async fn kinds(State(st): State<AppState>) -> Result<Json<Kinds>, ApiError> 
         .await?
         .into_inner();
     Ok(Json(Kinds {
-        kinds: resp
-            .kinds
-            .into_iter()
-            .map(|k| Kind {
-                name: k.name,
-                description: k.description,
-            })
-            .collect(),
+        kinds: resp.kinds.into_iter().map(Kind::from).collect(),
     }))
 }
 
