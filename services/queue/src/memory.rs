@@ -104,14 +104,17 @@ impl Inner {
 
     /// The lease clock, as in the Redis store: when leases were not kept for longer than
     /// `gap` (the process was paused), every deadline moves forward by the pause.
-    fn tick(&mut self, now: i64, gap: Duration) {
+    fn tick(&mut self, now: i64, gap: Duration, lease: Duration) {
         if let Some(last) = self.clock {
             let pause = now - last;
             if pause > gap.as_millis() as i64 && !self.leases.is_empty() {
+                // the time lost, and at least a full lease from now (workers must reconnect)
+                let floor = now + lease.as_millis() as i64;
                 let leases = std::mem::take(&mut self.leases);
                 for (deadline, id) in leases {
-                    self.lease_of.insert(id.clone(), deadline + pause);
-                    self.leases.insert((deadline + pause, id));
+                    let d = (deadline + pause).max(floor);
+                    self.lease_of.insert(id.clone(), d);
+                    self.leases.insert((d, id));
                 }
             }
         }
@@ -137,7 +140,7 @@ impl Inner {
 
     /// Promote due scheduled jobs, redeliver expired leases, expire old jobs.
     fn maintain(&mut self, config: &StoreConfig, now: i64) -> Vec<Job> {
-        self.tick(now, config.clock_gap());
+        self.tick(now, config.clock_gap(), config.lease);
         let mut changed = Vec::new();
         while let Some((at, id)) = self.scheduled.first().cloned() {
             if at > now {
@@ -459,7 +462,7 @@ impl JobStore for MemoryStore {
     async fn heartbeat(&self, worker: &WorkerInfo, leases: &[LeaseRef]) -> Result<Vec<LeaseRef>> {
         let now = now_ms();
         let mut g = self.lock();
-        g.tick(now, self.config.clock_gap());
+        g.tick(now, self.config.clock_gap(), self.config.lease);
         g.workers.insert(
             worker.id.clone(),
             WorkerInfo {

@@ -663,3 +663,57 @@ async fn housekeeping_is_done_by_one_elected_process() {
     b.maintain().await.unwrap();
     assert_eq!(a.get(&id2).await.unwrap().unwrap().status, Status::Queued);
 }
+
+/// After an outage every lease has at least a full lease left, not only what it had when
+/// Redis stopped: workers must reconnect before they can heartbeat again. Here the worker's
+/// last heartbeat was half a lease before Redis paused and its next one comes 0.8 lease after
+/// the resume, while housekeeping runs throughout — its job must still be its own.
+#[tokio::test]
+async fn a_lease_survives_the_reconnect_after_an_outage() {
+    let mut server = RedisServer::start();
+    let lease = Duration::from_secs(1);
+    let s: Arc<dyn JobStore> =
+        RedisStore::new(&server.url(), config(lease, Duration::from_secs(60))).unwrap();
+    s.submit(job("reconnecting", 1)).await.unwrap();
+    let j = s
+        .take("w", &kinds(), 1, Duration::from_secs(1))
+        .await
+        .unwrap()
+        .remove(0);
+    let house = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            loop {
+                let _ = s.maintain().await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    let info = WorkerInfo {
+        id: "w".into(),
+        concurrency: 1,
+        in_flight: 1,
+        last_seen: 0,
+        kinds: kinds(),
+    };
+    assert!(s
+        .heartbeat(&info, &[LeaseRef::of(&j)])
+        .await
+        .unwrap()
+        .is_empty());
+    tokio::time::sleep(lease / 2).await;
+    server.pause();
+    tokio::time::sleep(lease * 4).await;
+    server.resume();
+    tokio::time::sleep(lease * 8 / 10).await;
+    let lost = s.heartbeat(&info, &[LeaseRef::of(&j)]).await.unwrap();
+    house.abort();
+    assert!(
+        lost.is_empty(),
+        "the lease expired during the reconnect: {lost:?}"
+    );
+    assert_eq!(
+        s.complete(&[done(&j, "w")]).await.unwrap(),
+        [CompletionResult::Applied]
+    );
+}

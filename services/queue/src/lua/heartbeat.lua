@@ -4,7 +4,7 @@
 -- as a flat list id, delivery, ...
 local worker, info = ARGV[3], ARGV[4]
 local lease, wttl = tonumber(ARGV[5]), tonumber(ARGV[6])
-local now = tick(ARGV[7])
+local now = tick(ARGV[7], lease)
 redis.call('ZADD', K.workers, now, worker)
 local gone = redis.call('ZRANGEBYSCORE', K.workers, '-inf', now - wttl)
 if #gone > 0 then

@@ -110,14 +110,17 @@ end
 -- from everyone), nobody could renew anything, so every deadline moves forward by the gap:
 -- an outage never expires a lease by itself. Called by every script that renews or
 -- expires leases; returns the current time.
-local function tick(gap_ms)
+local function tick(gap_ms, lease_ms)
   local now = now_ms()
   local last = tonumber(redis.call('GET', K.clock))
   if last and now - last > tonumber(gap_ms) then
+    -- every lease gets the time it lost, and at least one full lease from now: after an
+    -- outage every worker has to reconnect before it can heartbeat again
     local gap = now - last
+    local floor = now + tonumber(lease_ms)
     local l = redis.call('ZRANGE', K.leases, 0, -1, 'WITHSCORES')
     for i = 1, #l, 2 do
-      redis.call('ZADD', K.leases, tonumber(l[i + 1]) + gap, l[i])
+      redis.call('ZADD', K.leases, math.max(tonumber(l[i + 1]) + gap, floor), l[i])
     end
     if #l > 0 then
       redis.call('HINCRBY', K.stats, 'clock_shifts', 1)

@@ -24,7 +24,7 @@ if rid ~= '' then
   end
 end
 
-local now = tick(gap)
+local now = tick(gap, lease)
 
 local due = redis.call('ZRANGEBYSCORE', K.scheduled, '-inf', now, 'LIMIT', 0, 1000)
 for _, id in ipairs(due) do
