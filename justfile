@@ -75,6 +75,10 @@ compose-e2e:
 bench *flags:
     cargo run --release -p pfc -- bench {{ flags }}
 
+# pfc against BullMQ on the same Redis in the same run (throughput, and clients each watching their own job)
+bench-peers jobs="50000" clients="256" secs="20":
+    scripts/bench-peers.sh {{ jobs }} {{ clients }} {{ secs }}
+
 # The reproducible jobs benchmark of docs/benchmarks.md: private Redis, pfc jobs, workers, pfc bench
 bench-jobs jobs="200000" workers="2" concurrency="64":
     scripts/bench.sh {{ jobs }} {{ workers }} {{ concurrency }}
