@@ -34,19 +34,19 @@ node scripts/bench/bullmq/bench.mjs --redis "redis://127.0.0.1:$PORT" --shape wa
 flush
 
 export PFC_REDIS_URL=redis://127.0.0.1:$PORT PFC_LOG=warn
-$BIN jobs --grpc-addr 127.0.0.1:$GRPC & pids+=($!); JOBS_PID=$!
-for _ in $(seq 50); do $BIN probe grpc 127.0.0.1:$GRPC 2>/dev/null && break; sleep 0.1; done
+$BIN jobs --grpc-addr 127.0.0.1:"$GRPC" & pids+=($!); JOBS_PID=$!
+for _ in $(seq 50); do $BIN probe grpc 127.0.0.1:"$GRPC" 2>/dev/null && break; sleep 0.1; done
 wargs=()
 for i in $(seq "$WORKERS"); do
-  $BIN worker --jobs-url http://127.0.0.1:$GRPC --grpc-addr 127.0.0.1:$((GRPC + i)) --concurrency 64 & pids+=($!)
+  $BIN worker --jobs-url http://127.0.0.1:"$GRPC" --grpc-addr 127.0.0.1:$((GRPC + i)) --concurrency 64 & pids+=($!)
   wargs+=(--pid "worker-$i=$!")
 done
 sleep 1
 echo "== pfc throughput ($JOBS jobs)"
-$BIN bench --url http://127.0.0.1:$GRPC --jobs "$JOBS" --concurrency 128 --connections 4 \
+$BIN bench --url http://127.0.0.1:"$GRPC" --jobs "$JOBS" --concurrency 128 --connections 4 \
   --pid "redis=$REDIS_PID" --pid "pfc-jobs=$JOBS_PID" "${wargs[@]}"
 if $BIN bench --help | grep -q -- '--watch-own'; then
   echo "== pfc watch ($CLIENTS clients, ${SECS} s)"
-  $BIN bench --url http://127.0.0.1:$GRPC --watch-own --concurrency "$CLIENTS" --duration "${SECS}s" \
+  $BIN bench --url http://127.0.0.1:"$GRPC" --watch-own --concurrency "$CLIENTS" --duration "${SECS}s" \
     --pid "redis=$REDIS_PID" --pid "pfc-jobs=$JOBS_PID" "${wargs[@]}"
 fi
