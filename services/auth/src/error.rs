@@ -26,6 +26,9 @@ pub enum AuthError {
     /// The signing key could not be loaded or used.
     #[error("signing key: {0}")]
     Key(String),
+    /// The key directory holds no key and auth cannot write one into it.
+    #[error("key directory: {0}")]
+    KeyDirNotWritable(String),
 }
 
 impl From<AuthError> for Status {
@@ -37,7 +40,9 @@ impl From<AuthError> for Status {
             | AuthError::UnknownKey
             | AuthError::Expired => Status::unauthenticated(e.to_string()),
             AuthError::KeysUnavailable => Status::unavailable(e.to_string()),
-            AuthError::Key(_) => Status::internal("token signing failed"),
+            AuthError::Key(_) | AuthError::KeyDirNotWritable(_) => {
+                Status::internal("token signing failed")
+            }
         }
     }
 }

@@ -163,7 +163,10 @@ impl KeySource {
         if let Some(dir) = &self.dir {
             let mut found = self.read_dir(dir)?;
             if found.is_empty() && keys.is_empty() {
-                let path = write_new_key(dir, now)?;
+                let path = write_new_key(dir, now).map_err(|e| match e {
+                    AuthError::Key(why) => AuthError::KeyDirNotWritable(why),
+                    e => e,
+                })?;
                 tracing::info!(path = %path.display(), "key directory was empty: wrote a new signing key");
                 found = self.read_dir(dir)?;
             }

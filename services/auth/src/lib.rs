@@ -65,8 +65,27 @@ pub fn issuer_from_config(config: &Config) -> anyhow::Result<Issuer> {
             &config.audience,
         ));
     }
-    let issuer = Issuer::from_source(source, config.token_ttl, &config.issuer, &config.audience)
-        .context("failed to load the signing keys")?;
+    let issuer = match Issuer::from_source(
+        source.clone(),
+        config.token_ttl,
+        &config.issuer,
+        &config.audience,
+    ) {
+        Ok(issuer) => issuer,
+        // An empty key directory auth may not write to (e.g. a volume owned by another user):
+        // run as before (ephemeral key) but say loudly why tokens won't survive a restart.
+        Err(AuthError::KeyDirNotWritable(why)) if source.file.is_none() => {
+            let key = SigningKey::generate();
+            tracing::warn!(kid = key.kid(), error = %why, "cannot write a key into PFC_AUTH_KEY_DIR: using an ephemeral signing key (tokens will not survive a restart)");
+            return Ok(Issuer::new(
+                key,
+                config.token_ttl,
+                &config.issuer,
+                &config.audience,
+            ));
+        }
+        Err(e) => return Err(e).context("failed to load the signing keys"),
+    };
     tracing::info!(
         kid = issuer.key().kid(),
         published = ?issuer.verifier().kids(),

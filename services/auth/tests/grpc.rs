@@ -352,3 +352,28 @@ async fn rotation_keeps_old_tokens_valid_and_new_ones_verify_at_once() {
     c.verify(VerifyRequest { token: new }).await.unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// An empty key directory auth cannot write to does not stop it: it starts with an
+/// ephemeral key (as without a directory) and says why in the log.
+#[tokio::test]
+async fn unwritable_empty_key_dir_falls_back_to_an_ephemeral_key() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = key_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o500)).unwrap();
+    if std::fs::write(dir.join("probe"), b"x").is_ok() {
+        // Root ignores directory modes: nothing to test here.
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
+    let config = pfc_auth::Config {
+        key_dir: Some(dir.clone()),
+        ..Default::default()
+    };
+    let (a, _stop, _handle) = start_server(config).await;
+    let mut c = AuthServiceClient::connect(format!("http://{a}"))
+        .await
+        .unwrap();
+    login(&mut c, "alice").await;
+    let _ = std::fs::remove_dir_all(dir);
+}
