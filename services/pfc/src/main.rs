@@ -129,10 +129,12 @@ impl Command {
 async fn main() -> anyhow::Result<()> {
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    // `--grpc-addr`/`PFC_GRPC_ADDR` given, or just the role's default (docs/roles.md)
+    // `pfc worker --grpc-addr`/`PFC_GRPC_ADDR` given, or just the role's default (docs/roles.md).
+    // Asked of the worker's matches only: clap panics (debug builds) on an id a subcommand
+    // lacks, such as `grpc_addr` of `pfc probe`.
     let grpc_addr_explicit = matches
-        .subcommand()
-        .and_then(|(_, m)| m.value_source("grpc_addr"))
+        .subcommand_matches("worker")
+        .and_then(|m| m.value_source("grpc_addr"))
         .is_some_and(|source| source != ValueSource::DefaultValue);
     match cli.command {
         Command::Probe(args) => return probe::run(args).await,
@@ -210,6 +212,13 @@ mod tests {
         for bad in ["", "5", "s", "5 s", "5x", "-1s"] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
         }
+    }
+
+    /// Every subcommand starts without tripping clap's debug assertions (`pfc probe` has no
+    /// `grpc_addr`; asking its matches for one panicked in debug builds).
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
     }
 
     /// `pfc chat` takes `--redis-password-file` like the other Redis roles, and refuses it
