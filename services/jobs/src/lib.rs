@@ -7,6 +7,8 @@
 //!
 //! # Layout
 //! - `service`: the tonic service ([`Jobs`]) and request [`Limits`].
+//! - `hub`: the watch [`Hub`]: one event reader per process, routing each transition only to
+//!   the `WatchJob`/`WatchJobs` streams that want it.
 //! - `worker_service`: `pfc.worker.v1.WorkerService` ([`Workers`]), the worker protocol.
 //! - `server`: [`Config`], [`run`] (the `pfc jobs` role), [`background`] duties.
 //! - `validate`: the stateless rules of a submit (kind names, content types).
@@ -15,12 +17,14 @@
 
 pub mod convert;
 pub mod error;
+pub mod hub;
 pub mod server;
 pub mod service;
-pub mod worker_service;
 pub mod validate;
+pub mod worker_service;
 
 pub use error::JobError;
+pub use hub::Hub;
 pub use server::{background, run, service, Config, LimitArgs, SERVICE_NAME};
 pub use service::{Jobs, Limits};
 pub use worker_service::{WorkerServiceArgs, Workers, WORKER_SERVICE_NAME};

@@ -10,13 +10,11 @@ use pfc_proto::jobs::v1 as pb;
 use pfc_proto::jobs::v1::job_service_server::JobService;
 use pfc_proto::timestamp_to_ms;
 use pfc_queue::{now_ms, JobStore, ListQuery, NewJob, Payload};
-use tokio::sync::{broadcast, mpsc};
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
-use tracing::Instrument;
 
 use crate::convert::*;
 use crate::error::JobError;
+use crate::hub::Hub;
 use crate::validate::{is_valid_kind, payload_type, truncate, DEFAULT_KIND, MAX_KIND};
 
 /// Limits and defaults applied to requests.
@@ -49,24 +47,32 @@ pub const MAX_PAGE_SIZE: u32 = 200;
 /// Furthest a job can be scheduled ahead.
 pub const MAX_DELAY: Duration = Duration::from_secs(30 * 24 * 3600);
 
-/// The JobService: stateless, cheap to clone.
+/// The JobService: cheap to clone; its clones share one watch [`Hub`].
 #[derive(Clone)]
 pub struct Jobs {
     store: Arc<dyn JobStore>,
     registry: Registry,
     limits: Limits,
+    hub: Arc<Hub>,
 }
 
 type EventStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 impl Jobs {
-    /// A JobService over `store`, accepting the kinds in `registry`.
+    /// A JobService over `store`, accepting the kinds in `registry`. Inside a tokio runtime
+    /// its watch hub subscribes to the store's events at once.
     pub fn new(store: Arc<dyn JobStore>, registry: Registry, limits: Limits) -> Self {
         Self {
+            hub: Arc::new(Hub::new(store.clone())),
             store,
             registry,
             limits,
         }
+    }
+
+    /// The watch hub serving this service's `WatchJob` and `WatchJobs` streams.
+    pub fn hub(&self) -> &Hub {
+        &self.hub
     }
 
     /// A submit checked against the rules and limits, as the job to store. A job has text
@@ -257,66 +263,11 @@ impl JobService for Jobs {
         req: Request<pb::WatchJobRequest>,
     ) -> Result<Response<Self::WatchJobStream>, Status> {
         let id = req.into_inner().job_id;
-        // subscribe before reading, so no transition falls between the read and the stream
-        let mut events = self.store.subscribe();
-        let first = self.get_job(&id).await?;
-        let (tx, rx) = mpsc::channel(16);
-        let this = self.clone();
-        tokio::spawn(
-            async move {
-                let mut last = first.version;
-                let mut terminal = is_terminal(&first);
-                if tx
-                    .send(Ok(pb::WatchJobResponse { job: Some(first) }))
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-                // a safety net only: transitions are pushed; this re-read covers events lost
-                // while the event subscription reconnects
-                let mut resync = tokio::time::interval(Duration::from_secs(5));
-                resync.tick().await;
-                while !terminal {
-                    let reread = tokio::select! {
-                        ev = events.recv() => match ev {
-                            Ok(pfc_queue::Feed::Event(ev)) => ev.job_id == id && ev.version > last,
-                            Ok(pfc_queue::Feed::Gap) => true,
-                            Err(broadcast::error::RecvError::Lagged(_)) => true,
-                            Err(broadcast::error::RecvError::Closed) => return,
-                        },
-                        _ = resync.tick() => true,
-                        _ = tx.closed() => return,
-                    };
-                    if !reread {
-                        continue;
-                    }
-                    match this.get_job(&id).await {
-                        Ok(job) if job.version > last => {
-                            last = job.version;
-                            terminal = is_terminal(&job);
-                            if tx
-                                .send(Ok(pb::WatchJobResponse { job: Some(job) }))
-                                .await
-                                .is_err()
-                            {
-                                return;
-                            }
-                        }
-                        Ok(_) => {}
-                        Err(JobError::NotFound(_)) => {
-                            let _ = tx
-                                .send(Err(Status::not_found(format!("job {id} expired"))))
-                                .await;
-                            return;
-                        }
-                        Err(e) => tracing::debug!(error = %e, "watch re-read failed; will retry"),
-                    }
-                }
-            }
-            .in_current_span(),
-        );
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        if id.is_empty() {
+            return Err(JobError::InvalidArgument("job_id must not be empty".into()).into());
+        }
+        let stream = self.hub.watch_job(&id).await?;
+        Ok(Response::new(Box::pin(stream)))
     }
 
     type WatchJobsStream = EventStream<pb::WatchJobsResponse>;
@@ -336,29 +287,7 @@ impl JobService for Jobs {
                 })?;
             wanted.push(st);
         }
-        let mut events = self.store.subscribe();
-        let (tx, rx) = mpsc::channel(256);
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    ev = events.recv() => match ev {
-                        Ok(pfc_queue::Feed::Gap) => {}
-                        Ok(pfc_queue::Feed::Event(ev)) if !wanted.is_empty() && !wanted.contains(&ev.status) => {}
-                        Ok(pfc_queue::Feed::Event(ev)) => {
-                            if tx.send(Ok(pb::WatchJobsResponse { event: Some(event_to_pb(ev)) })).await.is_err() {
-                                return;
-                            }
-                        }
-                        Err(broadcast::error::RecvError::Lagged(n)) => {
-                            tracing::debug!(skipped = n, "WatchJobs subscriber lagging; events skipped");
-                        }
-                        Err(broadcast::error::RecvError::Closed) => return,
-                    },
-                    _ = tx.closed() => return,
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(self.hub.watch_jobs(wanted))))
     }
 
     #[tracing::instrument(name = "ListJobs", skip_all)]
@@ -440,11 +369,4 @@ impl JobService for Jobs {
             kinds: crate::worker_service::kinds(&self.registry, &stats.workers),
         }))
     }
-}
-
-fn is_terminal(j: &pb::Job) -> bool {
-    matches!(
-        pb::JobStatus::try_from(j.status),
-        Ok(pb::JobStatus::Done | pb::JobStatus::Failed | pb::JobStatus::Cancelled)
-    )
 }
