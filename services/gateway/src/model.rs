@@ -294,6 +294,39 @@ impl From<pb::JobEvent> for JobEvent {
     }
 }
 
+/// Data of a `resync` event on `/api/v1/events`: transitions may have been missed before it,
+/// so re-list what you show (`GET /api/v1/jobs`), then keep applying `transition` events.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Resync {
+    /// Why: `events_lost` (the server's event feed had a gap, e.g. its connection to Redis was
+    /// re-established) or `client_slow` (this stream was read more slowly than jobs changed).
+    #[schema(example = "events_lost")]
+    pub reason: String,
+}
+
+impl From<pb::Resync> for Resync {
+    fn from(r: pb::Resync) -> Self {
+        let reason = match r.reason() {
+            pb::ResyncReason::ClientSlow => "client_slow",
+            pb::ResyncReason::EventsLost | pb::ResyncReason::Unspecified => "events_lost",
+        };
+        Resync {
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The data of one `/api/v1/events` message: a JobEvent (`event: transition`) or a Resync
+/// (`event: resync`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum EventsData {
+    /// `event: transition`.
+    Transition(JobEvent),
+    /// `event: resync`.
+    Resync(Resync),
+}
+
 /// Origin-compatible submit body (`POST /jobs`).
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct OriginSubmit {

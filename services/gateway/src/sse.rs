@@ -3,7 +3,8 @@
 //! - `GET /api/v1/jobs/{job_id}/events`: `WatchJob`; one `job` event per transition (the first
 //!   is the current state), each carrying the whole job; the stream ends after a terminal state.
 //! - `GET /api/v1/events[?status=done,failed]`: `WatchJobs`; one `transition` event per
-//!   transition of any job (optionally only transitions into the given statuses).
+//!   transition of any job (optionally only transitions into the given statuses), and a
+//!   `resync` event whenever the stream may have missed some (the client re-lists).
 //!
 //! Event ids are `"{job_id}:{version}"`. A stream that the core ends with an error sends one
 //! `error` event with the usual error body, then closes. Streams also close when the gateway
@@ -21,7 +22,7 @@ use futures::{Stream, StreamExt};
 use pfc_proto::jobs::v1 as pb;
 
 use crate::error::{ApiError, ErrorBody, ErrorDetail};
-use crate::model::{Job, JobEvent, Status};
+use crate::model::{EventsData, Job, JobEvent, Resync, Status};
 use crate::AppState;
 
 fn error_event(status: tonic::Status) -> Event {
@@ -44,6 +45,13 @@ fn json_event<T: serde::Serialize>(name: &str, id: String, value: &T) -> Event {
         .event(name)
         .id(id)
         .data(serde_json::to_string(value).unwrap_or_default())
+}
+
+/// A `resync` event: no id, so a reconnecting browser still resumes from the last transition.
+fn resync_event(r: &Resync) -> Event {
+    Event::default()
+        .event("resync")
+        .data(serde_json::to_string(r).unwrap_or_default())
 }
 
 /// Maps a gRPC stream to SSE events: items via `f`, an error as one `error` event, then the end.
@@ -130,11 +138,15 @@ pub struct EventsQuery {
 ///
 /// Each `transition` event's data is a JobEvent as JSON. Only transitions that happen after
 /// the subscription are sent (use `GET /api/v1/jobs` for the current state).
+///
+/// A `resync` event (data: `{"reason": "events_lost" | "client_slow"}`) means transitions may
+/// have been missed before it — the server's event feed had a gap, or this client read too
+/// slowly. Re-list what you show (`GET /api/v1/jobs`), then keep applying `transition` events.
 #[utoipa::path(
     get, path = "/api/v1/events", tag = "events",
     params(EventsQuery),
     responses(
-        (status = 200, description = "`text/event-stream` of `transition` events (data: JobEvent)", content_type = "text/event-stream", body = JobEvent),
+        (status = 200, description = "`text/event-stream` of `transition` events (data: JobEvent) and `resync` events (data: Resync: re-list, transitions may have been missed)", content_type = "text/event-stream", body = EventsData),
         (status = 422, description = "Unknown status in the filter", body = ErrorBody),
         (status = 503, description = "Core unavailable", body = ErrorBody),
     )
@@ -163,10 +175,20 @@ pub async fn all_events(
         .watch_jobs(pb::WatchJobsRequest { statuses })
         .await?
         .into_inner();
-    Ok(sse(to_events(&st, stream, |m: pb::WatchJobsResponse| {
-        m.event.map(|e| {
-            let ev = JobEvent::from(e);
-            json_event("transition", format!("{}:{}", ev.job_id, ev.version), &ev)
-        })
-    })))
+    Ok(sse(to_events(
+        &st,
+        stream,
+        |m: pb::WatchJobsResponse| match (m.event, m.resync) {
+            (Some(e), _) => {
+                let ev = JobEvent::from(e);
+                Some(json_event(
+                    "transition",
+                    format!("{}:{}", ev.job_id, ev.version),
+                    &ev,
+                ))
+            }
+            (None, Some(r)) => Some(resync_event(&Resync::from(r))),
+            (None, None) => None,
+        },
+    )))
 }
