@@ -1,6 +1,7 @@
 // The live job store shared by every jobs page: jobs seen so far, their transitions, and one
 // WatchJobs stream for the whole app (statuses change live; nothing is polled). The stream
-// reconnects with backoff; after a reconnect, pages reload their list to catch up.
+// reconnects with backoff; after a reconnect, or when the server sends a resync (it may have
+// dropped transitions), pages reload their list to catch up.
 import type { Job, JobEvent } from "./gen/pfc/jobs/v1/jobs_pb.js";
 import { JobStatus } from "./gen/pfc/jobs/v1/jobs_pb.js";
 import { errorMessage, isAbort, jobs } from "./client.js";
@@ -40,7 +41,8 @@ class Store {
     return () => this.listeners.delete(fn);
   }
 
-  /** Called after the live stream (re)connects, so a page can reload what it shows. */
+  /** Called after the live stream (re)connects or the server asks for a resync, so a page
+   *  can reload what it shows. */
   onResync(fn: Listener): () => void {
     this.resyncs.add(fn);
     return () => this.resyncs.delete(fn);
@@ -180,6 +182,8 @@ class Store {
           }
           backoff = 500;
           if (res.event) this.onEvent(res.event);
+          // the server says transitions may have been missed: pages reload what they show
+          else if (res.resync) for (const fn of this.resyncs) fn();
         }
         this.setLive("offline", "the live stream ended");
       } catch (e) {

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file pfc/jobs/v1/jobs.proto.
  */
 export const file_pfc_jobs_v1_jobs: GenFile = /*@__PURE__*/
-  fileDesc("ChZwZmMvam9icy92MS9qb2JzLnByb3RvEgtwZmMuam9icy52MSKJBAoDSm9iEgoKAmlkGAEgASgJEgwKBGtpbmQYAiABKAkSDQoFcXVldWUYAyABKAkSJgoGc3RhdHVzGAQgASgOMhYucGZjLmpvYnMudjEuSm9iU3RhdHVzEgwKBHRleHQYBSABKAkSEwoGcmVzdWx0GAYgASgJSACIAQESEgoFZXJyb3IYByABKAlIAYgBARIQCghhdHRlbXB0cxgIIAEoDRIUCgxtYXhfYXR0ZW1wdHMYCSABKA0SLgoKY3JlYXRlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKgoGcnVuX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydGVkX2F0GA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPaWRlbXBvdGVuY3lfa2V5GA8gASgJEhEKCXdvcmtlcl9pZBgQIAEoCRIPCgd2ZXJzaW9uGBEgASgEEhMKC3RyYWNlcGFyZW50GBIgASgJQgkKB19yZXN1bHRCCAoGX2Vycm9yIr0BCghKb2JFdmVudBIOCgZqb2JfaWQYASABKAkSJgoGc3RhdHVzGAIgASgOMhYucGZjLmpvYnMudjEuSm9iU3RhdHVzEg8KB3ZlcnNpb24YAyABKAQSEAoIYXR0ZW1wdHMYBCABKA0SDAoEa2luZBgFIAEoCRImCgJhdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFZXJyb3IYByABKAkSEQoJd29ya2VyX2lkGAggASgJIsIBChBTdWJtaXRKb2JSZXF1ZXN0EgwKBHRleHQYASABKAkSDAoEa2luZBgCIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYAyABKAkSKgoGcnVuX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIoCgVkZWxheRgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIUCgxtYXhfYXR0ZW1wdHMYBiABKA0SDQoFcXVldWUYByABKAkiUwoRU3VibWl0Sm9iUmVzcG9uc2USDgoGam9iX2lkGAEgASgJEg8KB2NyZWF0ZWQYAiABKAgSHQoDam9iGAMgASgLMhAucGZjLmpvYnMudjEuSm9iIh8KDUdldEpvYlJlcXVlc3QSDgoGam9iX2lkGAEgASgJIi8KDkdldEpvYlJlc3BvbnNlEh0KA2pvYhgBIAEoCzIQLnBmYy5qb2JzLnYxLkpvYiIhCg9XYXRjaEpvYlJlcXVlc3QSDgoGam9iX2lkGAEgASgJIjEKEFdhdGNoSm9iUmVzcG9uc2USHQoDam9iGAEgASgLMhAucGZjLmpvYnMudjEuSm9iIjwKEFdhdGNoSm9ic1JlcXVlc3QSKAoIc3RhdHVzZXMYASADKA4yFi5wZmMuam9icy52MS5Kb2JTdGF0dXMiOQoRV2F0Y2hKb2JzUmVzcG9uc2USJAoFZXZlbnQYASABKAsyFS5wZmMuam9icy52MS5Kb2JFdmVudCJgCg9MaXN0Sm9ic1JlcXVlc3QSJgoGc3RhdHVzGAEgASgOMhYucGZjLmpvYnMudjEuSm9iU3RhdHVzEhEKCXBhZ2Vfc2l6ZRgCIAEoDRISCgpwYWdlX3Rva2VuGAMgASgJIl8KEExpc3RKb2JzUmVzcG9uc2USHgoEam9icxgBIAMoCzIQLnBmYy5qb2JzLnYxLkpvYhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSEgoKdG90YWxfc2l6ZRgDIAEoBCIiChBDYW5jZWxKb2JSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSIyChFDYW5jZWxKb2JSZXNwb25zZRIdCgNqb2IYASABKAsyEC5wZmMuam9icy52MS5Kb2IiEQoPR2V0U3RhdHNSZXF1ZXN0Im8KCldvcmtlckluZm8SCgoCaWQYASABKAkSEwoLY29uY3VycmVuY3kYAiABKA0SEQoJaW5fZmxpZ2h0GAMgASgNEi0KCWxhc3Rfc2VlbhgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi/AEKEEdldFN0YXRzUmVzcG9uc2USDgoGcXVldWVkGAEgASgEEhEKCXNjaGVkdWxlZBgCIAEoBBISCgpwcm9jZXNzaW5nGAMgASgEEhIKCmRvbmVfdG90YWwYBCABKAQSFAoMZmFpbGVkX3RvdGFsGAUgASgEEhcKD2NhbmNlbGxlZF90b3RhbBgGIAEoBBIXCg9zdWJtaXR0ZWRfdG90YWwYByABKAQSFQoNcmV0cmllZF90b3RhbBgIIAEoBBIUCgxsaXZlX3dvcmtlcnMYCSABKA0SKAoHd29ya2VycxgKIAMoCzIXLnBmYy5qb2JzLnYxLldvcmtlckluZm8iEgoQTGlzdEtpbmRzUmVxdWVzdCIpCgRLaW5kEgwKBG5hbWUYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkiNQoRTGlzdEtpbmRzUmVzcG9uc2USIAoFa2luZHMYASADKAsyES5wZmMuam9icy52MS5LaW5kKrkBCglKb2JTdGF0dXMSGgoWSk9CX1NUQVRVU19VTlNQRUNJRklFRBAAEhgKFEpPQl9TVEFUVVNfU0NIRURVTEVEEAESFQoRSk9CX1NUQVRVU19RVUVVRUQQAhIZChVKT0JfU1RBVFVTX1BST0NFU1NJTkcQAxITCg9KT0JfU1RBVFVTX0RPTkUQBBIVChFKT0JfU1RBVFVTX0ZBSUxFRBAFEhgKFEpPQl9TVEFUVVNfQ0FOQ0VMTEVEEAYy3gQKCkpvYlNlcnZpY2USSgoJU3VibWl0Sm9iEh0ucGZjLmpvYnMudjEuU3VibWl0Sm9iUmVxdWVzdBoeLnBmYy5qb2JzLnYxLlN1Ym1pdEpvYlJlc3BvbnNlEkEKBkdldEpvYhIaLnBmYy5qb2JzLnYxLkdldEpvYlJlcXVlc3QaGy5wZmMuam9icy52MS5HZXRKb2JSZXNwb25zZRJJCghXYXRjaEpvYhIcLnBmYy5qb2JzLnYxLldhdGNoSm9iUmVxdWVzdBodLnBmYy5qb2JzLnYxLldhdGNoSm9iUmVzcG9uc2UwARJMCglXYXRjaEpvYnMSHS5wZmMuam9icy52MS5XYXRjaEpvYnNSZXF1ZXN0Gh4ucGZjLmpvYnMudjEuV2F0Y2hKb2JzUmVzcG9uc2UwARJHCghMaXN0Sm9icxIcLnBmYy5qb2JzLnYxLkxpc3RKb2JzUmVxdWVzdBodLnBmYy5qb2JzLnYxLkxpc3RKb2JzUmVzcG9uc2USSgoJQ2FuY2VsSm9iEh0ucGZjLmpvYnMudjEuQ2FuY2VsSm9iUmVxdWVzdBoeLnBmYy5qb2JzLnYxLkNhbmNlbEpvYlJlc3BvbnNlEkcKCEdldFN0YXRzEhwucGZjLmpvYnMudjEuR2V0U3RhdHNSZXF1ZXN0Gh0ucGZjLmpvYnMudjEuR2V0U3RhdHNSZXNwb25zZRJKCglMaXN0S2luZHMSHS5wZmMuam9icy52MS5MaXN0S2luZHNSZXF1ZXN0Gh4ucGZjLmpvYnMudjEuTGlzdEtpbmRzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChZwZmMvam9icy92MS9qb2JzLnByb3RvEgtwZmMuam9icy52MSKJBQoDSm9iEgoKAmlkGAEgASgJEgwKBGtpbmQYAiABKAkSDQoFcXVldWUYAyABKAkSJgoGc3RhdHVzGAQgASgOMhYucGZjLmpvYnMudjEuSm9iU3RhdHVzEgwKBHRleHQYBSABKAkSEwoGcmVzdWx0GAYgASgJSACIAQESEgoFZXJyb3IYByABKAlIAYgBARIQCghhdHRlbXB0cxgIIAEoDRIUCgxtYXhfYXR0ZW1wdHMYCSABKA0SLgoKY3JlYXRlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKgoGcnVuX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydGVkX2F0GA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPaWRlbXBvdGVuY3lfa2V5GA8gASgJEhEKCXdvcmtlcl9pZBgQIAEoCRIPCgd2ZXJzaW9uGBEgASgEEhMKC3RyYWNlcGFyZW50GBIgASgJEg8KB3BheWxvYWQYEyABKAwSFAoMY29udGVudF90eXBlGBQgASgJEhYKDnJlc3VsdF9wYXlsb2FkGBUgASgMEhsKE3Jlc3VsdF9jb250ZW50X3R5cGUYFiABKAkSFQoIcHJvZ3Jlc3MYFyABKA1IAogBAUIJCgdfcmVzdWx0QggKBl9lcnJvckILCglfcHJvZ3Jlc3Mi4QEKCEpvYkV2ZW50Eg4KBmpvYl9pZBgBIAEoCRImCgZzdGF0dXMYAiABKA4yFi5wZmMuam9icy52MS5Kb2JTdGF0dXMSDwoHdmVyc2lvbhgDIAEoBBIQCghhdHRlbXB0cxgEIAEoDRIMCgRraW5kGAUgASgJEiYKAmF0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVlcnJvchgHIAEoCRIRCgl3b3JrZXJfaWQYCCABKAkSFQoIcHJvZ3Jlc3MYCSABKA1IAIgBAUILCglfcHJvZ3Jlc3Mi6QEKEFN1Ym1pdEpvYlJlcXVlc3QSDAoEdGV4dBgBIAEoCRIMCgRraW5kGAIgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgDIAEoCRIqCgZydW5fYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEigKBWRlbGF5GAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhQKDG1heF9hdHRlbXB0cxgGIAEoDRINCgVxdWV1ZRgHIAEoCRIPCgdwYXlsb2FkGAggASgMEhQKDGNvbnRlbnRfdHlwZRgJIAEoCSJTChFTdWJtaXRKb2JSZXNwb25zZRIOCgZqb2JfaWQYASABKAkSDwoHY3JlYXRlZBgCIAEoCBIdCgNqb2IYAyABKAsyEC5wZmMuam9icy52MS5Kb2IiHwoNR2V0Sm9iUmVxdWVzdBIOCgZqb2JfaWQYASABKAkiLwoOR2V0Sm9iUmVzcG9uc2USHQoDam9iGAEgASgLMhAucGZjLmpvYnMudjEuSm9iIiEKD1dhdGNoSm9iUmVxdWVzdBIOCgZqb2JfaWQYASABKAkiMQoQV2F0Y2hKb2JSZXNwb25zZRIdCgNqb2IYASABKAsyEC5wZmMuam9icy52MS5Kb2IiPAoQV2F0Y2hKb2JzUmVxdWVzdBIoCghzdGF0dXNlcxgBIAMoDjIWLnBmYy5qb2JzLnYxLkpvYlN0YXR1cyJeChFXYXRjaEpvYnNSZXNwb25zZRIkCgVldmVudBgBIAEoCzIVLnBmYy5qb2JzLnYxLkpvYkV2ZW50EiMKBnJlc3luYxgCIAEoCzITLnBmYy5qb2JzLnYxLlJlc3luYyIzCgZSZXN5bmMSKQoGcmVhc29uGAEgASgOMhkucGZjLmpvYnMudjEuUmVzeW5jUmVhc29uImAKD0xpc3RKb2JzUmVxdWVzdBImCgZzdGF0dXMYASABKA4yFi5wZmMuam9icy52MS5Kb2JTdGF0dXMSEQoJcGFnZV9zaXplGAIgASgNEhIKCnBhZ2VfdG9rZW4YAyABKAkiXwoQTGlzdEpvYnNSZXNwb25zZRIeCgRqb2JzGAEgAygLMhAucGZjLmpvYnMudjEuSm9iEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRISCgp0b3RhbF9zaXplGAMgASgEIiIKEENhbmNlbEpvYlJlcXVlc3QSDgoGam9iX2lkGAEgASgJIjIKEUNhbmNlbEpvYlJlc3BvbnNlEh0KA2pvYhgBIAEoCzIQLnBmYy5qb2JzLnYxLkpvYiIRCg9HZXRTdGF0c1JlcXVlc3QifgoKV29ya2VySW5mbxIKCgJpZBgBIAEoCRITCgtjb25jdXJyZW5jeRgCIAEoDRIRCglpbl9mbGlnaHQYAyABKA0SLQoJbGFzdF9zZWVuGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVraW5kcxgFIAMoCSL8AQoQR2V0U3RhdHNSZXNwb25zZRIOCgZxdWV1ZWQYASABKAQSEQoJc2NoZWR1bGVkGAIgASgEEhIKCnByb2Nlc3NpbmcYAyABKAQSEgoKZG9uZV90b3RhbBgEIAEoBBIUCgxmYWlsZWRfdG90YWwYBSABKAQSFwoPY2FuY2VsbGVkX3RvdGFsGAYgASgEEhcKD3N1Ym1pdHRlZF90b3RhbBgHIAEoBBIVCg1yZXRyaWVkX3RvdGFsGAggASgEEhQKDGxpdmVfd29ya2VycxgJIAEoDRIoCgd3b3JrZXJzGAogAygLMhcucGZjLmpvYnMudjEuV29ya2VySW5mbyISChBMaXN0S2luZHNSZXF1ZXN0ImAKBEtpbmQSDAoEbmFtZRgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCRIPCgdidWlsdGluGAMgASgIEg8KB3dvcmtlcnMYBCABKA0SEwoLY29uY3VycmVuY3kYBSABKA0iNQoRTGlzdEtpbmRzUmVzcG9uc2USIAoFa2luZHMYASADKAsyES5wZmMuam9icy52MS5LaW5kKrkBCglKb2JTdGF0dXMSGgoWSk9CX1NUQVRVU19VTlNQRUNJRklFRBAAEhgKFEpPQl9TVEFUVVNfU0NIRURVTEVEEAESFQoRSk9CX1NUQVRVU19RVUVVRUQQAhIZChVKT0JfU1RBVFVTX1BST0NFU1NJTkcQAxITCg9KT0JfU1RBVFVTX0RPTkUQBBIVChFKT0JfU1RBVFVTX0ZBSUxFRBAFEhgKFEpPQl9TVEFUVVNfQ0FOQ0VMTEVEEAYqawoMUmVzeW5jUmVhc29uEh0KGVJFU1lOQ19SRUFTT05fVU5TUEVDSUZJRUQQABIdChlSRVNZTkNfUkVBU09OX0VWRU5UU19MT1NUEAESHQoZUkVTWU5DX1JFQVNPTl9DTElFTlRfU0xPVxACMt4ECgpKb2JTZXJ2aWNlEkoKCVN1Ym1pdEpvYhIdLnBmYy5qb2JzLnYxLlN1Ym1pdEpvYlJlcXVlc3QaHi5wZmMuam9icy52MS5TdWJtaXRKb2JSZXNwb25zZRJBCgZHZXRKb2ISGi5wZmMuam9icy52MS5HZXRKb2JSZXF1ZXN0GhsucGZjLmpvYnMudjEuR2V0Sm9iUmVzcG9uc2USSQoIV2F0Y2hKb2ISHC5wZmMuam9icy52MS5XYXRjaEpvYlJlcXVlc3QaHS5wZmMuam9icy52MS5XYXRjaEpvYlJlc3BvbnNlMAESTAoJV2F0Y2hKb2JzEh0ucGZjLmpvYnMudjEuV2F0Y2hKb2JzUmVxdWVzdBoeLnBmYy5qb2JzLnYxLldhdGNoSm9ic1Jlc3BvbnNlMAESRwoITGlzdEpvYnMSHC5wZmMuam9icy52MS5MaXN0Sm9ic1JlcXVlc3QaHS5wZmMuam9icy52MS5MaXN0Sm9ic1Jlc3BvbnNlEkoKCUNhbmNlbEpvYhIdLnBmYy5qb2JzLnYxLkNhbmNlbEpvYlJlcXVlc3QaHi5wZmMuam9icy52MS5DYW5jZWxKb2JSZXNwb25zZRJHCghHZXRTdGF0cxIcLnBmYy5qb2JzLnYxLkdldFN0YXRzUmVxdWVzdBodLnBmYy5qb2JzLnYxLkdldFN0YXRzUmVzcG9uc2USSgoJTGlzdEtpbmRzEh0ucGZjLmpvYnMudjEuTGlzdEtpbmRzUmVxdWVzdBoeLnBmYy5qb2JzLnYxLkxpc3RLaW5kc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * Job is one unit of work and everything known about it.
@@ -145,6 +145,41 @@ export type Job = Message<"pfc.jobs.v1.Job"> & {
    * @generated from field: string traceparent = 18;
    */
   traceparent: string;
+
+  /**
+   * Input of a job submitted with a payload (then `text` is empty): JSON by default.
+   *
+   * @generated from field: bytes payload = 19;
+   */
+  payload: Uint8Array;
+
+  /**
+   * Content type of `payload`, e.g. "application/json"; empty for text jobs.
+   *
+   * @generated from field: string content_type = 20;
+   */
+  contentType: string;
+
+  /**
+   * Output of a job whose worker returned a payload (then `result` is unset).
+   *
+   * @generated from field: bytes result_payload = 21;
+   */
+  resultPayload: Uint8Array;
+
+  /**
+   * Content type of `result_payload`, e.g. "application/json".
+   *
+   * @generated from field: string result_content_type = 22;
+   */
+  resultContentType: string;
+
+  /**
+   * Progress reported by the worker running the job (0-100), if any.
+   *
+   * @generated from field: optional uint32 progress = 23;
+   */
+  progress?: number | undefined;
 };
 
 /**
@@ -215,6 +250,13 @@ export type JobEvent = Message<"pfc.jobs.v1.JobEvent"> & {
    * @generated from field: string worker_id = 8;
    */
   workerId: string;
+
+  /**
+   * Progress of a running job (0-100), if reported.
+   *
+   * @generated from field: optional uint32 progress = 9;
+   */
+  progress?: number | undefined;
 };
 
 /**
@@ -231,14 +273,16 @@ export const JobEventSchema: GenMessage<JobEvent> = /*@__PURE__*/
  */
 export type SubmitJobRequest = Message<"pfc.jobs.v1.SubmitJobRequest"> & {
   /**
-   * Input text: non-empty UTF-8, at most the server's limit (64 KiB by default).
+   * Input text: non-empty UTF-8, at most the server's limit (64 KiB by default). Leave it
+   * empty when sending a payload.
    *
    * @generated from field: string text = 1;
    */
   text: string;
 
   /**
-   * Processor to run; empty means "uppercase". See ListKinds.
+   * Kind of job (the handler that runs it): `[a-z0-9][a-z0-9._-]{0,63}`; empty means
+   * "uppercase". A kind no worker has declared yet is accepted and waits queued. See ListKinds.
    *
    * @generated from field: string kind = 2;
    */
@@ -278,6 +322,22 @@ export type SubmitJobRequest = Message<"pfc.jobs.v1.SubmitJobRequest"> & {
    * @generated from field: string queue = 7;
    */
   queue: string;
+
+  /**
+   * Input other than text: any JSON value (UTF-8, validated) when `content_type` is empty or
+   * "application/json", or bytes of any other content type, passed through. At most the
+   * server's payload limit (1 MiB by default).
+   *
+   * @generated from field: bytes payload = 8;
+   */
+  payload: Uint8Array;
+
+  /**
+   * Content type of `payload`; empty means "application/json".
+   *
+   * @generated from field: string content_type = 9;
+   */
+  contentType: string;
 };
 
 /**
@@ -428,17 +488,26 @@ export const WatchJobsRequestSchema: GenMessage<WatchJobsRequest> = /*@__PURE__*
   messageDesc(file_pfc_jobs_v1_jobs, 8);
 
 /**
- * WatchJobsResponse is one transition.
+ * WatchJobsResponse is one transition, or a resync notice: exactly one of the fields is set.
  *
  * @generated from message pfc.jobs.v1.WatchJobsResponse
  */
 export type WatchJobsResponse = Message<"pfc.jobs.v1.WatchJobsResponse"> & {
   /**
-   * The transition.
+   * The transition; unset in a resync notice.
    *
    * @generated from field: pfc.jobs.v1.JobEvent event = 1;
    */
   event?: JobEvent | undefined;
+
+  /**
+   * Set (and `event` unset) when this stream may have missed transitions since its previous
+   * message: re-list the jobs you show (ListJobs), then keep applying events. Clients that
+   * predate this field see a message without an event and skip it.
+   *
+   * @generated from field: pfc.jobs.v1.Resync resync = 2;
+   */
+  resync?: Resync | undefined;
 };
 
 /**
@@ -447,6 +516,27 @@ export type WatchJobsResponse = Message<"pfc.jobs.v1.WatchJobsResponse"> & {
  */
 export const WatchJobsResponseSchema: GenMessage<WatchJobsResponse> = /*@__PURE__*/
   messageDesc(file_pfc_jobs_v1_jobs, 9);
+
+/**
+ * Resync tells a WatchJobs client that transitions may have been lost before this message.
+ *
+ * @generated from message pfc.jobs.v1.Resync
+ */
+export type Resync = Message<"pfc.jobs.v1.Resync"> & {
+  /**
+   * Why transitions may have been lost.
+   *
+   * @generated from field: pfc.jobs.v1.ResyncReason reason = 1;
+   */
+  reason: ResyncReason;
+};
+
+/**
+ * Describes the message pfc.jobs.v1.Resync.
+ * Use `create(ResyncSchema)` to create a new message.
+ */
+export const ResyncSchema: GenMessage<Resync> = /*@__PURE__*/
+  messageDesc(file_pfc_jobs_v1_jobs, 10);
 
 /**
  * ListJobsRequest selects a page of jobs.
@@ -481,7 +571,7 @@ export type ListJobsRequest = Message<"pfc.jobs.v1.ListJobsRequest"> & {
  * Use `create(ListJobsRequestSchema)` to create a new message.
  */
 export const ListJobsRequestSchema: GenMessage<ListJobsRequest> = /*@__PURE__*/
-  messageDesc(file_pfc_jobs_v1_jobs, 10);
+  messageDesc(file_pfc_jobs_v1_jobs, 11);
 
 /**
  * ListJobsResponse is one page, newest first.
@@ -516,7 +606,7 @@ export type ListJobsResponse = Message<"pfc.jobs.v1.ListJobsResponse"> & {
  * Use `create(ListJobsResponseSchema)` to create a new message.
  */
 export const ListJobsResponseSchema: GenMessage<ListJobsResponse> = /*@__PURE__*/
-  messageDesc(file_pfc_jobs_v1_jobs, 11);
+  messageDesc(file_pfc_jobs_v1_jobs, 12);
 
 /**
  * CancelJobRequest names the job to cancel.
@@ -537,7 +627,7 @@ export type CancelJobRequest = Message<"pfc.jobs.v1.CancelJobRequest"> & {
  * Use `create(CancelJobRequestSchema)` to create a new message.
  */
 export const CancelJobRequestSchema: GenMessage<CancelJobRequest> = /*@__PURE__*/
-  messageDesc(file_pfc_jobs_v1_jobs, 12);
+  messageDesc(file_pfc_jobs_v1_jobs, 13);
 
 /**
  * CancelJobResponse is the cancelled job.
@@ -558,7 +648,7 @@ export type CancelJobResponse = Message<"pfc.jobs.v1.CancelJobResponse"> & {
  * Use `create(CancelJobResponseSchema)` to create a new message.
  */
 export const CancelJobResponseSchema: GenMessage<CancelJobResponse> = /*@__PURE__*/
-  messageDesc(file_pfc_jobs_v1_jobs, 13);
+  messageDesc(file_pfc_jobs_v1_jobs, 14);
 
 /**
  * GetStatsRequest asks for queue statistics.
@@ -573,7 +663,7 @@ export type GetStatsRequest = Message<"pfc.jobs.v1.GetStatsRequest"> & {
  * Use `create(GetStatsRequestSchema)` to create a new message.
  */
 export const GetStatsRequestSchema: GenMessage<GetStatsRequest> = /*@__PURE__*/
-  messageDesc(file_pfc_jobs_v1_jobs, 14);
+  messageDesc(file_pfc_jobs_v1_jobs, 15);
 
 /**
  * WorkerInfo describes a live worker process.
@@ -608,6 +698,13 @@ export type WorkerInfo = Message<"pfc.jobs.v1.WorkerInfo"> & {
    * @generated from field: google.protobuf.Timestamp last_seen = 4;
    */
   lastSeen?: Timestamp | undefined;
+
+  /**
+   * Kinds it handles.
+   *
+   * @generated from field: repeated string kinds = 5;
+   */
+  kinds: string[];
 };
 
 /**
@@ -615,7 +712,7 @@ export type WorkerInfo = Message<"pfc.jobs.v1.WorkerInfo"> & {
  * Use `create(WorkerInfoSchema)` to create a new message.
  */
 export const WorkerInfoSchema: GenMessage<WorkerInfo> = /*@__PURE__*/
-  messageDesc(file_pfc_jobs_v1_jobs, 15);
+  messageDesc(file_pfc_jobs_v1_jobs, 16);
 
 /**
  * GetStatsResponse is a snapshot of the queue.
@@ -699,7 +796,7 @@ export type GetStatsResponse = Message<"pfc.jobs.v1.GetStatsResponse"> & {
  * Use `create(GetStatsResponseSchema)` to create a new message.
  */
 export const GetStatsResponseSchema: GenMessage<GetStatsResponse> = /*@__PURE__*/
-  messageDesc(file_pfc_jobs_v1_jobs, 16);
+  messageDesc(file_pfc_jobs_v1_jobs, 17);
 
 /**
  * ListKindsRequest asks for the processors.
@@ -714,10 +811,10 @@ export type ListKindsRequest = Message<"pfc.jobs.v1.ListKindsRequest"> & {
  * Use `create(ListKindsRequestSchema)` to create a new message.
  */
 export const ListKindsRequestSchema: GenMessage<ListKindsRequest> = /*@__PURE__*/
-  messageDesc(file_pfc_jobs_v1_jobs, 17);
+  messageDesc(file_pfc_jobs_v1_jobs, 18);
 
 /**
- * Kind is one processor.
+ * Kind is one kind of job: built in, or declared by a live worker.
  *
  * @generated from message pfc.jobs.v1.Kind
  */
@@ -730,11 +827,32 @@ export type Kind = Message<"pfc.jobs.v1.Kind"> & {
   name: string;
 
   /**
-   * What it does.
+   * What it does (built-in kinds; empty for kinds declared by workers).
    *
    * @generated from field: string description = 2;
    */
   description: string;
+
+  /**
+   * Built into pfc (run by `pfc worker`).
+   *
+   * @generated from field: bool builtin = 3;
+   */
+  builtin: boolean;
+
+  /**
+   * Live workers that declared this kind.
+   *
+   * @generated from field: uint32 workers = 4;
+   */
+  workers: number;
+
+  /**
+   * Their total concurrency (jobs of this kind they can run at once, shared with their other kinds).
+   *
+   * @generated from field: uint32 concurrency = 5;
+   */
+  concurrency: number;
 };
 
 /**
@@ -742,7 +860,7 @@ export type Kind = Message<"pfc.jobs.v1.Kind"> & {
  * Use `create(KindSchema)` to create a new message.
  */
 export const KindSchema: GenMessage<Kind> = /*@__PURE__*/
-  messageDesc(file_pfc_jobs_v1_jobs, 18);
+  messageDesc(file_pfc_jobs_v1_jobs, 19);
 
 /**
  * ListKindsResponse lists the processors.
@@ -763,7 +881,7 @@ export type ListKindsResponse = Message<"pfc.jobs.v1.ListKindsResponse"> & {
  * Use `create(ListKindsResponseSchema)` to create a new message.
  */
 export const ListKindsResponseSchema: GenMessage<ListKindsResponse> = /*@__PURE__*/
-  messageDesc(file_pfc_jobs_v1_jobs, 19);
+  messageDesc(file_pfc_jobs_v1_jobs, 20);
 
 /**
  * JobStatus is where a job is in its lifecycle.
@@ -828,6 +946,41 @@ export const JobStatusSchema: GenEnum<JobStatus> = /*@__PURE__*/
   enumDesc(file_pfc_jobs_v1_jobs, 0);
 
 /**
+ * ResyncReason says why a WatchJobs stream may have missed transitions.
+ *
+ * @generated from enum pfc.jobs.v1.ResyncReason
+ */
+export enum ResyncReason {
+  /**
+   * Not set.
+   *
+   * @generated from enum value: RESYNC_REASON_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The server's own event feed had a gap (its connection to the store was re-established,
+   * or it fell behind the store); every stream of that server gets this.
+   *
+   * @generated from enum value: RESYNC_REASON_EVENTS_LOST = 1;
+   */
+  EVENTS_LOST = 1,
+
+  /**
+   * This client read more slowly than transitions happened and its buffer filled up.
+   *
+   * @generated from enum value: RESYNC_REASON_CLIENT_SLOW = 2;
+   */
+  CLIENT_SLOW = 2,
+}
+
+/**
+ * Describes the enum pfc.jobs.v1.ResyncReason.
+ */
+export const ResyncReasonSchema: GenEnum<ResyncReason> = /*@__PURE__*/
+  enumDesc(file_pfc_jobs_v1_jobs, 1);
+
+/**
  * JobService accepts work, tracks every job through its lifecycle and pushes its transitions.
  *
  * Lifecycle: SCHEDULED (run_at in the future, or waiting for a retry) -> QUEUED -> PROCESSING ->
@@ -870,7 +1023,9 @@ export const JobService: GenService<{
     output: typeof WatchJobResponseSchema;
   },
   /**
-   * WatchJobs streams the transitions of all jobs, as they happen (live dashboards).
+   * WatchJobs streams the transitions of all jobs, as they happen (live dashboards). When the
+   * stream may have missed transitions it says so with a `resync` message instead of staying
+   * silent: the client then re-lists what it shows (ListJobs) and keeps applying events.
    *
    * @generated from rpc pfc.jobs.v1.JobService.WatchJobs
    */
