@@ -22,7 +22,7 @@ import yaml
 
 ROLES = {  # role -> (port env var, port, needs redis)
     "jobs": ("PFC_GRPC_ADDR", 50051, True),
-    "worker": ("PFC_GRPC_ADDR", 50054, True),
+    "worker": ("PFC_GRPC_ADDR", 50054, False),  # talks to the jobs core (PFC_JOBS_URL), not Redis
     "auth": ("PFC_GRPC_ADDR", 50052, False),
     "chat": ("PFC_GRPC_ADDR", 50053, True),
     "gateway": ("PFC_HTTP_ADDR", 8000, False),

@@ -391,7 +391,7 @@ metadata:
     {{- end }}
   annotations:
     checksum/config: {{ include (print .ctx.Template.BasePath "/configmap.yaml") .ctx | sha256sum }}
-    {{- if has .component (list "jobs" "worker" "chat") }}
+    {{- if has .component (list "jobs" "chat") }}
     checksum/secret: {{ include "pfc.secretChecksum" (dict "ctx" .ctx "what" "redis") }}
     {{- else if eq .component "auth" }}
     checksum/secret: {{ include "pfc.secretChecksum" (dict "ctx" .ctx "what" "signingKey") }}
