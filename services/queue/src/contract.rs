@@ -336,7 +336,11 @@ pub async fn cancel(s: &dyn JobStore) {
         .id;
     assert_eq!(s.cancel(&q).await.unwrap().status, Status::Cancelled);
     assert_eq!(s.cancel(&later).await.unwrap().status, Status::Cancelled);
-    assert_eq!(s.stats().await.unwrap().queued, 0, "cancelled jobs are not queued");
+    assert_eq!(
+        s.stats().await.unwrap().queued,
+        0,
+        "cancelled jobs are not queued"
+    );
     assert!(s
         .take("w", &kinds(), 10, Duration::ZERO)
         .await
