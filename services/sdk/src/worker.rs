@@ -66,7 +66,7 @@ pub const SDK: &str = concat!("pfc-rust/", env!("CARGO_PKG_VERSION"));
 /// # }
 /// ```
 pub struct Worker {
-    url: String,
+    urls: Vec<String>,
     name: String,
     concurrency: u32,
     handlers: HashMap<String, Handler>,
@@ -81,14 +81,24 @@ impl Worker {
     /// A worker for the jobs core at `url` (e.g. `http://127.0.0.1:50051`), named after the
     /// host, with concurrency 8 and a 20 s shutdown timeout. Add handlers with
     /// [`Worker::handle`].
+    ///
+    /// `url` may list several jobs-core addresses separated by commas: the worker uses one
+    /// and moves to the next at once when its stream breaks (behind a Kubernetes Service one
+    /// address is enough: the Service does that).
     pub fn new(url: impl Into<String>) -> Self {
+        let urls: Vec<String> = url
+            .into()
+            .split(',')
+            .map(|u| u.trim().to_owned())
+            .filter(|u| !u.is_empty())
+            .collect();
         let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .ok()
             .map(|h| h.trim().to_owned())
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "worker".into());
         Self {
-            url: url.into(),
+            urls,
             name,
             concurrency: 8,
             handlers: HashMap::new(),
@@ -208,7 +218,12 @@ impl Worker {
                 self.concurrency
             )));
         }
-        crate::client::endpoint(&self.url)?;
+        if self.urls.is_empty() {
+            return Err(Error::Config("no jobs-core URL".into()));
+        }
+        for url in &self.urls {
+            crate::client::endpoint(url)?;
+        }
         Ok(())
     }
 }
@@ -284,6 +299,8 @@ struct Runner {
     welcomes: u64,
     /// Set at shutdown: when running handlers are aborted and released.
     deadline: Option<Instant>,
+    /// The URL in use (index into the worker's URLs).
+    url: usize,
 }
 
 impl Runner {
@@ -305,6 +322,7 @@ impl Runner {
             started: false,
             welcomes: 0,
             deadline: None,
+            url: 0,
         }
     }
 
@@ -318,6 +336,8 @@ impl Runner {
 
     async fn run(&mut self, mut shutdown: Pin<&mut impl Future<Output = ()>>) -> Result<(), Error> {
         let mut backoff = Duration::from_millis(100);
+        // failed tries since the last welcome: every URL is tried once before backing off
+        let mut failed = 0usize;
         loop {
             if self.stopping() && self.idle() {
                 return Ok(());
@@ -344,14 +364,30 @@ impl Runner {
                     }
                     if self.welcomes > welcomes {
                         backoff = Duration::from_millis(100);
+                        failed = 0;
                     }
-                    tracing::warn!(reason = %why, retry_in = ?backoff, "connection to the jobs core lost; reconnecting");
-                    let nap = backoff.mul_f64(rand::random_range(0.8..1.2));
+                    failed += 1;
+                    let urls = self.cfg.urls.len();
+                    self.url = (self.url + 1) % urls;
+                    // jobs still held must be resumed within the lease: retry often meanwhile
+                    let holding = !self.idle();
+                    let cap = if holding {
+                        Duration::from_millis(500)
+                    } else {
+                        Duration::from_secs(5)
+                    };
+                    let nap = if !failed.is_multiple_of(urls) {
+                        Duration::ZERO // the next URL, at once
+                    } else {
+                        let nap = backoff.min(cap).mul_f64(rand::random_range(0.8..1.2));
+                        backoff = (backoff * 2).min(cap);
+                        nap
+                    };
+                    tracing::warn!(reason = %why, retry_in = ?nap, next = %self.cfg.urls[self.url], "connection to the jobs core lost; reconnecting");
                     tokio::select! {
                         _ = tokio::time::sleep(nap) => {}
                         _ = &mut shutdown, if !self.stopping() => self.begin_shutdown(),
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
         }
@@ -494,15 +530,11 @@ impl Runner {
             );
             self.abort_all();
         }
-        let endpoint = crate::client::endpoint(&self.cfg.url)?;
+        let url = self.cfg.urls[self.url].clone();
+        let endpoint = crate::client::endpoint(&url)?;
         let channel = match endpoint.connect().await {
             Ok(c) => c,
-            Err(e) => {
-                return Ok(End::Lost(format!(
-                    "failed to connect to {}: {e}",
-                    self.cfg.url
-                )))
-            }
+            Err(e) => return Ok(End::Lost(format!("failed to connect to {url}: {e}"))),
         };
         let (tx, rx) = mpsc::channel::<pb::WorkRequest>(1024);
         let mut held: Vec<pb::HeldJob> = Vec::new();

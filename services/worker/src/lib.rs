@@ -52,7 +52,8 @@ pub struct Config {
     /// address given by flag or environment must be free.
     #[arg(long, env = "PFC_GRPC_ADDR", default_value = "127.0.0.1:50054")]
     pub grpc_addr: SocketAddr,
-    /// The jobs core the worker gets its jobs from (its gRPC address).
+    /// The jobs core the worker gets its jobs from (its gRPC address); several, separated by
+    /// commas, to fail over between them (behind a Kubernetes Service, one is enough).
     #[arg(long, env = "PFC_JOBS_URL", default_value = "http://127.0.0.1:50051")]
     pub jobs_url: String,
     /// Worker name (the id is the name plus a suffix); default: the host name.

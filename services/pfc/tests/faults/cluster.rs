@@ -205,8 +205,13 @@ impl Cluster {
     }
 
     async fn try_start_worker(&mut self, slot: usize) -> anyhow::Result<()> {
-        // each worker speaks the worker protocol to one jobs server (slot by slot)
-        let url = format!("http://{}", self.jobs[slot % self.jobs.len()].addr);
+        // each worker speaks the worker protocol to a jobs server (its own first, slot by
+        // slot) and fails over to the others, as behind a Kubernetes Service
+        let n = self.jobs.len();
+        let url = (0..n)
+            .map(|i| format!("http://{}", self.jobs[(slot + i) % n].addr))
+            .collect::<Vec<_>>()
+            .join(",");
         self.spawned += 1;
         let log = self
             .dir
