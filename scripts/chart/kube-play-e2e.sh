@@ -13,7 +13,8 @@
 # `kube-play-e2e.sh down` removes what a KEEP=1 run left behind.
 # Env: BINARY, NET (podman network, default pfc-chart-e2e), KEEP=1 (leave the pods running),
 #      TIMEOUT (seconds for health and for the job, default 90), SKIP_SETUP=1 (no tool installs),
-#      SKIP_BUILD=1 (use an existing localhost/pfc:test).
+#      SKIP_BUILD=1 (use an existing localhost/pfc:test), PRESET=docker-desktop|minikube (render
+#      that preset with values-local.yaml on top: what podman needs, the rest from the preset).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 CHART=charts/pfc
@@ -62,8 +63,14 @@ if [[ "$mode" == run ]]; then
 fi
 
 work="$(mktemp -d)"
-say "render: helm template --skip-tests -f values-local.yaml"
-helm template pfc "$CHART" -n pfc --skip-tests -f "$CHART/values-local.yaml" > "$work/rendered.yaml"
+values=()
+if [[ -n "${PRESET:-}" ]]; then
+  [[ -f "$CHART/values-$PRESET.yaml" ]] || { echo "no preset $CHART/values-$PRESET.yaml" >&2; exit 2; }
+  values+=(-f "$CHART/values-$PRESET.yaml")
+fi
+values+=(-f "$CHART/values-local.yaml")
+say "render: helm template --skip-tests ${values[*]}"
+helm template pfc "$CHART" -n pfc --skip-tests "${values[@]}" > "$work/rendered.yaml"
 # podman 4.3 reads a secret used by `secretKeyRef` as a flat JSON map {key: base64}, but a secret
 # mounted as a volume as a Secret object whose `data` values it writes out as they are, without
 # base64-decoding them (so: {data: {key: plain text}}; it ignores stringData with `items`).
@@ -181,7 +188,7 @@ echo "GET /jobs/$id -> $job"
 python3 -c 'import json,sys; d=json.loads(sys.argv[1]); d=d.get("job", d); r=d.get("result"); sys.exit(0 if r == "BONJOUR LE MONDE" else "unexpected result: %r" % r)' "$job"
 
 say "the helm test script (templates/tests/test-job-roundtrip.yaml), run from the host"
-helm template pfc "$CHART" -n pfc -f "$CHART/values-local.yaml" -s templates/tests/test-job-roundtrip.yaml \
+helm template pfc "$CHART" -n pfc "${values[@]}" -s templates/tests/test-job-roundtrip.yaml \
   | python3 -c 'import sys, yaml; print(yaml.safe_load(sys.stdin)["spec"]["containers"][0]["args"][0])' > "$work/helm-test.sh"
 GATEWAY="$base" TIMEOUT="$TIMEOUT" sh "$work/helm-test.sh"
 
