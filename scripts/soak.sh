@@ -47,8 +47,14 @@ for i in 1 2; do
   "$PFC_BIN" jobs --grpc-addr "127.0.0.1:$((GRPC + i - 1))" >"$DIR/jobs-$i.log" 2>&1 &
   pids+=($!); names+=("jobs-$i"); procs+=($!)
 done
+# workers reach the jobs core through a jobs server where `pfc worker` has --jobs-url, else
+# through Redis (PFC_REDIS_URL)
+via_jobs=0
+case "$("$PFC_BIN" worker --help)" in *--jobs-url*) via_jobs=1 ;; esac
 for i in 1 2; do
-  "$PFC_BIN" worker --grpc-addr "127.0.0.1:$((GRPC + 1 + i))" --concurrency 64 >"$DIR/worker-$i.log" 2>&1 &
+  wflags=()
+  if [ "$via_jobs" = 1 ]; then wflags=(--jobs-url "http://127.0.0.1:$((GRPC + i - 1))"); fi
+  "$PFC_BIN" worker "${wflags[@]}" --grpc-addr "127.0.0.1:$((GRPC + 1 + i))" --concurrency 64 >"$DIR/worker-$i.log" 2>&1 &
   pids+=($!); names+=("worker-$i"); procs+=($!)
 done
 for p in $(seq 0 3); do
