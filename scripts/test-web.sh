@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Browser end-to-end tests of the web UI: `scripts/test-web.sh` (called by scripts/test.sh).
-# Installs what they need when missing (Debian's chromium, the npm dev dependencies), builds
-# `pfc` once, then runs web/e2e/*.test.mjs with node's test runner against `pfc dev`.
+# Installs what they need when missing (Debian's chromium, the npm dev dependencies, the
+# TypeScript SDK's dependencies and build), builds `pfc` once, then runs web/e2e/*.test.mjs
+# with node's test runner against `pfc dev`.
 # In CI (CI=true) it also rebuilds the UI and fails if the committed web/dist is stale.
 # UPDATE_SCREENSHOTS=1 rewrites docs/screenshots/*.png.
 set -euo pipefail
@@ -15,6 +16,11 @@ fi
 if [ ! -d web/node_modules/playwright-core ] || [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then
   (cd web && npm ci --no-audit --no-fund)
 fi
+# web/e2e/payload.test.mjs runs a worker written with the TypeScript SDK: build it (tsc, seconds)
+if [ ! -d sdks/typescript/node_modules/@connectrpc ] || [ sdks/typescript/package-lock.json -nt sdks/typescript/node_modules/.package-lock.json ]; then
+  (cd sdks/typescript && npm ci --no-audit --no-fund)
+fi
+(cd sdks/typescript && npm run build >/dev/null)
 if [ "${CI:-}" = "true" ]; then
   (cd web && npm run build >/dev/null)
   if ! git diff --quiet -- web/dist || [ -n "$(git status --porcelain -- web/dist)" ]; then

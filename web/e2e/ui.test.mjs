@@ -46,11 +46,13 @@ after(async () => {
 
 const shot = async (name) => SHOTS && page.screenshot({ path: join(SHOTS, name), fullPage: true });
 
-test("the jobs page loads with processors and a live stream", async () => {
+test("the jobs page loads with the kinds offered and a live stream", async () => {
   await page.goto(base + "/");
   await page.locator("#conn.conn-live").waitFor({ timeout: 15_000 });
-  const kinds = await page.locator("#kind option").allTextContents();
-  assert.ok(kinds.includes("uppercase"), `kinds: ${kinds}`);
+  await page.locator('#kinds option[value="reverse"]').waitFor({ state: "attached", timeout: 10_000 });
+  const kinds = await page.locator("#kinds option").evaluateAll((os) => os.map((o) => o.value));
+  assert.ok(kinds.includes("uppercase") && kinds.includes("reverse"), `kinds: ${kinds}`);
+  assert.equal(await page.inputValue("#kind"), "uppercase");
 });
 
 test("submitting 'bonjour le monde' shows BONJOUR LE MONDE and done without reloading", async (t) => {
@@ -170,7 +172,8 @@ test("when pfc is unreachable the page says so, and Retry recovers", async () =>
     await page.goto(base + "/#/jobs");
     await page.getByText("Could not load jobs.").waitFor({ timeout: 10_000 });
     await page.locator("#conn.conn-offline").waitFor({ timeout: 10_000 });
-    assert.equal(await page.locator("#kind option").first().textContent(), "uppercase (default)");
+    assert.equal(await page.inputValue("#kind"), "uppercase");
+    assert.match(await page.locator("#kind-hint").textContent(), /Could not load the kinds/);
   } finally {
     await ctx2.unroute("**/pfc.jobs.v1.JobService/**");
   }

@@ -1,10 +1,12 @@
-// A job's detail: status, fields, text/result/error, the timeline of its transitions, and a
-// Cancel button while it is queued or scheduled. Follows the job live with WatchJob.
+// A job's detail: status, fields, progress, input/result/error (JSON pretty-printed), the
+// timeline of its transitions, and a Cancel button while it is queued or scheduled. Follows
+// the job live with WatchJob.
 import type { Job } from "./gen/pfc/jobs/v1/jobs_pb.js";
 import { JobStatus } from "./gen/pfc/jobs/v1/jobs_pb.js";
 import { Code, ConnectError, errorMessage, isAbort, jobs } from "./client.js";
 import { store, type Step } from "./store.js";
 import { ago, badge, date, fmtMs, fmtTime, h, isTerminal, statusName } from "./util.js";
+import { input, ioBlock, output } from "./payload.js";
 
 export function renderDetail(root: HTMLElement, id: string): () => void {
   const ctl = new AbortController();
@@ -31,8 +33,16 @@ export function renderDetail(root: HTMLElement, id: string): () => void {
       if (job.startedAt) items.push({ at: date(job.startedAt), status: "processing", label: "Processing", note: `attempt ${job.attempts}${job.workerId ? ` on ${job.workerId}` : ""}`, cls: "processing" });
       if (job.finishedAt) items.push({ at: date(job.finishedAt), status: statusName(job.status), label: cap(statusName(job.status)), note: job.error ?? "", cls: statusName(job.status) });
     } else {
+      let prev: Step | undefined;
       for (const s of steps) {
+        const before = prev;
+        prev = s;
         if (s.version <= 1 && s.status === JobStatus.QUEUED) continue; // same as "Submitted"
+        if (s.status === JobStatus.PROCESSING && before?.status === JobStatus.PROCESSING && before.attempts === s.attempts) {
+          // a new version within the same delivery: the worker reported progress
+          items.push({ at: s.at, status: "progress", label: "Progress", note: s.progress !== undefined ? `${s.progress}%` : "", cls: "processing" });
+          continue;
+        }
         const note = [s.status === JobStatus.PROCESSING ? `attempt ${s.attempts}` : "", s.workerId && s.status === JobStatus.PROCESSING ? `on ${s.workerId}` : "", s.status === JobStatus.SCHEDULED || s.status === JobStatus.FAILED ? s.error : ""].filter(Boolean).join(" · ");
         items.push({ at: s.at, status: statusName(s.status), label: cap(statusName(s.status)), note, cls: statusName(s.status) });
       }
@@ -64,7 +74,7 @@ export function renderDetail(root: HTMLElement, id: string): () => void {
 
   const runAgain = async (job: Job) => {
     try {
-      const res = await jobs.submitJob({ text: job.text, kind: job.kind, maxAttempts: job.maxAttempts });
+      const res = await jobs.submitJob({ text: job.text, payload: job.payload, contentType: job.contentType, kind: job.kind, maxAttempts: job.maxAttempts });
       if (res.job) store.upsert(res.job);
       location.hash = `#/jobs/${res.jobId}`;
     } catch (e) {
@@ -95,11 +105,12 @@ export function renderDetail(root: HTMLElement, id: string): () => void {
           h("span", { id: "job-status", "data-status": st }, badge(job.status)),
           h("div", { class: "spacer" }),
           canCancel ? h("button", { type: "button", class: "danger", id: "cancel", disabled: cancelling, onclick: () => void cancel() }, cancelling ? "Cancelling…" : "Cancel job") : null,
-          isTerminal(job.status) ? h("button", { type: "button", id: "run-again", title: "Submit a new job with the same text and processor", onclick: () => void runAgain(job) }, "Run again") : null),
+          isTerminal(job.status) ? h("button", { type: "button", id: "run-again", title: "Submit a new job with the same input and kind", onclick: () => void runAgain(job) }, "Run again") : null),
         cancelError ? h("p", { class: "form-status error", role: "alert" }, cancelError) : null,
         h("dl", { class: "fields" },
-          field("Processor", job.kind),
+          field("Kind", job.kind),
           field("Attempts", `${job.attempts} of ${job.maxAttempts}`, "attempts"),
+          job.progress !== undefined && job.status === JobStatus.PROCESSING ? field("Progress", progressBar(job.progress), "progress") : null,
           field("Created", created ? `${created.toLocaleString()} (${ago(created)})` : "—"),
           field("Queue time", started && created ? fmtMs(started.getTime() - created.getTime()) : "—"),
           field("Run time", finished && started ? fmtMs(finished.getTime() - started.getTime()) : job.status === JobStatus.PROCESSING ? "running…" : "—"),
@@ -109,10 +120,10 @@ export function renderDetail(root: HTMLElement, id: string): () => void {
         )),
       h("div", { class: "detail-grid" },
         h("section", { class: "card" },
-          h("h3", {}, "Input"), h("pre", { class: "io", id: "job-text" }, job.text),
+          h("h3", {}, "Input"), ioBlock(input(job), "job-text"),
           h("h3", {}, "Result"),
-          job.result !== undefined
-            ? h("pre", { class: "io result", id: "job-result" }, job.result)
+          output(job).type !== "none"
+            ? ioBlock(output(job), "job-result", "result")
             : h("p", { class: "muted", id: "job-result-pending" }, isTerminal(job.status) ? "No result." : "Not yet — this page updates by itself."),
           job.error ? h("div", {}, h("h3", {}, "Error"), h("pre", { class: "io err", id: "job-error" }, job.error)) : null),
         h("section", { class: "card" }, h("h3", {}, "Timeline"), timeline(job))),
@@ -142,6 +153,13 @@ export function renderDetail(root: HTMLElement, id: string): () => void {
     unsub();
     clearInterval(tick);
   };
+}
+
+function progressBar(pct: number): HTMLElement {
+  const p = Math.max(0, Math.min(100, pct));
+  return h("span", { class: "progress" },
+    h("span", { class: "bar", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100, "aria-valuenow": p }, h("span", { style: `width: ${p}%` })),
+    ` ${p}%`);
 }
 
 function cap(s: string): string {

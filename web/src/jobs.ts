@@ -1,11 +1,14 @@
-// The Jobs page: submit a text with a processor, and the recent jobs whose statuses change
-// live (WatchJobs via the store). Keyboard: Ctrl/⌘+Enter submits, rows are links.
+// The Jobs page: submit a job — a text for a text processor, or a JSON payload for any kind
+// (the known kinds from ListKinds are offered; any well-formed name can be typed) — and the
+// recent jobs whose statuses change live (WatchJobs via the store). Keyboard: Ctrl/⌘+Enter
+// submits, rows are links.
 import type { Page } from "./pages.js";
 import type { Job, Kind } from "./gen/pfc/jobs/v1/jobs_pb.js";
 import { JobStatus } from "./gen/pfc/jobs/v1/jobs_pb.js";
 import { errorMessage, jobs } from "./client.js";
 import { store } from "./store.js";
 import { ago, badge, date, h, shortId, statusName, truncate } from "./util.js";
+import { KIND_PATTERN, input, oneLine, output } from "./payload.js";
 
 const FILTERS: [string, JobStatus][] = [
   ["All", JobStatus.UNSPECIFIED],
@@ -64,8 +67,61 @@ function renderList(root: HTMLElement): () => void {
     id: "text", name: "text", rows: 4, required: true, maxlength: 65536,
     placeholder: "bonjour le monde", "aria-describedby": "text-hint",
   });
-  const kind = h("select", { id: "kind", name: "kind", "aria-describedby": "kind-hint" });
+  const payload = h("textarea", {
+    id: "payload", name: "payload", rows: 6, spellcheck: "false", autocomplete: "off",
+    placeholder: '{"url": "https://example.com/a.png", "w": 64}', "aria-describedby": "payload-hint",
+  });
+  const payloadHint = h("p", { id: "payload-hint", class: "hint" });
+  // Any kind: the known ones are suggested, a new name can be typed.
+  const kind = h("input", {
+    id: "kind", name: "kind", type: "text", list: "kinds", value: "uppercase", autocomplete: "off",
+    spellcheck: "false", maxlength: 64, "aria-describedby": "kind-hint",
+  });
+  const kindList = h("datalist", { id: "kinds" });
   const kindHint = h("p", { id: "kind-hint", class: "hint" });
+  /** "text" or "json": which input the job carries. */
+  let mode: "text" | "json" = "text";
+  const modeBtn = (m: "text" | "json", label: string) =>
+    h("button", { type: "button", class: "seg", id: `mode-${m}`, "aria-pressed": "false", onclick: () => setMode(m, true) }, label);
+  const modes = h("div", { class: "segmented", role: "group", "aria-label": "Input" }, modeBtn("text", "Text"), modeBtn("json", "JSON payload"));
+  const textField = h("div", { class: "input-field", id: "text-field" },
+    h("label", { for: "text" }, "Text"),
+    text,
+    h("p", { id: "text-hint", class: "hint" }, "Up to 64 KiB of UTF-8. ", h("kbd", {}, "Ctrl"), "+", h("kbd", {}, "Enter"), " submits, ", h("kbd", {}, "/"), " comes back here."));
+  const payloadField = h("div", { class: "input-field", id: "payload-field", hidden: true },
+    h("label", { for: "payload" }, "Payload (JSON)"),
+    payload,
+    payloadHint);
+  /** True once the person picked Text or JSON themselves: the kind no longer switches it. */
+  let modeChosen = false;
+  const setMode = (m: "text" | "json", byHand = false) => {
+    mode = m;
+    if (byHand) modeChosen = true;
+    for (const b of modes.querySelectorAll("button")) b.setAttribute("aria-pressed", String(b.id === `mode-${m}`));
+    textField.hidden = m !== "text";
+    payloadField.hidden = m !== "json";
+    if (byHand) (m === "text" ? text : payload).focus();
+  };
+  setMode("text");
+
+  /** The payload's JSON problem, or "" when it parses (or is empty). */
+  const payloadProblem = (): string => {
+    if (!payload.value.trim()) return "";
+    try {
+      JSON.parse(payload.value);
+      return "";
+    } catch (e) {
+      return `Not valid JSON: ${(e as Error).message}`;
+    }
+  };
+  const checkPayload = () => {
+    const problem = payloadProblem();
+    payload.setAttribute("aria-invalid", String(!!problem));
+    payloadHint.className = problem ? "hint error" : "hint";
+    payloadHint.textContent = problem || "Any JSON value: an object, array, string, number, true, false or null (up to 1 MiB).";
+  };
+  payload.addEventListener("input", checkPayload);
+  checkPayload();
   const delay = h("select", { id: "delay", name: "delay" },
     ...DELAYS.map(([label, s]) => h("option", { value: s }, label)));
   const maxAttempts = h("input", { id: "max-attempts", name: "max_attempts", type: "number", min: 1, max: 25, placeholder: "3", inputmode: "numeric" });
@@ -75,14 +131,14 @@ function renderList(root: HTMLElement): () => void {
 
   const form = h("form", { class: "card submit-card", novalidate: true },
     h("h2", {}, "New job"),
-    h("label", { for: "text" }, "Text"),
-    text,
-    h("p", { id: "text-hint", class: "hint" }, "Up to 64 KiB of UTF-8. ", h("kbd", {}, "Ctrl"), "+", h("kbd", {}, "Enter"), " submits, ", h("kbd", {}, "/"), " comes back here."),
-    h("div", { class: "row" },
-      h("div", { class: "field" }, h("label", { for: "kind" }, "Processor"), kind),
+    h("div", { class: "row kind-row" },
+      h("div", { class: "field" }, h("label", { for: "kind" }, "Kind"), kind, kindList),
       h("div", { class: "field" }, h("label", { for: "delay" }, "Run"), delay),
     ),
     kindHint,
+    modes,
+    textField,
+    payloadField,
     h("details", { class: "advanced" },
       h("summary", {}, "Advanced"),
       h("div", { class: "row" },
@@ -94,41 +150,69 @@ function renderList(root: HTMLElement): () => void {
     submitStatus,
   );
 
+  /** Says what the typed kind is (built in, run by N workers, or new) and picks the input. */
   const showKindHint = () => {
-    const k = kindsCache?.find((k) => k.name === kind.value);
-    kindHint.textContent = k?.description ?? "";
+    const name = kind.value.trim();
+    const k = kindsCache?.find((k) => k.name === name);
+    kind.setAttribute("aria-invalid", String(!!name && !KIND_PATTERN.test(name)));
+    kindHint.className = "hint";
+    if (!name) {
+      kindHint.textContent = "Empty means uppercase.";
+    } else if (!KIND_PATTERN.test(name)) {
+      kindHint.className = "hint error";
+      kindHint.textContent = "A kind is 1 to 64 of a–z, 0–9, '.', '_' or '-', starting with a letter or digit.";
+    } else if (k?.builtin) {
+      kindHint.textContent = `Built in: ${k.description}`;
+    } else if (k) {
+      kindHint.textContent = `Run by ${k.workers} live worker${k.workers === 1 ? "" : "s"} (concurrency ${k.concurrency}).`;
+    } else {
+      kindHint.textContent = "No live worker handles this kind yet: the job waits queued until one does.";
+    }
+    // Built-in processors take text; other kinds usually take JSON — unless the person chose.
+    if (!modeChosen && (KIND_PATTERN.test(name) || !name)) setMode(!name || k?.builtin ? "text" : "json");
   };
+  kind.addEventListener("input", showKindHint);
   kind.addEventListener("change", showKindHint);
 
-  const loadKinds = async () => {
+  const loadKinds = async (fresh = false) => {
     try {
-      kindsCache ??= (await jobs.listKinds({})).kinds;
-      kind.replaceChildren(...kindsCache.map((k) => h("option", { value: k.name }, k.name)));
-      if (kindsCache.some((k) => k.name === "uppercase")) kind.value = "uppercase";
+      if (fresh || !kindsCache) kindsCache = (await jobs.listKinds({})).kinds;
+      kindList.replaceChildren(...kindsCache.map((k) =>
+        h("option", { value: k.name }, k.builtin ? k.description : `${k.workers} worker${k.workers === 1 ? "" : "s"}`)));
       showKindHint();
     } catch (e) {
-      kind.replaceChildren(h("option", { value: "" }, "uppercase (default)"));
-      kindHint.textContent = `Could not load processors: ${errorMessage(e)}`;
+      kindHint.textContent = `Could not load the kinds: ${errorMessage(e)}`;
     }
   };
+  // Live workers come and go: refresh their kinds whenever someone reaches for the field.
+  kind.addEventListener("focus", () => void loadKinds(true));
+  kind.addEventListener("pointerdown", () => {
+    if (document.activeElement === kind) void loadKinds(true);
+  });
 
   const submit = async (ev?: Event) => {
     ev?.preventDefault();
-    const value = text.value;
-    if (!value.trim()) {
+    const fail = (msg: string, el: HTMLElement) => {
       submitStatus.className = "form-status error";
-      submitStatus.textContent = "Enter some text first.";
-      text.focus();
-      return;
-    }
+      submitStatus.textContent = msg;
+      el.focus();
+    };
+    const kindName = kind.value.trim();
+    if (kindName && !KIND_PATTERN.test(kindName)) return fail("That kind name is not valid (see the hint).", kind);
+    const value = text.value;
+    const json = payload.value.trim();
+    if (mode === "text" && !value.trim()) return fail("Enter some text first.", text);
+    if (mode === "json" && !json) return fail("Enter a JSON payload first.", payload);
+    if (mode === "json" && payloadProblem()) return fail(payloadProblem(), payload);
     submitBtn.disabled = true;
     submitStatus.className = "form-status";
     submitStatus.textContent = "Submitting…";
     try {
       const secs = Number(delay.value);
       const res = await jobs.submitJob({
-        text: value,
-        kind: kind.value,
+        // JSON is sent as typed (the core checks it again and keeps it byte for byte)
+        ...(mode === "json" ? { payload: new TextEncoder().encode(json), contentType: "application/json" } : { text: value }),
+        kind: kindName,
         delay: secs ? { seconds: BigInt(secs), nanos: 0 } : undefined,
         maxAttempts: Number(maxAttempts.value) || 0,
         idempotencyKey: idemKey.value.trim(),
@@ -139,8 +223,12 @@ function renderList(root: HTMLElement): () => void {
         res.created ? "Submitted " : "Already submitted (same idempotency key): ",
         h("a", { href: `#/jobs/${res.jobId}` }, shortId(res.jobId)),
       );
-      text.value = "";
-      text.focus();
+      if (mode === "text") {
+        text.value = "";
+        text.focus();
+      } else {
+        payload.focus();
+      }
     } catch (e) {
       submitStatus.className = "form-status error";
       submitStatus.textContent = errorMessage(e);
@@ -149,9 +237,11 @@ function renderList(root: HTMLElement): () => void {
     }
   };
   form.addEventListener("submit", submit);
-  text.addEventListener("keydown", (e) => {
-    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) void submit(e);
-  });
+  for (const area of [text, payload]) {
+    area.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) void submit(e);
+    });
+  }
 
   // ---- list
   const chips = h("div", { class: "chips", role: "group", "aria-label": "Filter by status" },
@@ -174,7 +264,7 @@ function renderList(root: HTMLElement): () => void {
       h("th", { scope: "col" }, "Status"),
       h("th", { scope: "col" }, "Job"),
       h("th", { scope: "col", class: "opt" }, "Kind"),
-      h("th", { scope: "col", class: "wide" }, "Text → result"),
+      h("th", { scope: "col", class: "wide" }, "Input → result"),
       h("th", { scope: "col", class: "num opt" }, "Attempts"),
       h("th", { scope: "col", class: "opt" }, "Created"),
     )),
@@ -205,19 +295,22 @@ function renderList(root: HTMLElement): () => void {
       });
       rows.set(job.id, tr);
     }
-    const key = `${job.version}|${job.status}|${job.result?.length ?? -1}|${job.error ?? ""}`;
+    const key = `${job.version}|${job.status}|${job.result?.length ?? -1}|${job.resultPayload.length}|${job.progress ?? ""}|${job.error ?? ""}`;
     if (tr.dataset.key !== key) {
       tr.dataset.key = key;
       tr.dataset.status = statusName(job.status);
-      const out = job.result ?? (job.error ? `⚠ ${job.error}` : "");
+      const result = oneLine(output(job));
+      const done = output(job).type !== "none";
+      const out = done ? result : job.error ? `⚠ ${job.error}` : "";
+      const running = job.status === JobStatus.PROCESSING && job.progress !== undefined;
       tr.replaceChildren(
-        h("td", {}, badge(job.status)),
+        h("td", {}, badge(job.status), running ? h("span", { class: "progress-pct", "data-progress": job.progress }, ` ${job.progress}%`) : null),
         h("td", {}, h("a", { href: `#/jobs/${job.id}`, class: "mono", title: job.id }, shortId(job.id))),
         h("td", { class: "opt" }, job.kind),
         h("td", { class: "wide" },
-          h("span", { class: "text" }, truncate(job.text, 60)),
+          h("span", { class: "text" }, truncate(oneLine(input(job)), 60)),
           out ? h("span", { class: "arrow", "aria-hidden": "true" }, " → ") : null,
-          out ? h("span", { class: job.error && !job.result ? "result err" : "result" }, truncate(out, 60)) : null,
+          out ? h("span", { class: job.error && !done ? "result err" : "result" }, truncate(out, 60)) : null,
           !out && job.status === JobStatus.SCHEDULED && job.runAt ? h("span", { class: "muted due" }, ` · due ${ago(date(job.runAt))}`) : null),
         h("td", { class: "num opt" }, `${job.attempts}/${job.maxAttempts}`),
         h("td", { class: "muted opt", title: date(job.createdAt)?.toISOString() ?? "" }, ago(date(job.createdAt))),
@@ -248,7 +341,7 @@ function renderList(root: HTMLElement): () => void {
     empty.hidden = !loaded || list.length > 0 || !!loadError;
     empty.replaceChildren(
       h("p", { class: "empty-title" }, filter === JobStatus.UNSPECIFIED ? "No jobs yet" : `No ${statusName(filter)} jobs`),
-      h("p", { class: "muted" }, filter === JobStatus.UNSPECIFIED ? "Submit a text on the left; it will show up here and update live." : "Jobs appear here as soon as one reaches this status."),
+      h("p", { class: "muted" }, filter === JobStatus.UNSPECIFIED ? "Submit a job on the left; it will show up here and update live." : "Jobs appear here as soon as one reaches this status."),
     );
     more.hidden = !nextToken && hiddenRows === 0;
     errorBox.hidden = !loadError;
@@ -293,7 +386,7 @@ function renderList(root: HTMLElement): () => void {
     render();
   });
   const unresync = store.onResync(() => {
-    if (!kindsCache) void loadKinds();
+    void loadKinds(true);
     void load();
   });
   const tick = setInterval(render, 10_000);

@@ -52,11 +52,11 @@ window.addEventListener("hashchange", () => {
   // Move focus to the new content so keyboard and screen-reader users land on it.
   main.focus({ preventScroll: true });
 });
-// "/" jumps to the job text field (when not typing elsewhere).
+// "/" jumps to the job's input field, text or JSON (when not typing elsewhere).
 document.addEventListener("keydown", (e) => {
   const t = e.target as HTMLElement;
   if (e.key !== "/" || e.ctrlKey || e.metaKey || e.altKey || t.closest("input, textarea, select, [contenteditable]")) return;
-  const text = document.getElementById("text");
+  const text = ["text", "payload"].map((id) => document.getElementById(id)).find((el) => el?.closest("[hidden]") === null);
   if (text) {
     e.preventDefault();
     text.focus();

@@ -17,6 +17,8 @@ export interface Step {
   attempts: number;
   workerId: string;
   error: string;
+  /** Progress the worker had reported (0–100), if any. */
+  progress?: number;
 }
 
 type Listener = () => void;
@@ -70,6 +72,7 @@ class Store {
       attempts: job.attempts,
       workerId: job.workerId,
       error: job.error ?? "",
+      progress: job.progress,
     });
     this.emit();
   }
@@ -88,11 +91,12 @@ class Store {
       attempts: ev.attempts,
       workerId: ev.workerId,
       error: ev.error,
+      progress: ev.progress,
     });
     const cur = this.jobs.get(ev.jobId);
     if (cur && ev.version > cur.version) {
       // Apply what the event carries now; fetch the full job (result, error) when it ends.
-      this.jobs.set(ev.jobId, { ...cur, status: ev.status, attempts: ev.attempts, version: ev.version, workerId: ev.workerId || cur.workerId, updatedAt: ev.at });
+      this.jobs.set(ev.jobId, { ...cur, status: ev.status, attempts: ev.attempts, version: ev.version, workerId: ev.workerId || cur.workerId, updatedAt: ev.at, progress: ev.progress ?? (ev.status === JobStatus.PROCESSING ? cur.progress : undefined) });
       this.emit();
     }
     if (!cur || isTerminal(ev.status)) this.queueFetch(ev.jobId);
