@@ -167,12 +167,14 @@ def test_kill_9_mid_batch_loses_nothing(server, prefix, tmp_path):
     name, addr = server
     kind = f"{prefix}.batch"
     events_a, events_b = tmp_path / "a.events", tmp_path / "b.events"
+    with pfc.Client(addr) as client, ThreadPoolExecutor(8) as pool:
+        # The whole batch waits queued first, so that A is busy whenever it is killed.
+        ids = list(pool.map(lambda i: client.submit(kind, {"i": i, "ms": 40}), range(500)))
     a = WorkerProc(addr, prefix, events_a)
     b = WorkerProc(addr, prefix, events_b)
     try:
         wait_for_workers(addr, kind, 2)
         with pfc.Client(addr) as client, ThreadPoolExecutor(8) as pool:
-            ids = list(pool.map(lambda i: client.submit(kind, {"i": i, "ms": 40}), range(500)))
             # Kill A once it has finished some jobs and holds others.
             end = time.monotonic() + 30
             while sum(1 for l in _lines(events_a) if l[0] == "done") < 60:

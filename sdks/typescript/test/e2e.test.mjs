@@ -155,15 +155,16 @@ for (const [name, addr] of Object.entries(SERVERS)) {
       const kind = `${p}.batch`;
       const dir = mkdtempSync(join(tmpdir(), "pfc-ts-"));
       const evA = join(dir, "a.events"), evB = join(dir, "b.events");
+      // The whole batch waits queued first, so that A is busy whenever it is killed.
+      const ids = [];
+      for (let i = 0; i < 500; i += 50) {
+        ids.push(...(await Promise.all(Array.from({ length: 50 }, (_, k) => client.submit(kind, { i: i + k, ms: 40 })))));
+      }
       const a = new WorkerProc(addr, p, { events: evA });
       const b = new WorkerProc(addr, p, { events: evB });
       let killedAt, jobs;
       try {
         await waitForWorkers(addr, kind, 2);
-        const ids = [];
-        for (let i = 0; i < 500; i += 50) {
-          ids.push(...(await Promise.all(Array.from({ length: 50 }, (_, k) => client.submit(kind, { i: i + k, ms: 40 })))));
-        }
         const end = Date.now() + 30_000;
         while (lines(evA).filter((l) => l[0] === "done").length < 60) {
           assert.ok(Date.now() < end, "worker A finished nothing");

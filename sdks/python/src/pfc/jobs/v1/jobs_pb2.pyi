@@ -20,6 +20,12 @@ class JobStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOB_STATUS_DONE: _ClassVar[JobStatus]
     JOB_STATUS_FAILED: _ClassVar[JobStatus]
     JOB_STATUS_CANCELLED: _ClassVar[JobStatus]
+
+class ResyncReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RESYNC_REASON_UNSPECIFIED: _ClassVar[ResyncReason]
+    RESYNC_REASON_EVENTS_LOST: _ClassVar[ResyncReason]
+    RESYNC_REASON_CLIENT_SLOW: _ClassVar[ResyncReason]
 JOB_STATUS_UNSPECIFIED: JobStatus
 JOB_STATUS_SCHEDULED: JobStatus
 JOB_STATUS_QUEUED: JobStatus
@@ -27,6 +33,9 @@ JOB_STATUS_PROCESSING: JobStatus
 JOB_STATUS_DONE: JobStatus
 JOB_STATUS_FAILED: JobStatus
 JOB_STATUS_CANCELLED: JobStatus
+RESYNC_REASON_UNSPECIFIED: ResyncReason
+RESYNC_REASON_EVENTS_LOST: ResyncReason
+RESYNC_REASON_CLIENT_SLOW: ResyncReason
 
 class Job(_message.Message):
     __slots__ = ("id", "kind", "queue", "status", "text", "result", "error", "attempts", "max_attempts", "created_at", "updated_at", "run_at", "started_at", "finished_at", "idempotency_key", "worker_id", "version", "traceparent", "payload", "content_type", "result_payload", "result_content_type", "progress")
@@ -163,10 +172,18 @@ class WatchJobsRequest(_message.Message):
     def __init__(self, statuses: _Optional[_Iterable[_Union[JobStatus, str]]] = ...) -> None: ...
 
 class WatchJobsResponse(_message.Message):
-    __slots__ = ("event",)
+    __slots__ = ("event", "resync")
     EVENT_FIELD_NUMBER: _ClassVar[int]
+    RESYNC_FIELD_NUMBER: _ClassVar[int]
     event: JobEvent
-    def __init__(self, event: _Optional[_Union[JobEvent, _Mapping]] = ...) -> None: ...
+    resync: Resync
+    def __init__(self, event: _Optional[_Union[JobEvent, _Mapping]] = ..., resync: _Optional[_Union[Resync, _Mapping]] = ...) -> None: ...
+
+class Resync(_message.Message):
+    __slots__ = ("reason",)
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    reason: ResyncReason
+    def __init__(self, reason: _Optional[_Union[ResyncReason, str]] = ...) -> None: ...
 
 class ListJobsRequest(_message.Message):
     __slots__ = ("status", "page_size", "page_token")

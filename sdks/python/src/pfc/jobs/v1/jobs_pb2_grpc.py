@@ -113,7 +113,9 @@ class JobServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def WatchJobs(self, request, context):
-        """WatchJobs streams the transitions of all jobs, as they happen (live dashboards).
+        """WatchJobs streams the transitions of all jobs, as they happen (live dashboards). When the
+        stream may have missed transitions it says so with a `resync` message instead of staying
+        silent: the client then re-lists what it shows (ListJobs) and keeps applying events.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file pfc/jobs/v1/jobs.proto.
  */
 export const file_pfc_jobs_v1_jobs: GenFile = /*@__PURE__*/
-  fileDesc("ChZwZmMvam9icy92MS9qb2JzLnByb3RvEgtwZmMuam9icy52MSKJBQoDSm9iEgoKAmlkGAEgASgJEgwKBGtpbmQYAiABKAkSDQoFcXVldWUYAyABKAkSJgoGc3RhdHVzGAQgASgOMhYucGZjLmpvYnMudjEuSm9iU3RhdHVzEgwKBHRleHQYBSABKAkSEwoGcmVzdWx0GAYgASgJSACIAQESEgoFZXJyb3IYByABKAlIAYgBARIQCghhdHRlbXB0cxgIIAEoDRIUCgxtYXhfYXR0ZW1wdHMYCSABKA0SLgoKY3JlYXRlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKgoGcnVuX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydGVkX2F0GA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPaWRlbXBvdGVuY3lfa2V5GA8gASgJEhEKCXdvcmtlcl9pZBgQIAEoCRIPCgd2ZXJzaW9uGBEgASgEEhMKC3RyYWNlcGFyZW50GBIgASgJEg8KB3BheWxvYWQYEyABKAwSFAoMY29udGVudF90eXBlGBQgASgJEhYKDnJlc3VsdF9wYXlsb2FkGBUgASgMEhsKE3Jlc3VsdF9jb250ZW50X3R5cGUYFiABKAkSFQoIcHJvZ3Jlc3MYFyABKA1IAogBAUIJCgdfcmVzdWx0QggKBl9lcnJvckILCglfcHJvZ3Jlc3Mi4QEKCEpvYkV2ZW50Eg4KBmpvYl9pZBgBIAEoCRImCgZzdGF0dXMYAiABKA4yFi5wZmMuam9icy52MS5Kb2JTdGF0dXMSDwoHdmVyc2lvbhgDIAEoBBIQCghhdHRlbXB0cxgEIAEoDRIMCgRraW5kGAUgASgJEiYKAmF0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVlcnJvchgHIAEoCRIRCgl3b3JrZXJfaWQYCCABKAkSFQoIcHJvZ3Jlc3MYCSABKA1IAIgBAUILCglfcHJvZ3Jlc3Mi6QEKEFN1Ym1pdEpvYlJlcXVlc3QSDAoEdGV4dBgBIAEoCRIMCgRraW5kGAIgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgDIAEoCRIqCgZydW5fYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEigKBWRlbGF5GAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhQKDG1heF9hdHRlbXB0cxgGIAEoDRINCgVxdWV1ZRgHIAEoCRIPCgdwYXlsb2FkGAggASgMEhQKDGNvbnRlbnRfdHlwZRgJIAEoCSJTChFTdWJtaXRKb2JSZXNwb25zZRIOCgZqb2JfaWQYASABKAkSDwoHY3JlYXRlZBgCIAEoCBIdCgNqb2IYAyABKAsyEC5wZmMuam9icy52MS5Kb2IiHwoNR2V0Sm9iUmVxdWVzdBIOCgZqb2JfaWQYASABKAkiLwoOR2V0Sm9iUmVzcG9uc2USHQoDam9iGAEgASgLMhAucGZjLmpvYnMudjEuSm9iIiEKD1dhdGNoSm9iUmVxdWVzdBIOCgZqb2JfaWQYASABKAkiMQoQV2F0Y2hKb2JSZXNwb25zZRIdCgNqb2IYASABKAsyEC5wZmMuam9icy52MS5Kb2IiPAoQV2F0Y2hKb2JzUmVxdWVzdBIoCghzdGF0dXNlcxgBIAMoDjIWLnBmYy5qb2JzLnYxLkpvYlN0YXR1cyI5ChFXYXRjaEpvYnNSZXNwb25zZRIkCgVldmVudBgBIAEoCzIVLnBmYy5qb2JzLnYxLkpvYkV2ZW50ImAKD0xpc3RKb2JzUmVxdWVzdBImCgZzdGF0dXMYASABKA4yFi5wZmMuam9icy52MS5Kb2JTdGF0dXMSEQoJcGFnZV9zaXplGAIgASgNEhIKCnBhZ2VfdG9rZW4YAyABKAkiXwoQTGlzdEpvYnNSZXNwb25zZRIeCgRqb2JzGAEgAygLMhAucGZjLmpvYnMudjEuSm9iEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRISCgp0b3RhbF9zaXplGAMgASgEIiIKEENhbmNlbEpvYlJlcXVlc3QSDgoGam9iX2lkGAEgASgJIjIKEUNhbmNlbEpvYlJlc3BvbnNlEh0KA2pvYhgBIAEoCzIQLnBmYy5qb2JzLnYxLkpvYiIRCg9HZXRTdGF0c1JlcXVlc3QifgoKV29ya2VySW5mbxIKCgJpZBgBIAEoCRITCgtjb25jdXJyZW5jeRgCIAEoDRIRCglpbl9mbGlnaHQYAyABKA0SLQoJbGFzdF9zZWVuGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVraW5kcxgFIAMoCSL8AQoQR2V0U3RhdHNSZXNwb25zZRIOCgZxdWV1ZWQYASABKAQSEQoJc2NoZWR1bGVkGAIgASgEEhIKCnByb2Nlc3NpbmcYAyABKAQSEgoKZG9uZV90b3RhbBgEIAEoBBIUCgxmYWlsZWRfdG90YWwYBSABKAQSFwoPY2FuY2VsbGVkX3RvdGFsGAYgASgEEhcKD3N1Ym1pdHRlZF90b3RhbBgHIAEoBBIVCg1yZXRyaWVkX3RvdGFsGAggASgEEhQKDGxpdmVfd29ya2VycxgJIAEoDRIoCgd3b3JrZXJzGAogAygLMhcucGZjLmpvYnMudjEuV29ya2VySW5mbyISChBMaXN0S2luZHNSZXF1ZXN0ImAKBEtpbmQSDAoEbmFtZRgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCRIPCgdidWlsdGluGAMgASgIEg8KB3dvcmtlcnMYBCABKA0SEwoLY29uY3VycmVuY3kYBSABKA0iNQoRTGlzdEtpbmRzUmVzcG9uc2USIAoFa2luZHMYASADKAsyES5wZmMuam9icy52MS5LaW5kKrkBCglKb2JTdGF0dXMSGgoWSk9CX1NUQVRVU19VTlNQRUNJRklFRBAAEhgKFEpPQl9TVEFUVVNfU0NIRURVTEVEEAESFQoRSk9CX1NUQVRVU19RVUVVRUQQAhIZChVKT0JfU1RBVFVTX1BST0NFU1NJTkcQAxITCg9KT0JfU1RBVFVTX0RPTkUQBBIVChFKT0JfU1RBVFVTX0ZBSUxFRBAFEhgKFEpPQl9TVEFUVVNfQ0FOQ0VMTEVEEAYy3gQKCkpvYlNlcnZpY2USSgoJU3VibWl0Sm9iEh0ucGZjLmpvYnMudjEuU3VibWl0Sm9iUmVxdWVzdBoeLnBmYy5qb2JzLnYxLlN1Ym1pdEpvYlJlc3BvbnNlEkEKBkdldEpvYhIaLnBmYy5qb2JzLnYxLkdldEpvYlJlcXVlc3QaGy5wZmMuam9icy52MS5HZXRKb2JSZXNwb25zZRJJCghXYXRjaEpvYhIcLnBmYy5qb2JzLnYxLldhdGNoSm9iUmVxdWVzdBodLnBmYy5qb2JzLnYxLldhdGNoSm9iUmVzcG9uc2UwARJMCglXYXRjaEpvYnMSHS5wZmMuam9icy52MS5XYXRjaEpvYnNSZXF1ZXN0Gh4ucGZjLmpvYnMudjEuV2F0Y2hKb2JzUmVzcG9uc2UwARJHCghMaXN0Sm9icxIcLnBmYy5qb2JzLnYxLkxpc3RKb2JzUmVxdWVzdBodLnBmYy5qb2JzLnYxLkxpc3RKb2JzUmVzcG9uc2USSgoJQ2FuY2VsSm9iEh0ucGZjLmpvYnMudjEuQ2FuY2VsSm9iUmVxdWVzdBoeLnBmYy5qb2JzLnYxLkNhbmNlbEpvYlJlc3BvbnNlEkcKCEdldFN0YXRzEhwucGZjLmpvYnMudjEuR2V0U3RhdHNSZXF1ZXN0Gh0ucGZjLmpvYnMudjEuR2V0U3RhdHNSZXNwb25zZRJKCglMaXN0S2luZHMSHS5wZmMuam9icy52MS5MaXN0S2luZHNSZXF1ZXN0Gh4ucGZjLmpvYnMudjEuTGlzdEtpbmRzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChZwZmMvam9icy92MS9qb2JzLnByb3RvEgtwZmMuam9icy52MSKJBQoDSm9iEgoKAmlkGAEgASgJEgwKBGtpbmQYAiABKAkSDQoFcXVldWUYAyABKAkSJgoGc3RhdHVzGAQgASgOMhYucGZjLmpvYnMudjEuSm9iU3RhdHVzEgwKBHRleHQYBSABKAkSEwoGcmVzdWx0GAYgASgJSACIAQESEgoFZXJyb3IYByABKAlIAYgBARIQCghhdHRlbXB0cxgIIAEoDRIUCgxtYXhfYXR0ZW1wdHMYCSABKA0SLgoKY3JlYXRlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKgoGcnVuX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydGVkX2F0GA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPaWRlbXBvdGVuY3lfa2V5GA8gASgJEhEKCXdvcmtlcl9pZBgQIAEoCRIPCgd2ZXJzaW9uGBEgASgEEhMKC3RyYWNlcGFyZW50GBIgASgJEg8KB3BheWxvYWQYEyABKAwSFAoMY29udGVudF90eXBlGBQgASgJEhYKDnJlc3VsdF9wYXlsb2FkGBUgASgMEhsKE3Jlc3VsdF9jb250ZW50X3R5cGUYFiABKAkSFQoIcHJvZ3Jlc3MYFyABKA1IAogBAUIJCgdfcmVzdWx0QggKBl9lcnJvckILCglfcHJvZ3Jlc3Mi4QEKCEpvYkV2ZW50Eg4KBmpvYl9pZBgBIAEoCRImCgZzdGF0dXMYAiABKA4yFi5wZmMuam9icy52MS5Kb2JTdGF0dXMSDwoHdmVyc2lvbhgDIAEoBBIQCghhdHRlbXB0cxgEIAEoDRIMCgRraW5kGAUgASgJEiYKAmF0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVlcnJvchgHIAEoCRIRCgl3b3JrZXJfaWQYCCABKAkSFQoIcHJvZ3Jlc3MYCSABKA1IAIgBAUILCglfcHJvZ3Jlc3Mi6QEKEFN1Ym1pdEpvYlJlcXVlc3QSDAoEdGV4dBgBIAEoCRIMCgRraW5kGAIgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgDIAEoCRIqCgZydW5fYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEigKBWRlbGF5GAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhQKDG1heF9hdHRlbXB0cxgGIAEoDRINCgVxdWV1ZRgHIAEoCRIPCgdwYXlsb2FkGAggASgMEhQKDGNvbnRlbnRfdHlwZRgJIAEoCSJTChFTdWJtaXRKb2JSZXNwb25zZRIOCgZqb2JfaWQYASABKAkSDwoHY3JlYXRlZBgCIAEoCBIdCgNqb2IYAyABKAsyEC5wZmMuam9icy52MS5Kb2IiHwoNR2V0Sm9iUmVxdWVzdBIOCgZqb2JfaWQYASABKAkiLwoOR2V0Sm9iUmVzcG9uc2USHQoDam9iGAEgASgLMhAucGZjLmpvYnMudjEuSm9iIiEKD1dhdGNoSm9iUmVxdWVzdBIOCgZqb2JfaWQYASABKAkiMQoQV2F0Y2hKb2JSZXNwb25zZRIdCgNqb2IYASABKAsyEC5wZmMuam9icy52MS5Kb2IiPAoQV2F0Y2hKb2JzUmVxdWVzdBIoCghzdGF0dXNlcxgBIAMoDjIWLnBmYy5qb2JzLnYxLkpvYlN0YXR1cyJeChFXYXRjaEpvYnNSZXNwb25zZRIkCgVldmVudBgBIAEoCzIVLnBmYy5qb2JzLnYxLkpvYkV2ZW50EiMKBnJlc3luYxgCIAEoCzITLnBmYy5qb2JzLnYxLlJlc3luYyIzCgZSZXN5bmMSKQoGcmVhc29uGAEgASgOMhkucGZjLmpvYnMudjEuUmVzeW5jUmVhc29uImAKD0xpc3RKb2JzUmVxdWVzdBImCgZzdGF0dXMYASABKA4yFi5wZmMuam9icy52MS5Kb2JTdGF0dXMSEQoJcGFnZV9zaXplGAIgASgNEhIKCnBhZ2VfdG9rZW4YAyABKAkiXwoQTGlzdEpvYnNSZXNwb25zZRIeCgRqb2JzGAEgAygLMhAucGZjLmpvYnMudjEuSm9iEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRISCgp0b3RhbF9zaXplGAMgASgEIiIKEENhbmNlbEpvYlJlcXVlc3QSDgoGam9iX2lkGAEgASgJIjIKEUNhbmNlbEpvYlJlc3BvbnNlEh0KA2pvYhgBIAEoCzIQLnBmYy5qb2JzLnYxLkpvYiIRCg9HZXRTdGF0c1JlcXVlc3QifgoKV29ya2VySW5mbxIKCgJpZBgBIAEoCRITCgtjb25jdXJyZW5jeRgCIAEoDRIRCglpbl9mbGlnaHQYAyABKA0SLQoJbGFzdF9zZWVuGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVraW5kcxgFIAMoCSL8AQoQR2V0U3RhdHNSZXNwb25zZRIOCgZxdWV1ZWQYASABKAQSEQoJc2NoZWR1bGVkGAIgASgEEhIKCnByb2Nlc3NpbmcYAyABKAQSEgoKZG9uZV90b3RhbBgEIAEoBBIUCgxmYWlsZWRfdG90YWwYBSABKAQSFwoPY2FuY2VsbGVkX3RvdGFsGAYgASgEEhcKD3N1Ym1pdHRlZF90b3RhbBgHIAEoBBIVCg1yZXRyaWVkX3RvdGFsGAggASgEEhQKDGxpdmVfd29ya2VycxgJIAEoDRIoCgd3b3JrZXJzGAogAygLMhcucGZjLmpvYnMudjEuV29ya2VySW5mbyISChBMaXN0S2luZHNSZXF1ZXN0ImAKBEtpbmQSDAoEbmFtZRgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCRIPCgdidWlsdGluGAMgASgIEg8KB3dvcmtlcnMYBCABKA0SEwoLY29uY3VycmVuY3kYBSABKA0iNQoRTGlzdEtpbmRzUmVzcG9uc2USIAoFa2luZHMYASADKAsyES5wZmMuam9icy52MS5LaW5kKrkBCglKb2JTdGF0dXMSGgoWSk9CX1NUQVRVU19VTlNQRUNJRklFRBAAEhgKFEpPQl9TVEFUVVNfU0NIRURVTEVEEAESFQoRSk9CX1NUQVRVU19RVUVVRUQQAhIZChVKT0JfU1RBVFVTX1BST0NFU1NJTkcQAxITCg9KT0JfU1RBVFVTX0RPTkUQBBIVChFKT0JfU1RBVFVTX0ZBSUxFRBAFEhgKFEpPQl9TVEFUVVNfQ0FOQ0VMTEVEEAYqawoMUmVzeW5jUmVhc29uEh0KGVJFU1lOQ19SRUFTT05fVU5TUEVDSUZJRUQQABIdChlSRVNZTkNfUkVBU09OX0VWRU5UU19MT1NUEAESHQoZUkVTWU5DX1JFQVNPTl9DTElFTlRfU0xPVxACMt4ECgpKb2JTZXJ2aWNlEkoKCVN1Ym1pdEpvYhIdLnBmYy5qb2JzLnYxLlN1Ym1pdEpvYlJlcXVlc3QaHi5wZmMuam9icy52MS5TdWJtaXRKb2JSZXNwb25zZRJBCgZHZXRKb2ISGi5wZmMuam9icy52MS5HZXRKb2JSZXF1ZXN0GhsucGZjLmpvYnMudjEuR2V0Sm9iUmVzcG9uc2USSQoIV2F0Y2hKb2ISHC5wZmMuam9icy52MS5XYXRjaEpvYlJlcXVlc3QaHS5wZmMuam9icy52MS5XYXRjaEpvYlJlc3BvbnNlMAESTAoJV2F0Y2hKb2JzEh0ucGZjLmpvYnMudjEuV2F0Y2hKb2JzUmVxdWVzdBoeLnBmYy5qb2JzLnYxLldhdGNoSm9ic1Jlc3BvbnNlMAESRwoITGlzdEpvYnMSHC5wZmMuam9icy52MS5MaXN0Sm9ic1JlcXVlc3QaHS5wZmMuam9icy52MS5MaXN0Sm9ic1Jlc3BvbnNlEkoKCUNhbmNlbEpvYhIdLnBmYy5qb2JzLnYxLkNhbmNlbEpvYlJlcXVlc3QaHi5wZmMuam9icy52MS5DYW5jZWxKb2JSZXNwb25zZRJHCghHZXRTdGF0cxIcLnBmYy5qb2JzLnYxLkdldFN0YXRzUmVxdWVzdBodLnBmYy5qb2JzLnYxLkdldFN0YXRzUmVzcG9uc2USSgoJTGlzdEtpbmRzEh0ucGZjLmpvYnMudjEuTGlzdEtpbmRzUmVxdWVzdBoeLnBmYy5qb2JzLnYxLkxpc3RLaW5kc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * Job is one unit of work and everything known about it.
@@ -488,17 +488,26 @@ export const WatchJobsRequestSchema: GenMessage<WatchJobsRequest> = /*@__PURE__*
   messageDesc(file_pfc_jobs_v1_jobs, 8);
 
 /**
- * WatchJobsResponse is one transition.
+ * WatchJobsResponse is one transition, or a resync notice: exactly one of the fields is set.
  *
  * @generated from message pfc.jobs.v1.WatchJobsResponse
  */
 export type WatchJobsResponse = Message<"pfc.jobs.v1.WatchJobsResponse"> & {
   /**
-   * The transition.
+   * The transition; unset in a resync notice.
    *
    * @generated from field: pfc.jobs.v1.JobEvent event = 1;
    */
   event?: JobEvent | undefined;
+
+  /**
+   * Set (and `event` unset) when this stream may have missed transitions since its previous
+   * message: re-list the jobs you show (ListJobs), then keep applying events. Clients that
+   * predate this field see a message without an event and skip it.
+   *
+   * @generated from field: pfc.jobs.v1.Resync resync = 2;
+   */
+  resync?: Resync | undefined;
 };
 
 /**
@@ -507,6 +516,27 @@ export type WatchJobsResponse = Message<"pfc.jobs.v1.WatchJobsResponse"> & {
  */
 export const WatchJobsResponseSchema: GenMessage<WatchJobsResponse> = /*@__PURE__*/
   messageDesc(file_pfc_jobs_v1_jobs, 9);
+
+/**
+ * Resync tells a WatchJobs client that transitions may have been lost before this message.
+ *
+ * @generated from message pfc.jobs.v1.Resync
+ */
+export type Resync = Message<"pfc.jobs.v1.Resync"> & {
+  /**
+   * Why transitions may have been lost.
+   *
+   * @generated from field: pfc.jobs.v1.ResyncReason reason = 1;
+   */
+  reason: ResyncReason;
+};
+
+/**
+ * Describes the message pfc.jobs.v1.Resync.
+ * Use `create(ResyncSchema)` to create a new message.
+ */
+export const ResyncSchema: GenMessage<Resync> = /*@__PURE__*/
+  messageDesc(file_pfc_jobs_v1_jobs, 10);
 
 /**
  * ListJobsRequest selects a page of jobs.
@@ -541,7 +571,7 @@ export type ListJobsRequest = Message<"pfc.jobs.v1.ListJobsRequest"> & {
  * Use `create(ListJobsRequestSchema)` to create a new message.
  */
 export const ListJobsRequestSchema: GenMessage<ListJobsRequest> = /*@__PURE__*/
-  messageDesc(file_pfc_jobs_v1_jobs, 10);
+  messageDesc(file_pfc_jobs_v1_jobs, 11);
 
 /**
  * ListJobsResponse is one page, newest first.
@@ -576,7 +606,7 @@ export type ListJobsResponse = Message<"pfc.jobs.v1.ListJobsResponse"> & {
  * Use `create(ListJobsResponseSchema)` to create a new message.
  */
 export const ListJobsResponseSchema: GenMessage<ListJobsResponse> = /*@__PURE__*/
-  messageDesc(file_pfc_jobs_v1_jobs, 11);
+  messageDesc(file_pfc_jobs_v1_jobs, 12);
 
 /**
  * CancelJobRequest names the job to cancel.
@@ -597,7 +627,7 @@ export type CancelJobRequest = Message<"pfc.jobs.v1.CancelJobRequest"> & {
  * Use `create(CancelJobRequestSchema)` to create a new message.
  */
 export const CancelJobRequestSchema: GenMessage<CancelJobRequest> = /*@__PURE__*/
-  messageDesc(file_pfc_jobs_v1_jobs, 12);
+  messageDesc(file_pfc_jobs_v1_jobs, 13);
 
 /**
  * CancelJobResponse is the cancelled job.
@@ -618,7 +648,7 @@ export type CancelJobResponse = Message<"pfc.jobs.v1.CancelJobResponse"> & {
  * Use `create(CancelJobResponseSchema)` to create a new message.
  */
 export const CancelJobResponseSchema: GenMessage<CancelJobResponse> = /*@__PURE__*/
-  messageDesc(file_pfc_jobs_v1_jobs, 13);
+  messageDesc(file_pfc_jobs_v1_jobs, 14);
 
 /**
  * GetStatsRequest asks for queue statistics.
@@ -633,7 +663,7 @@ export type GetStatsRequest = Message<"pfc.jobs.v1.GetStatsRequest"> & {
  * Use `create(GetStatsRequestSchema)` to create a new message.
  */
 export const GetStatsRequestSchema: GenMessage<GetStatsRequest> = /*@__PURE__*/
-  messageDesc(file_pfc_jobs_v1_jobs, 14);
+  messageDesc(file_pfc_jobs_v1_jobs, 15);
 
 /**
  * WorkerInfo describes a live worker process.
@@ -682,7 +712,7 @@ export type WorkerInfo = Message<"pfc.jobs.v1.WorkerInfo"> & {
  * Use `create(WorkerInfoSchema)` to create a new message.
  */
 export const WorkerInfoSchema: GenMessage<WorkerInfo> = /*@__PURE__*/
-  messageDesc(file_pfc_jobs_v1_jobs, 15);
+  messageDesc(file_pfc_jobs_v1_jobs, 16);
 
 /**
  * GetStatsResponse is a snapshot of the queue.
@@ -766,7 +796,7 @@ export type GetStatsResponse = Message<"pfc.jobs.v1.GetStatsResponse"> & {
  * Use `create(GetStatsResponseSchema)` to create a new message.
  */
 export const GetStatsResponseSchema: GenMessage<GetStatsResponse> = /*@__PURE__*/
-  messageDesc(file_pfc_jobs_v1_jobs, 16);
+  messageDesc(file_pfc_jobs_v1_jobs, 17);
 
 /**
  * ListKindsRequest asks for the processors.
@@ -781,7 +811,7 @@ export type ListKindsRequest = Message<"pfc.jobs.v1.ListKindsRequest"> & {
  * Use `create(ListKindsRequestSchema)` to create a new message.
  */
 export const ListKindsRequestSchema: GenMessage<ListKindsRequest> = /*@__PURE__*/
-  messageDesc(file_pfc_jobs_v1_jobs, 17);
+  messageDesc(file_pfc_jobs_v1_jobs, 18);
 
 /**
  * Kind is one kind of job: built in, or declared by a live worker.
@@ -830,7 +860,7 @@ export type Kind = Message<"pfc.jobs.v1.Kind"> & {
  * Use `create(KindSchema)` to create a new message.
  */
 export const KindSchema: GenMessage<Kind> = /*@__PURE__*/
-  messageDesc(file_pfc_jobs_v1_jobs, 18);
+  messageDesc(file_pfc_jobs_v1_jobs, 19);
 
 /**
  * ListKindsResponse lists the processors.
@@ -851,7 +881,7 @@ export type ListKindsResponse = Message<"pfc.jobs.v1.ListKindsResponse"> & {
  * Use `create(ListKindsResponseSchema)` to create a new message.
  */
 export const ListKindsResponseSchema: GenMessage<ListKindsResponse> = /*@__PURE__*/
-  messageDesc(file_pfc_jobs_v1_jobs, 19);
+  messageDesc(file_pfc_jobs_v1_jobs, 20);
 
 /**
  * JobStatus is where a job is in its lifecycle.
@@ -916,6 +946,41 @@ export const JobStatusSchema: GenEnum<JobStatus> = /*@__PURE__*/
   enumDesc(file_pfc_jobs_v1_jobs, 0);
 
 /**
+ * ResyncReason says why a WatchJobs stream may have missed transitions.
+ *
+ * @generated from enum pfc.jobs.v1.ResyncReason
+ */
+export enum ResyncReason {
+  /**
+   * Not set.
+   *
+   * @generated from enum value: RESYNC_REASON_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The server's own event feed had a gap (its connection to the store was re-established,
+   * or it fell behind the store); every stream of that server gets this.
+   *
+   * @generated from enum value: RESYNC_REASON_EVENTS_LOST = 1;
+   */
+  EVENTS_LOST = 1,
+
+  /**
+   * This client read more slowly than transitions happened and its buffer filled up.
+   *
+   * @generated from enum value: RESYNC_REASON_CLIENT_SLOW = 2;
+   */
+  CLIENT_SLOW = 2,
+}
+
+/**
+ * Describes the enum pfc.jobs.v1.ResyncReason.
+ */
+export const ResyncReasonSchema: GenEnum<ResyncReason> = /*@__PURE__*/
+  enumDesc(file_pfc_jobs_v1_jobs, 1);
+
+/**
  * JobService accepts work, tracks every job through its lifecycle and pushes its transitions.
  *
  * Lifecycle: SCHEDULED (run_at in the future, or waiting for a retry) -> QUEUED -> PROCESSING ->
@@ -958,7 +1023,9 @@ export const JobService: GenService<{
     output: typeof WatchJobResponseSchema;
   },
   /**
-   * WatchJobs streams the transitions of all jobs, as they happen (live dashboards).
+   * WatchJobs streams the transitions of all jobs, as they happen (live dashboards). When the
+   * stream may have missed transitions it says so with a `resync` message instead of staying
+   * silent: the client then re-lists what it shows (ListJobs) and keeps applying events.
    *
    * @generated from rpc pfc.jobs.v1.JobService.WatchJobs
    */
