@@ -56,6 +56,7 @@ export PFC_TS_APP="$app"
 
 # --- servers ---------------------------------------------------------------------------
 pids=()
+# shellcheck disable=SC2317  # called by the EXIT trap
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
