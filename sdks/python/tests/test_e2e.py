@@ -160,6 +160,27 @@ def test_progress_reaches_watch(server, prefix, worker):
     assert [p for p in seen if p in (25, 50, 75)] == [25, 50, 75], seen
 
 
+def test_client_get_cancel_idempotency_and_not_found(server, prefix):
+    """A job of a kind no worker runs waits queued; get shows it, cancel cancels it; a repeated
+    idempotency key returns the same job; an unknown id is JobNotFound."""
+    with pfc.Client(server[1]) as client:
+        job_id = client.submit(f"{prefix}.nobody", {"a": 1}, idempotency_key=f"{prefix}-key")
+        assert client.submit(f"{prefix}.nobody", {"a": 1}, idempotency_key=f"{prefix}-key") == job_id
+        job = client.get(job_id)
+        assert (job.status, job.payload, job.kind) == ("queued", {"a": 1}, f"{prefix}.nobody")
+        assert client.cancel(job_id).status == "cancelled"
+        assert client.wait(job_id, timeout=10).status == "cancelled"
+        delayed = client.get(client.submit(f"{prefix}.nobody", [1, 2], delay=60))
+        assert delayed.status == "scheduled" and delayed.run_at is not None
+        with pytest.raises(pfc.JobNotFound):
+            client.get("01ARZ3NDEKTSV4RRFFQ69G5FAV")
+        with pytest.raises(pfc.RpcError) as e:
+            client.submit("Not A Kind", {})
+        assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT
+        with pytest.raises(pfc.WaitTimeout):
+            client.wait(delayed.id, timeout=0.5)
+
+
 def test_kill_9_mid_batch_loses_nothing(server, prefix, tmp_path):
     """kill -9 of one of two SDK workers in the middle of 500 jobs: every job is done, the
     killed worker's jobs are redelivered at once (the server sees the stream break), well

@@ -15,7 +15,7 @@ import { fileURLToPath } from "node:url";
 import { randomBytes } from "node:crypto";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { Client } from "../dist/index.js";
+import { Client, Code, JobNotFoundError, RpcError, WaitTimeoutError } from "../dist/index.js";
 import { JobService } from "../dist/gen/pfc/jobs/v1/jobs_pb.js";
 
 const SERVERS = { jobs: process.env.PFC_TEST_JOBS_ADDR, dev: process.env.PFC_TEST_DEV_ADDR };
@@ -149,6 +149,22 @@ for (const [name, addr] of Object.entries(SERVERS)) {
         assert.deepEqual(last.result, { steps: 3 });
         assert.deepEqual(seen.filter((x) => [25, 50, 75].includes(x)), [25, 50, 75]);
       }));
+
+    test("client: get, cancel, idempotency keys, delays, not found, invalid kinds", async () => {
+      const p = prefix();
+      const id = await client.submit(`${p}.nobody`, { a: 1 }, { idempotencyKey: `${p}-key` });
+      assert.equal(await client.submit(`${p}.nobody`, { a: 1 }, { idempotencyKey: `${p}-key` }), id);
+      const job = await client.get(id);
+      assert.deepEqual([job.status, job.payload, job.kind], ["queued", { a: 1 }, `${p}.nobody`]);
+      assert.equal((await client.cancel(id)).status, "cancelled");
+      assert.equal((await client.wait(id, { timeoutMs: 10_000 })).status, "cancelled");
+      const delayed = await client.get(await client.submit(`${p}.nobody`, [1, 2], { delayMs: 60_000 }));
+      assert.equal(delayed.status, "scheduled");
+      assert.ok(delayed.runAt instanceof Date);
+      await assert.rejects(client.get("01ARZ3NDEKTSV4RRFFQ69G5FAV"), JobNotFoundError);
+      await assert.rejects(client.submit("Not A Kind", {}), (e) => e instanceof RpcError && e.code === Code.InvalidArgument);
+      await assert.rejects(client.wait(delayed.id, { timeoutMs: 500 }), WaitTimeoutError);
+    });
 
     test("kill -9 of one of two workers mid-batch of 500: nothing lost, redelivered at once", async () => {
       const p = prefix();
