@@ -99,6 +99,7 @@ echo "--- Python SDK (pytest)"
 (cd sdks/python && "$venv/bin/python" -m pytest -q -p no:cacheprovider tests) || status=1
 echo "--- TypeScript SDK (node --test)"
 (cd "$ts" && node --test --test-concurrency=1 test/*.test.mjs) || status=1
+cat "$logs"/*kill9*.txt 2>/dev/null || true   # kill -9 redelivery times (docs/benchmarks.md)
 if [ "$status" != 0 ]; then
   echo "SDK tests failed; server logs in $logs" >&2
   tail -n 30 "$logs"/pfc-*.log >&2 || true
