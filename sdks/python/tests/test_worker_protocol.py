@@ -358,6 +358,51 @@ def test_a_report_finished_while_disconnected_is_sent_after_the_resume():
     run(main())
 
 
+def test_no_resume_after_the_lease():
+    """A worker that reconnects later than the lease starts afresh: no worker_id, no held jobs,
+    and the old job's result is never sent."""
+
+    async def main():
+        w = pfc.Worker("unused")
+        gate = asyncio.Event()
+
+        @w.handler("k")
+        async def handler(job):
+            await gate.wait()
+            return job.id
+
+        server, svc, task = await started(w)
+        stream = await asyncio.wait_for(svc.streams.get(), 5)
+        await stream.recv()
+        stream.send(welcome=pb.Welcome(worker_id="w-1", lease_ms=20, heartbeat_ms=0))
+        stream.assign("old", "k")
+        await asyncio.sleep(0.05)
+        stream.abort(grpc.StatusCode.UNAVAILABLE, "gone")
+        stream2, hello = await fake.welcome(svc, "w-2")
+        assert hello.worker_id == "" and list(hello.held) == []
+        gate.set()
+        stream2.assign("new", "k")
+        m = await stream2.recv_kind("succeeded")
+        assert m.succeeded.job_id == "new"
+        stream2.ack("new")
+        w.stop()
+        await stream2.recv_kind("drain")
+        assert await stream2.recv() is None
+        stream2.end()
+        await task
+        await server.stop(None)
+
+    run(main())
+
+
+def test_default_name_is_a_valid_hello_name():
+    """The default name (the host name) fits Hello.name's rule."""
+    import re
+
+    w = pfc.Worker("x")
+    assert re.fullmatch(r"[A-Za-z0-9._-]{1,64}", w.name)
+
+
 def test_heartbeats_when_idle():
     """With Welcome.heartbeat_ms set, an idle worker sends Heartbeats."""
 

@@ -171,6 +171,9 @@ export class Worker {
   private wake?: () => void;
   private changed?: () => void;
   private streamAbort?: AbortController;
+  /** Resuming: the last stream's lease and when it broke. */
+  private leaseMs = 0;
+  private lostAt?: number;
 
   constructor(
     readonly url: string = "http://localhost:50051",
@@ -181,7 +184,8 @@ export class Worker {
       throw new RangeError(`concurrency must be 1..${MAX_CONCURRENCY}, not ${concurrency}`);
     }
     this.concurrency = concurrency;
-    this.name = options.name ?? (hostname() || "node-worker");
+    // The host name, cut to what Hello.name allows (1-64 of [A-Za-z0-9._-]).
+    this.name = options.name ?? (hostname().replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 64) || "node-worker");
     this.drainTimeoutMs = options.drainTimeoutMs ?? 30_000;
     this.handleSignals = options.handleSignals ?? true;
     this.log = options.logger ?? defaultLogger;
@@ -259,6 +263,12 @@ export class Worker {
   /** One Work stream, until it ends. Resolves to whether it was welcomed. */
   private async runSession(): Promise<boolean> {
     const s: Session = { out: new Outbox(), welcomed: false, draining: false, releases: new Set() };
+    if (this.held.size && this.lostAt !== undefined && Date.now() - this.lostAt > this.leaseMs) {
+      // Too late to resume: pfc has requeued these jobs (or will); start afresh.
+      this.log.warn(`reconnected after the lease: dropping ${this.held.size} job(s) held`);
+      for (const slot of this.held.values()) slot.abort.abort();
+      this.held.clear();
+    }
     const resume = [...this.held.values()].map(({ jobId, delivery, attempt }) => ({ jobId, delivery, attempt }));
     s.out.push({
       message: {
@@ -286,6 +296,7 @@ export class Worker {
           s.welcomed = true;
           const w = res.message.value;
           this.workerId = w.workerId;
+          this.leaseMs = w.leaseMs;
           this.log.info(
             `connected to ${this.url} as ${w.workerId} (kinds ${[...this.handlers.keys()].sort().join(", ")}, concurrency ${this.concurrency})`,
           );
@@ -309,12 +320,10 @@ export class Worker {
       throw e;
     } finally {
       clearInterval(heartbeat);
+      if (s.welcomed) this.lostAt = Date.now();
       s.out.close();
       abort.abort();
       if (this.session === s) this.session = undefined;
-      if (!s.welcomed) {
-        // Never got in: nothing can be resumed from this attempt, but what was held stays held.
-      }
     }
   }
 

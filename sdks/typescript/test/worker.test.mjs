@@ -213,6 +213,28 @@ test("a broken stream is resumed: Hello names the worker and its held jobs, resu
   await finish({ ...t }, stream2);
 });
 
+test("a worker that reconnects later than the lease starts afresh", async () => {
+  let release;
+  const gate = new Promise((r) => (release = r));
+  const t = await setup({ k: async (job) => (await gate, job.id) });
+  const [stream] = await t.fake.welcome("w-1", { leaseMs: 20 });
+  stream.assign("old", "k");
+  await sleep(50);
+  stream.abort(Code.Unavailable, "gone");
+  const [stream2, hello] = await t.fake.welcome("w-2");
+  assert.equal(hello.workerId, "");
+  assert.deepEqual(hello.held, []);
+  release();
+  stream2.assign("new", "k");
+  assert.equal((await stream2.recvCase("succeeded")).jobId, "new");
+  stream2.ack("new");
+  await finish(t, stream2);
+});
+
+test("the default name is a valid Hello name", () => {
+  assert.match(new Worker("x").name, /^[A-Za-z0-9._-]{1,64}$/);
+});
+
 test("heartbeats are sent when the worker has nothing else to say", async () => {
   const t = await setup({ k: () => 1 });
   const [stream] = await t.fake.welcome("w-1", { heartbeatMs: 100 });

@@ -195,12 +195,15 @@ class Worker:
             raise ValueError(f"concurrency must be 1..={MAX_CONCURRENCY}, not {concurrency}")
         self.addr = addr
         self.concurrency = concurrency
-        self.name = name or socket.gethostname() or "python-worker"
+        self.name = name or _default_name()
         self.drain_timeout = drain_timeout
         self._credentials = credentials
         self._handlers: Dict[str, Tuple[Handler, bool]] = {}
         self._held: Dict[str, _Slot] = {}
         self._session: Optional[_Session] = None
+        # Resuming: the last stream's lease and when it broke (loop time).
+        self._lease = 0.0
+        self._lost_at: Optional[float] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._stop: Optional[asyncio.Event] = None
         self._changed: Optional[asyncio.Event] = None
@@ -312,6 +315,13 @@ class Worker:
         """Runs one Work stream until it ends. Returns whether it was welcomed; a stream error
         is raised with ``_pfc_welcomed`` set on it."""
         s = _Session()
+        loop = asyncio.get_running_loop()
+        if self._held and self._lost_at is not None and loop.time() - self._lost_at > self._lease:
+            # Too late to resume: pfc has requeued these jobs (or will); start afresh.
+            log.warning("reconnected after the lease: dropping %d job(s) held", len(self._held))
+            for slot in self._held.values():
+                slot.drop()
+            self._held.clear()
         held = [
             pb.HeldJob(job_id=x.job_id, delivery=x.delivery, attempt=x.attempt)
             for x in self._held.values()
@@ -354,6 +364,8 @@ class Worker:
             e._pfc_welcomed = s.welcomed  # type: ignore[attr-defined]
             raise
         finally:
+            if s.welcomed:
+                self._lost_at = loop.time()
             s.closed = True
             if self._session is s:
                 self._session = None
@@ -365,6 +377,7 @@ class Worker:
     def _welcomed(self, s: _Session, w: pb.Welcome, tasks: list, call: Any) -> None:
         s.welcomed = True
         self.worker_id = w.worker_id
+        self._lease = w.lease_ms / 1000
         log.info(
             "connected to %s as %s (kinds %s, concurrency %d)",
             self.addr, w.worker_id, ", ".join(sorted(self._handlers)), self.concurrency,
@@ -554,6 +567,12 @@ class Worker:
             loop.call_soon_threadsafe(fn, *args)
         except RuntimeError:  # the loop is closed: the worker has stopped
             pass
+
+
+def _default_name() -> str:
+    """The host name, cut to what Hello.name allows (1-64 of [A-Za-z0-9._-])."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:64]
+    return name or "python-worker"
 
 
 def _call_sync(slot: _Slot, fn: Handler, job: RunningJob) -> Any:
