@@ -139,7 +139,7 @@ interface Session {
   out: Outbox;
   welcomed: boolean;
   draining: boolean;
-  /** Releases not acknowledged yet: `${jobId}/${delivery}`. */
+  /** Releases not acknowledged yet, by job id (a STALE ack may carry delivery 0). */
   releases: Set<string>;
 }
 
@@ -337,7 +337,7 @@ export class Worker {
         const { jobId, delivery, outcome, message } = m.value;
         if (outcome === ReportOutcome.STALE) this.log.warn(`report on job ${jobId} was stale (its lease was lost)`);
         if (outcome === ReportOutcome.REJECTED) this.log.warn(`result of job ${jobId} was rejected: ${message}`);
-        s.releases.delete(`${jobId}/${delivery}`);
+        s.releases.delete(jobId);
         const slot = this.held.get(jobId);
         if (slot && slot.delivery === delivery && slot.state === "reported") this.held.delete(jobId);
         this.changed?.();
@@ -442,7 +442,7 @@ export class Worker {
         this.held.delete(j.jobId);
         slot.abort.abort();
       }
-      s.releases.add(`${j.jobId}/${j.delivery}`);
+      s.releases.add(j.jobId);
     }
     s.out.push({ message: { case: "release", value: { jobIds: jobs.map((j) => j.jobId) } } });
   }

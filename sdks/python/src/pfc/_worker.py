@@ -149,8 +149,8 @@ class _Session:
         self.draining = False
         self.closed = False
         self.last_sent = 0.0
-        # Releases not acknowledged yet: (job id, delivery).
-        self.releases: Set[Tuple[str, int]] = set()
+        # Releases not acknowledged yet, by job id (a STALE ack may carry delivery 0).
+        self.releases: Set[str] = set()
 
     def send(self, msg: Optional[pb.WorkRequest]) -> None:
         if self.closed:
@@ -419,7 +419,7 @@ class Worker:
             log.warning("report on job %s was stale (its lease was lost)", ack.job_id)
         elif ack.outcome == pb.REPORT_OUTCOME_REJECTED:
             log.warning("result of job %s was rejected: %s", ack.job_id, ack.message)
-        s.releases.discard((ack.job_id, ack.delivery))
+        s.releases.discard(ack.job_id)
         slot = self._held.get(ack.job_id)
         if slot is not None and slot.delivery == ack.delivery and slot.state == "reported":
             del self._held[ack.job_id]
@@ -491,7 +491,7 @@ class Worker:
             if slot is not None and slot.delivery == delivery:
                 del self._held[job_id]
                 slot.drop()
-            s.releases.add((job_id, delivery))
+            s.releases.add(job_id)
         s.send(pb.WorkRequest(release=pb.Release(job_ids=[j for j, _ in jobs])))
         self._notify()
 
