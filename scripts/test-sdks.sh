@@ -22,6 +22,13 @@ if ! command -v redis-server >/dev/null; then
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends redis-server >/dev/null
 fi
 
+# Debian's python3 needs python3-venv for `python3 -m venv`.
+if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+  echo "installing python3-venv (Debian package) for the Python SDK tests"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+fi
+
 # --- pfc -------------------------------------------------------------------------------
 if [ -z "${PFC_BIN:-}" ]; then
   cargo build -p pfc --locked
