@@ -37,6 +37,19 @@ if not all(SERVERS.values()):
     pytest.skip("no pfc servers: run scripts/test-sdks.sh", allow_module_level=True)
 
 
+_STARTED: list = []
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_workers():
+    """A test that fails half-way does not leave its worker processes running."""
+    yield
+    while _STARTED:
+        w = _STARTED.pop()
+        if w.proc.poll() is None:
+            w.kill()
+
+
 class WorkerProc:
     """An e2e_worker.py process."""
 
@@ -48,6 +61,7 @@ class WorkerProc:
             args += ["--events", str(events)]
         self.out = open(self.log, "w")
         self.proc = subprocess.Popen(args, stdout=self.out, stderr=subprocess.STDOUT)
+        _STARTED.append(self)
 
     def stop(self, timeout: float = 20) -> int:
         if self.proc.poll() is None:
@@ -60,7 +74,8 @@ class WorkerProc:
     def kill(self) -> None:
         self.proc.kill()
         self.proc.wait()
-        self.out.close()
+        if not self.out.closed:
+            self.out.close()
 
     def output(self) -> str:
         return self.log.read_text()

@@ -30,6 +30,12 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const here = fileURLToPath(new URL(".", import.meta.url));
 if (ready) copyFileSync(join(here, "e2e-worker.mjs"), join(APP, "e2e-worker.mjs"));
 
+// A test that fails half-way does not leave its worker processes running.
+const started = new Set();
+process.on("exit", () => {
+  for (const proc of started) if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
+});
+
 /** An e2e-worker.mjs process. */
 class WorkerProc {
   constructor(addr, prefix, { events, concurrency = 8 } = {}) {
@@ -37,6 +43,7 @@ class WorkerProc {
     const args = [join(APP, "e2e-worker.mjs"), "--addr", `http://${addr}`, "--prefix", prefix, "--concurrency", String(concurrency)];
     if (events) args.push("--events", events);
     this.proc = spawn(process.execPath, args, { cwd: APP, stdio: ["ignore", "pipe", "pipe"] });
+    started.add(this.proc);
     const out = createWriteStream(this.log);
     this.proc.stdout.pipe(out);
     this.proc.stderr.pipe(out);
