@@ -4,9 +4,7 @@
 # (throughput) and at a fixed 1,000 jobs/s (latency) — reporting CPU per job and RSS of
 # every process. Everything on this machine, on loopback. Usage:
 #   scripts/bench.sh [JOBS] [WORKERS] [CONCURRENCY_PER_WORKER]
-# The workers speak the worker protocol to `pfc jobs` (the Rust SDK, as in production);
-# BENCH_WORKER=direct runs the earlier direct-Redis worker loop instead, for the comparison in
-# docs/benchmarks.md.
+# The workers speak the worker protocol to `pfc jobs` (the Rust SDK, as in production).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${1:-200000}
@@ -17,7 +15,6 @@ GRPC=${BENCH_GRPC_PORT:-15051}
 command -v redis-server >/dev/null || { echo "redis-server missing: apt-get install redis-server"; exit 1; }
 cargo build --release --locked -p pfc >/dev/null
 BIN=${CARGO_TARGET_DIR:-target}/release/pfc
-MODE=${BENCH_WORKER:-sdk}
 DIR=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$DIR"; }
@@ -29,16 +26,11 @@ export PFC_REDIS_URL=redis://127.0.0.1:$PORT PFC_LOG=warn
 $BIN jobs --grpc-addr 127.0.0.1:$GRPC & pids+=($!); JOBS_PID=$!
 wargs=()
 for i in $(seq "$WORKERS"); do
-  if [[ $MODE == direct ]]; then
-    wflags=(--direct-redis-url "$PFC_REDIS_URL")
-  else
-    wflags=(--jobs-url "http://127.0.0.1:$GRPC")
-  fi
-  $BIN worker --grpc-addr 127.0.0.1:$((GRPC + i)) --concurrency "$CONC" "${wflags[@]}" & pids+=($!)
+  $BIN worker --grpc-addr 127.0.0.1:$((GRPC + i)) --concurrency "$CONC" --jobs-url "http://127.0.0.1:$GRPC" & pids+=($!)
   wargs+=(--pid "worker-$i=$!")
 done
 for _ in $(seq 50); do $BIN probe grpc 127.0.0.1:$GRPC 2>/dev/null && break; sleep 0.1; done
-echo "== workers: $WORKERS x $CONC ($MODE)"
+echo "== workers: $WORKERS x $CONC (worker protocol)"
 echo "== throughput: $JOBS jobs, as fast as possible"
 $BIN bench --url http://127.0.0.1:$GRPC --jobs "$JOBS" --concurrency "${BENCH_SUBMITTERS:-128}" --connections "${BENCH_CONNECTIONS:-4}" \
   --pid "redis=$REDIS_PID" --pid "pfc-jobs=$JOBS_PID" "${wargs[@]}"

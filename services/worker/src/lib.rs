@@ -11,9 +11,6 @@
 //! - [`Config`] / [`WorkerArgs`]: flags and env.
 //! - [`builtin`]: the SDK worker running the built-in processors.
 //! - [`run`]: the `pfc worker` role (worker + gRPC health endpoint).
-//! - `direct`: the earlier direct-Redis loop, kept only for the comparison benchmark.
-
-mod direct;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -23,8 +20,6 @@ use pfc_processors::{ProcessError, Registry};
 use pfc_sdk::{HandlerError, Job, Output};
 use tokio::net::TcpListener;
 use tonic_health::ServingStatus;
-
-pub use direct::DirectWorker;
 
 /// Worker tunables (shared by `pfc worker` and `pfc dev`).
 #[derive(Clone, Debug, clap::Args)]
@@ -59,10 +54,6 @@ pub struct Config {
     /// Worker name (the id is the name plus a suffix); default: the host name.
     #[arg(long, env = "PFC_WORKER_NAME")]
     pub name: Option<String>,
-    /// Benchmark only: the earlier direct-Redis worker loop on this Redis instead of the
-    /// worker protocol (`docs/benchmarks.md` compares both).
-    #[arg(long, hide = true)]
-    pub direct_redis_url: Option<String>,
     /// Worker tunables.
     #[command(flatten)]
     pub worker: WorkerArgs,
@@ -131,47 +122,32 @@ pub async fn run(
         vec![],
         stop.wait(),
     ));
-    if let Some(url) = &config.direct_redis_url {
-        let store = pfc_queue::RedisStore::new(url, pfc_queue::StoreConfig::default())
-            .context("failed to open the job store")?;
-        reporter
-            .set_service_status("", ServingStatus::Serving)
-            .await;
-        let w = DirectWorker::new(
-            store,
-            Registry::builtin(),
-            config.worker,
-            Duration::from_secs(3),
-        );
-        w.run(stop.wait()).await;
-    } else {
-        let worker = builtin(
-            &config.jobs_url,
-            Registry::builtin(),
-            &config.worker,
-            config.name.as_deref(),
-        );
-        let mut connected = worker.connected();
-        let health_stop = stop.clone();
-        tokio::spawn(async move {
-            loop {
-                let status = if *connected.borrow_and_update() {
-                    ServingStatus::Serving
-                } else {
-                    ServingStatus::NotServing
-                };
-                reporter.set_service_status("", status).await;
-                tokio::select! {
-                    r = connected.changed() => if r.is_err() { return },
-                    _ = health_stop.wait() => return,
-                }
+    let worker = builtin(
+        &config.jobs_url,
+        Registry::builtin(),
+        &config.worker,
+        config.name.as_deref(),
+    );
+    let mut connected = worker.connected();
+    let health_stop = stop.clone();
+    tokio::spawn(async move {
+        loop {
+            let status = if *connected.borrow_and_update() {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            reporter.set_service_status("", status).await;
+            tokio::select! {
+                r = connected.changed() => if r.is_err() { return },
+                _ = health_stop.wait() => return,
             }
-        });
-        worker
-            .run_until(stop.wait())
-            .await
-            .context("the worker stopped")?;
-    }
+        }
+    });
+    worker
+        .run_until(stop.wait())
+        .await
+        .context("the worker stopped")?;
     stop.trigger();
     server.await.context("health server task")??;
     Ok(())
