@@ -18,8 +18,9 @@ use pfc_testkit::RedisServer;
 use serde_json::{json, Value};
 use tonic::transport::Channel;
 
-/// The example worker binary, built (or found up to date) once per test run, in the target
-/// directory this test runs from.
+/// The example worker binary, in the target directory this test runs from: the one `cargo test
+/// --workspace` built, when it is newer than the SDK's and the protos' sources; else built
+/// here, once per test run (`cargo test -p pfc` does not build other packages' examples).
 fn example() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -27,6 +28,13 @@ fn example() -> PathBuf {
         // <target>/<profile>/deps/<this test>
         let profile = exe.parent().and_then(|d| d.parent()).expect("profile dir");
         let target = profile.parent().expect("target dir");
+        let bin = profile.join("examples").join("worker");
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let sources = newest(&[root.join("services/sdk"), root.join("proto")]);
+        let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
+        if built.is_some_and(|b| b >= sources) {
+            return bin;
+        }
         let mut cmd = Command::new(env!("CARGO"));
         cmd.args(["build", "--quiet", "-p", "pfc-sdk", "--example", "worker"])
             .arg("--target-dir")
@@ -38,9 +46,29 @@ fn example() -> PathBuf {
             .status()
             .expect("run cargo build for the example worker");
         assert!(status.success(), "building the SDK example worker failed");
-        profile.join("examples").join("worker")
+        bin
     })
     .clone()
+}
+
+/// The newest modification time of the files under `dirs`.
+fn newest(dirs: &[PathBuf]) -> std::time::SystemTime {
+    let mut newest = std::time::SystemTime::UNIX_EPOCH;
+    let mut todo: Vec<PathBuf> = dirs.to_vec();
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                todo.push(path);
+            } else if let Ok(t) = e.metadata().and_then(|m| m.modified()) {
+                newest = newest.max(t);
+            }
+        }
+    }
+    newest
 }
 
 /// The SDK example worker as a process; killed on drop.
