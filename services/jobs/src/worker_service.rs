@@ -158,14 +158,9 @@ pub fn kinds(
     out
 }
 
-/// True when `kind` matches `[a-z0-9][a-z0-9._-]{0,63}`.
+/// True when `kind` matches `[a-z0-9][a-z0-9._-]{0,63}` (the rule of submits, too).
 pub fn valid_kind(kind: &str) -> bool {
-    let b = kind.as_bytes();
-    (1..=64).contains(&b.len())
-        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b[1..]
-            .iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"._-".contains(c))
+    crate::validate::is_valid_kind(kind)
 }
 
 /// True for names and ids made of `[A-Za-z0-9._-]`, 1 to `max` bytes.
