@@ -120,6 +120,11 @@ async fn serving(addr: SocketAddr) -> bool {
 }
 
 /// The load tests of this file run one at a time: each alone already keeps the machine busy.
+/// Longest a stream may deliver its job's end after the job ended. The mechanism delivers in a
+/// few ms on a quiet machine (the figure is printed, and release figures are in
+/// docs/benchmarks.md); the bug of issue 18 showed as the 5 s safety re-read. 2.5 s keeps that
+/// regression visible while leaving room for a debug build on a loaded 2-core CI machine.
+const LATE_LIMIT_MS: i64 = 2500;
 static LOAD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Jobs per second and seconds of load per test. The tests run a debug build of the whole
@@ -256,7 +261,7 @@ fn check(name: &str, out: &[Outcome]) {
     let late: Vec<(usize, i64)> = out
         .iter()
         .enumerate()
-        .filter(|(_, o)| o.late_ms >= 1000)
+        .filter(|(_, o)| o.late_ms >= LATE_LIMIT_MS)
         .map(|(i, o)| (i, o.late_ms))
         .collect();
     if !late.is_empty() || !errors.is_empty() {
@@ -297,7 +302,7 @@ fn check(name: &str, out: &[Outcome]) {
         &not_done[..not_done.len().min(5)]
     );
     assert!(
-        max_late < 1000,
+        max_late < LATE_LIMIT_MS,
         "{name}: a stream delivered its job's end {max_late} ms late"
     );
 }
