@@ -247,22 +247,36 @@ impl Drop for Hub {
 
 /// The hub's one feed reader: routes events, turns gaps, lag and silence into re-reads.
 async fn follow(shared: Arc<Shared>, mut feed: broadcast::Receiver<Feed>) {
+    // one timer for the silence check, not one per event
+    let mut silence = tokio::time::interval(SILENCE);
+    silence.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    silence.tick().await;
+    let mut heard = false;
     loop {
-        match tokio::time::timeout(SILENCE, feed.recv()).await {
-            Ok(Ok(Feed::Event(ev))) => shared.on_event(ev),
-            Ok(Ok(Feed::Gap)) => {
+        let item = tokio::select! {
+            item = feed.recv() => item,
+            _ = silence.tick() => {
+                if !std::mem::take(&mut heard) {
+                    shared.on_gap(false);
+                }
+                continue;
+            }
+        };
+        heard = true;
+        match item {
+            Ok(Feed::Event(ev)) => shared.on_event(ev),
+            Ok(Feed::Gap) => {
                 tracing::debug!("job event feed gap: re-reading watched jobs");
                 shared.on_gap(true);
             }
-            Ok(Err(broadcast::error::RecvError::Lagged(n))) => {
+            Err(broadcast::error::RecvError::Lagged(n)) => {
                 tracing::warn!(
                     skipped = n,
                     "watch hub fell behind the job event feed; re-reading watched jobs"
                 );
                 shared.on_gap(true);
             }
-            Ok(Err(broadcast::error::RecvError::Closed)) => return,
-            Err(_silent) => shared.on_gap(false),
+            Err(broadcast::error::RecvError::Closed) => return,
         }
     }
 }
@@ -344,46 +358,55 @@ impl Shared {
     fn on_event(self: &Arc<Self>, ev: JobEvent) {
         let mut st = self.lock();
         if !st.all.is_empty() {
-            let msg = pb::WatchJobsResponse {
-                event: Some(event_to_pb(ev.clone())),
-                resync: None,
-            };
-            let mut gone = Vec::new();
-            for (key, sub) in st.all.iter_mut() {
-                if sub.behind || !(sub.statuses.is_empty() || sub.statuses.contains(&ev.status)) {
-                    continue;
-                }
-                match sub.tx.try_send(Ok(msg.clone())) {
-                    Ok(()) => {}
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        sub.behind = true;
-                        tokio::spawn(resync_later(
-                            Arc::downgrade(self),
-                            *key,
-                            sub.tx.clone(),
-                            pb::ResyncReason::ClientSlow,
-                        ));
-                    }
-                    Err(mpsc::error::TrySendError::Closed(_)) => gone.push(*key),
-                }
-            }
-            for k in gone {
-                st.all.remove(&k);
-            }
+            self.route_to_all(&mut st, &ev);
         }
-        let id = ev.job_id.clone();
-        let Some(e) = st.jobs.get_mut(&id) else {
+        let Some(e) = st.jobs.get_mut(ev.job_id.as_str()) else {
             return;
         };
         if e.job.as_ref().is_some_and(|j| ev.version <= j.version) {
             return;
         }
+        let id = ev.job_id.clone();
         e.pending.insert(ev.version, ev);
         if e.pending.len() > MAX_PENDING {
             e.pending.pop_first();
             request_read(&mut st, &id, &self.reads);
         }
         self.settle(&mut st, &id);
+    }
+
+    /// Sends `ev` to the `WatchJobs` streams whose filter takes it (the message is built once,
+    /// and only if one does).
+    fn route_to_all(self: &Arc<Self>, st: &mut State, ev: &JobEvent) {
+        let mut msg = None;
+        let mut gone = Vec::new();
+        for (key, sub) in st.all.iter_mut() {
+            if sub.behind || !(sub.statuses.is_empty() || sub.statuses.contains(&ev.status)) {
+                continue;
+            }
+            let m = msg
+                .get_or_insert_with(|| pb::WatchJobsResponse {
+                    event: Some(event_to_pb(ev.clone())),
+                    resync: None,
+                })
+                .clone();
+            match sub.tx.try_send(Ok(m)) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    sub.behind = true;
+                    tokio::spawn(resync_later(
+                        Arc::downgrade(self),
+                        *key,
+                        sub.tx.clone(),
+                        pb::ResyncReason::ClientSlow,
+                    ));
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => gone.push(*key),
+            }
+        }
+        for k in gone {
+            st.all.remove(&k);
+        }
     }
 
     /// Events may have been lost: re-read every watched job; with `tell_all`, also send a
