@@ -1,13 +1,24 @@
 //! `pfc bench`: a load generator for the jobs core, over gRPC like any client.
 //!
-//! It opens one `WatchJobs` stream (to see every job finish without polling), then submits
-//! `--jobs` jobs from `--concurrency` tasks — as fast as possible, or at a fixed `--rate` —
-//! and reports the submit rate, end-to-end throughput (first submit → last done), submit→done
-//! latency percentiles, and for every process named with `--pid NAME=PID`, the CPU time per
-//! job and the resident memory, read from `/proc`.
+//! Two load shapes (`--shape`):
+//! - `watch-all` (default): one `WatchJobs` stream sees every job finish without polling, while
+//!   `--concurrency` tasks submit `--jobs` jobs — a few producers and a dashboard.
+//! - `watch-own`: `--concurrency` clients each submit a job, follow *that* job with `WatchJob`
+//!   until its stream ends, and repeat — what an SDK's `wait`, the UI's detail page or a
+//!   per-job SSE stream does. Every stream must end with a terminal state; errors are counted.
+//!
+//! Jobs go as fast as possible, or at a fixed `--rate`; at a fixed rate each job's clock starts
+//! at its *scheduled* time, not after the client got to it, so a stalled system shows in the
+//! latencies (no coordinated omission). It reports the submit rate, end-to-end throughput
+//! (first submit → last terminal state), submit→terminal latency percentiles, and for every
+//! process named with `--pid NAME=PID`, the CPU time per job and the resident memory, read
+//! from `/proc`.
 //!
 //! # Layout
-//! - [`Args`]: flags. [`run`]: the benchmark. [`ProcStat`]: `/proc` readings.
+//! - [`Args`], [`Shape`]: flags. [`run`]: the benchmark. [`ProcStat`]: `/proc` readings.
+//! - `own`: the `watch-own` shape.
+
+mod own;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -52,6 +63,54 @@ pub struct Args {
     /// Give up waiting for completions after this long.
     #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+    /// Load shape: one `WatchJobs` for all jobs, or every client watching its own job.
+    #[arg(long, value_enum, default_value_t = Shape::WatchAll)]
+    pub shape: Shape,
+    /// Same as `--shape watch-own`.
+    #[arg(long)]
+    pub watch_own: bool,
+    /// `watch-own` only: keep going for this long instead of stopping after `--jobs` jobs.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+}
+
+impl Args {
+    /// The load shape asked for (`--watch-own` wins over `--shape`).
+    pub fn shape(&self) -> Shape {
+        if self.watch_own {
+            Shape::WatchOwn
+        } else {
+            self.shape
+        }
+    }
+}
+
+/// How the load generator follows its jobs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shape {
+    /// One `WatchJobs` stream (filtered to DONE/FAILED) sees every job finish.
+    WatchAll,
+    /// Each client submits, follows that job with `WatchJob` to its end, and repeats.
+    WatchOwn,
+}
+
+/// What a load shape measured.
+struct Measured {
+    /// Jobs that went through (submitted and followed to their end, or failed).
+    jobs: usize,
+    /// First submit → last submit answered.
+    submitted_in: Duration,
+    /// First submit → last terminal state seen.
+    e2e: Duration,
+    /// Submit → terminal state, per job.
+    latencies: Vec<Duration>,
+    /// Streams that ended without a terminal state, or failed.
+    errors: usize,
+}
+
+/// When job `n` is due: `None` flat out, else its slot in the fixed-rate schedule.
+fn scheduled(started: Instant, rate: Option<u64>, n: usize) -> Option<Instant> {
+    rate.map(|r| started + Duration::from_secs_f64(n as f64 / r.max(1) as f64))
 }
 
 fn parse_pid(s: &str) -> Result<(String, u32), String> {
@@ -121,6 +180,23 @@ pub async fn run(args: Args) -> anyhow::Result<String> {
             .with_context(|| format!("failed to connect to {url}"))?;
         channels.push(ch);
     }
+    let before: Vec<(String, Option<ProcStat>)> = args
+        .pids
+        .iter()
+        .map(|(n, p)| (n.clone(), ProcStat::read(*p)))
+        .collect();
+    let m = match args.shape() {
+        Shape::WatchAll => watch_all(&args, &channels).await?,
+        Shape::WatchOwn => own::run(&args, &channels).await?,
+    };
+    report(&args, &before, m)
+}
+
+/// The `watch-all` shape: one `WatchJobs` stream, `--concurrency` submitters.
+async fn watch_all(
+    args: &Args,
+    channels: &[tonic::transport::Channel],
+) -> anyhow::Result<Measured> {
     let mut watch_client = JobServiceClient::new(channels[0].clone());
     let mut events = watch_client
         .watch_jobs(pb::WatchJobsRequest {
@@ -162,16 +238,9 @@ pub async fn run(args: Args) -> anyhow::Result<String> {
         })
     };
 
-    let before: Vec<(String, Option<ProcStat>)> = args
-        .pids
-        .iter()
-        .map(|(n, p)| (n.clone(), ProcStat::read(*p)))
-        .collect();
     let started = Instant::now();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let interval = args
-        .rate
-        .map(|r| Duration::from_secs_f64(1.0 / r.max(1) as f64));
+    let rate = args.rate;
     let mut tasks = Vec::new();
     for i in 0..args.concurrency.max(1) {
         let mut client = JobServiceClient::new(channels[i % channels.len()].clone());
@@ -184,13 +253,12 @@ pub async fn run(args: Args) -> anyhow::Result<String> {
                 if n >= total {
                     return Ok::<(), tonic::Status>(());
                 }
-                if let Some(iv) = interval {
-                    tokio::time::sleep_until(tokio::time::Instant::from_std(
-                        started + iv * n as u32,
-                    ))
-                    .await;
+                let due = scheduled(started, rate, n);
+                if let Some(due) = due {
+                    tokio::time::sleep_until(tokio::time::Instant::from_std(due)).await;
                 }
-                let t = Instant::now();
+                // at a fixed rate the clock starts at the scheduled time (no coordinated omission)
+                let t = due.unwrap_or_else(Instant::now);
                 let id = client
                     .submit_job(pb::SubmitJobRequest {
                         text: text.clone(),
@@ -221,7 +289,29 @@ pub async fn run(args: Args) -> anyhow::Result<String> {
         Err(_) => bail!("not every job finished within {:?}", args.timeout),
     };
     let e2e = last.saturating_duration_since(started);
-    let mut lat = std::mem::take(&mut *latencies.lock().expect("lock"));
+    let latencies = std::mem::take(&mut *latencies.lock().expect("lock"));
+    Ok(Measured {
+        jobs: total,
+        submitted_in,
+        e2e,
+        latencies,
+        errors: 0,
+    })
+}
+
+/// Prints (and returns) the report of a run.
+fn report(
+    args: &Args,
+    before: &[(String, Option<ProcStat>)],
+    m: Measured,
+) -> anyhow::Result<String> {
+    let Measured {
+        jobs: total,
+        submitted_in,
+        e2e,
+        latencies: mut lat,
+        errors,
+    } = m;
     lat.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let mut out = String::new();
@@ -230,9 +320,13 @@ pub async fn run(args: Args) -> anyhow::Result<String> {
         Some(r) => format!("fixed rate {r}/s"),
         None => "as fast as possible".into(),
     };
+    let who = match args.shape() {
+        Shape::WatchAll => "submitters, one WatchJobs",
+        Shape::WatchOwn => "clients each watching its own job",
+    };
     writeln!(
         out,
-        "jobs: {total} x {:?} ({mode}, {} submitters, {} connections)",
+        "jobs: {total} x {:?} ({mode}, {} {who}, {} connections)",
         args.kind, args.concurrency, args.connections
     )?;
     writeln!(
@@ -243,19 +337,23 @@ pub async fn run(args: Args) -> anyhow::Result<String> {
     )?;
     writeln!(
         out,
-        "end to end:       {:>10.0} jobs/s ({:.2} s, first submit -> last done)",
+        "end to end:       {:>10.0} jobs/s ({:.2} s, first submit -> last terminal state)",
         total as f64 / e2e.as_secs_f64(),
         e2e.as_secs_f64()
     )?;
     writeln!(
         out,
-        "submit->done:     p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+        "submit->terminal: p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms",
         ms(percentile(&lat, 0.5)),
         ms(percentile(&lat, 0.9)),
         ms(percentile(&lat, 0.99)),
+        ms(percentile(&lat, 0.999)),
         ms(lat.last().copied().unwrap_or_default())
     )?;
-    for (name, b) in before {
+    if args.shape() == Shape::WatchOwn {
+        writeln!(out, "stream errors:    {errors:>10}")?;
+    }
+    for (name, b) in before.iter().cloned() {
         let pid = args
             .pids
             .iter()
