@@ -625,8 +625,10 @@ impl JobStore for RedisStore {
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Feed> {
+        // the receiver first: the listener's first `Gap` must not go out before it exists
+        let rx = self.events.subscribe();
         self.start_listener();
-        self.events.subscribe()
+        rx
     }
 
     async fn take(
