@@ -604,7 +604,7 @@ fn scripts_declare_every_key() {
                 let ok = if cmd == "PUBLISH" {
                     arg.starts_with("channel")
                 } else {
-                    // READY/WAKE map declared kinds to their declared lists (KEYS[22...]);
+                    // READY/WAKE map declared kinds to their declared lists (KEYS[20...]);
                     // `list` is a local taken from READY
                     ["K.", "INDEX[", "KEYS[", "READY[", "WAKE[", "list,", "list)"]
                         .iter()

@@ -11,18 +11,18 @@ pub(crate) struct Keys {
 }
 
 /// Key suffixes in `KEYS` order (must match `K` in `lua/prelude.lua`).
-const SUFFIXES: [&str; 20] = [
+const SUFFIXES: [&str; 18] = [
     "jobs",
     "input",
     "output",
-    "queued",
+    "status:queued",
     "scheduled",
     "leases",
     "all",
     "expiring",
     "idem",
     "stats",
-    "wake",
+    "kinds",
     "clock",
     "workers",
     "winfo",
@@ -30,8 +30,6 @@ const SUFFIXES: [&str; 20] = [
     "status:done",
     "status:failed",
     "status:cancelled",
-    "kinds",
-    "status:queued",
 ];
 
 impl Keys {
@@ -71,12 +69,12 @@ impl Keys {
         format!("{}{suffix}", self.prefix)
     }
 
-    /// The receipt of a take request (`KEYS[21]` of `take.lua`).
+    /// The receipt of a take request (`KEYS[19]` of `take.lua`).
     pub(crate) fn take_receipt(&self, request: &str) -> String {
         format!("{}take:{request}", self.prefix)
     }
 
-    /// `KEYS[21]` of calls that have no key of their own.
+    /// `KEYS[19]` of calls that have no key of their own.
     pub(crate) fn placeholder(&self) -> String {
         format!("{}-", self.prefix)
     }
