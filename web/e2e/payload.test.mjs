@@ -158,8 +158,23 @@ test("a long JSON payload starts collapsed and opens on click", async () => {
   assert.match(await box.locator("summary").textContent(), /\d+ lines/);
   assert.ok(!(await page.locator("#job-text").isVisible()));
   await box.locator("summary").click();
-  assert.ok(await page.locator("#job-text").isVisible());
+  await page.locator("#job-text").waitFor({ state: "visible", timeout: 5_000 });
   assert.match(await page.locator("#job-text").textContent(), /"name": "item 39"/);
+  // Another job's events re-render the page: the block the user opened stays open.
+  const other = await fetch(`${base}/api/v1/jobs`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ kind: KIND, payload: { w: 1, h: 1 } }),
+  });
+  assert.equal(other.status, 201);
+  const otherId = (await other.json()).job_id;
+  await page.waitForFunction(async (oid) => {
+    const r = await fetch(`/api/v1/jobs/${oid}`);
+    return r.ok && (await r.json()).status === "done";
+  }, otherId, { timeout: 15_000, polling: 100 });
+  await page.waitForTimeout(300); // the store notifies once per animation frame
+  assert.notEqual(await box.getAttribute("open"), null, "still open after a re-render");
+  assert.ok(await page.locator("#job-text").isVisible());
   // the short result is shown open
   assert.ok(await page.locator("#job-result").isVisible());
 });

@@ -97,6 +97,13 @@ export function renderDetail(root: HTMLElement, id: string): () => void {
     const st = statusName(job.status);
     const canCancel = job.status === JobStatus.QUEUED || job.status === JobStatus.SCHEDULED;
     const started = date(job.startedAt), finished = date(job.finishedAt), created = date(job.createdAt);
+    // Any store update re-renders the page; a long block the user opened must stay open
+    // (and one they closed, closed), so its state is carried over by the id of its contents.
+    const opened = new Map<string, boolean>();
+    for (const d of view.querySelectorAll<HTMLDetailsElement>("details.collapsible")) {
+      const key = d.querySelector("[id]")?.id;
+      if (key) opened.set(key, d.open);
+    }
     view.replaceChildren(
       back,
       h("section", { class: "card detail-head" },
@@ -128,6 +135,10 @@ export function renderDetail(root: HTMLElement, id: string): () => void {
           job.error ? h("div", {}, h("h3", {}, "Error"), h("pre", { class: "io err", id: "job-error" }, job.error)) : null),
         h("section", { class: "card" }, h("h3", {}, "Timeline"), timeline(job))),
     );
+    for (const d of view.querySelectorAll<HTMLDetailsElement>("details.collapsible")) {
+      const was = opened.get(d.querySelector("[id]")?.id ?? "");
+      if (was !== undefined) d.open = was;
+    }
   };
 
   const watch = async () => {
