@@ -94,6 +94,14 @@ impl StoreArgs {
         }
     }
 
+    /// Connections to the same Redis as [`StoreArgs::open`] for a companion store (the
+    /// schedules), or `None` when no URL is set (in-memory mode).
+    pub fn redis_connections(&self) -> Result<Option<crate::RedisConnections>> {
+        self.effective_redis_url()
+            .map(|url| crate::RedisConnections::open(&url, &self.redis_mode()))
+            .transpose()
+    }
+
     /// Opens the Redis store, or the in-memory one when no URL is set and `memory_ok`.
     pub fn open(&self, memory_ok: bool) -> Result<Arc<dyn JobStore>> {
         match self.effective_redis_url() {

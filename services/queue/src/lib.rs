@@ -30,7 +30,7 @@ pub use config::StoreArgs;
 pub use error::StoreError;
 pub use memory::MemoryStore;
 pub use model::*;
-pub use redis_store::{RedisMode, RedisStore};
+pub use redis_store::{Conn, RedisConnections, RedisMode, RedisStore};
 
 /// Result alias for store calls.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

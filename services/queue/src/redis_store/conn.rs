@@ -79,7 +79,7 @@ pub(crate) fn config(response_timeout: Duration) -> AsyncConnectionConfig {
 /// A connection to a single server or to a cluster; both speak the same commands, and every
 /// call of the store stays in one slot (the queue's hash tag), so the cluster routes it whole.
 #[derive(Clone)]
-pub(crate) enum Conn {
+pub enum Conn {
     /// One server.
     Single(MultiplexedConnection),
     /// A Redis Cluster.
@@ -234,4 +234,36 @@ pub(crate) fn is_transport(e: &redis::RedisError) -> bool {
         || e.is_timeout()
         || e.is_cluster_error()
         || matches!(e.code(), Some("CLUSTERDOWN" | "TRYAGAIN" | "MASTERDOWN"))
+}
+
+/// Shared connections to the job store's Redis for companion stores that keep their own keys
+/// in their own hash slot (the schedules): the same sockets settings, timeouts, reconnects
+/// and cluster support as the job store, configured by the same [`crate::StoreArgs`].
+#[derive(Clone)]
+pub struct RedisConnections(std::sync::Arc<Conns>);
+
+impl RedisConnections {
+    /// Connections (opened lazily) to one server, or to the cluster whose seed nodes `url`
+    /// names when `mode.cluster`.
+    pub fn open(url: &str, mode: &super::RedisMode) -> Result<Self> {
+        let backend = if mode.cluster {
+            cluster_client(url, RESPONSE_TIMEOUT, None)?;
+            Backend::Cluster(url.to_owned())
+        } else {
+            Backend::Single(client(url)?)
+        };
+        Ok(Self(std::sync::Arc::new(Conns::new(backend))))
+    }
+
+    /// A connection, shared with concurrent callers (opened on first use, or after a
+    /// connection-level error reported through [`RedisConnections::check`]).
+    pub async fn get(&self) -> Result<Conn> {
+        self.0.get().await
+    }
+
+    /// Passes a command's result through, forgetting broken connections so the next call
+    /// reconnects.
+    pub fn check<T>(&self, r: redis::RedisResult<T>) -> Result<T> {
+        self.0.check(r)
+    }
 }

@@ -28,7 +28,8 @@ use tokio::sync::{broadcast, mpsc, Mutex};
 
 use crate::model::*;
 use crate::{JobStore, Result, StoreError};
-use conn::{is_transport, Backend, Conn, Conns};
+use conn::{is_transport, Backend, Conns};
+pub use conn::{Conn, RedisConnections};
 use keys::Keys;
 use record::{corrupt, job_from_record};
 
