@@ -27,6 +27,14 @@ pub struct Config {
         hide_env_values = true
     )]
     pub redis_password: Option<String>,
+    /// `--redis-url` lists seed nodes of a Redis Cluster (comma-separated): every room's keys
+    /// share the room's hash tag (one slot), typing signals use sharded pub/sub.
+    #[arg(
+        long = "redis-cluster",
+        env = "PFC_REDIS_CLUSTER",
+        default_value_t = false
+    )]
+    pub redis_cluster: bool,
     /// Auth service, whose public key (GetJwks) verifies tokens locally.
     #[arg(
         long = "auth-url",
@@ -95,13 +103,13 @@ impl Config {
     /// The Redis URL with the password (if any) spliced in.
     pub fn redis_url_with_password(&self) -> String {
         match self.redis_password.as_deref() {
-            Some(pw) if !pw.is_empty() => with_password(&self.redis_url, pw),
+            Some(pw) if !pw.is_empty() => pfc_redis::url::with_password_all(&self.redis_url, pw),
             _ => self.redis_url.clone(),
         }
     }
 }
 
-pub use pfc_queue::config::with_password;
+pub use pfc_redis::url::with_password;
 
 #[cfg(test)]
 mod tests {
@@ -114,6 +122,7 @@ mod tests {
             grpc_addr: ([127, 0, 0, 1], 0).into(),
             redis_url: "redis://r:6379".into(),
             redis_password: pw.map(String::from),
+            redis_cluster: false,
             auth_url: String::new(),
             limits: Limits::default(),
         };

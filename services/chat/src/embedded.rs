@@ -35,18 +35,18 @@ impl Embedded {
     }
 }
 
-/// Builds auth + chat for one process. `redis_url` (password already applied) selects the
-/// Redis store, else memory. Health of the three services is kept on `reporter` (not the
+/// Builds auth + chat for one process. `redis` (a server or a cluster, password already
+/// applied) selects the Redis store, else memory. Health of the three services is kept on `reporter` (not the
 /// overall `""` entry, which the host owns) and turns `NOT_SERVING` when `stop` triggers.
 pub fn embedded(
-    redis_url: Option<&str>,
+    redis: Option<pfc_redis::Backend>,
     limits: Limits,
     reporter: HealthReporter,
     stop: Shutdown,
 ) -> anyhow::Result<Embedded> {
     let issuer = Arc::new(pfc_auth::issuer_from_config(&pfc_auth::Config::default())?);
-    let store: Arc<dyn ChatStore> = match redis_url {
-        Some(url) => Arc::new(RedisStore::new(url, limits.history_len)?),
+    let store: Arc<dyn ChatStore> = match redis {
+        Some(backend) => Arc::new(RedisStore::on(backend, limits.history_len)),
         None => Arc::new(MemoryStore::new(limits.history_len)),
     };
     let keys = Keys::fixed(issuer.verifier());

@@ -115,8 +115,12 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let store: Arc<dyn ChatStore> = Arc::new(
-        RedisStore::new(&config.redis_url_with_password(), config.limits.history_len)
-            .context("failed to set up redis")?,
+        RedisStore::open(
+            &config.redis_url_with_password(),
+            config.redis_cluster,
+            config.limits.history_len,
+        )
+        .context("failed to set up redis")?,
     );
     let stop = Shutdown::new();
     stop.trigger_on(shutdown);

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use pfc_chat::store::now_ms;
 use pfc_chat::{ChatStore, MemoryStore, MessageId, RedisStore};
-use pfc_testkit::RedisServer;
+use pfc_testkit::{RedisCluster, RedisServer};
 
 /// A store under test, plus the redis-server it needs (if any).
 struct Fixture {
@@ -30,6 +30,18 @@ fn redis(history_len: usize) -> Fixture {
     }
 }
 
+/// Seed URLs of the cluster [`cluster_store_passes_the_contract`] runs on (set before the first
+/// fixture is made; the checks run one at a time on it).
+static CLUSTER_URLS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+fn cluster(history_len: usize) -> Fixture {
+    let urls = CLUSTER_URLS.get().expect("cluster started");
+    Fixture {
+        store: Arc::new(RedisStore::open(urls, true, history_len).unwrap()),
+        _redis: None,
+    }
+}
+
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
         mod memory_store { $(
@@ -40,6 +52,20 @@ macro_rules! contract {
             #[tokio::test]
             async fn $name() { super::$name(super::redis).await }
         )* }
+        /// The whole contract on a real Redis Cluster (3 masters, 1 replica each): every call
+        /// stays in one slot, typing signals travel over sharded pub/sub. The checks run one
+        /// after the other on an emptied cluster (starting a cluster per check would take
+        /// minutes).
+        #[tokio::test]
+        async fn cluster_store_passes_the_contract() {
+            let c = RedisCluster::start(3, 1);
+            CLUSTER_URLS.set(c.urls()).unwrap();
+            $(
+                c.flush();
+                $name(cluster).await;
+                eprintln!("chat cluster contract: {} ok", stringify!($name));
+            )*
+        }
     };
 }
 

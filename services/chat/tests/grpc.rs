@@ -124,6 +124,7 @@ async fn start_chat(
         grpc_addr: addr,
         redis_url: redis.url(),
         redis_password: None,
+        redis_cluster: false,
         auth_url: auth.url.clone(),
         limits,
     };

@@ -59,6 +59,7 @@ async fn start_core() -> Core {
         max_text_bytes: 64 * 1024,
         max_payload_bytes: 1024 * 1024,
         default_max_attempts: 3,
+        ..Default::default()
     };
     let routes = tonic::service::Routes::new(pfc_jobs::service(
         store.clone(),

@@ -55,6 +55,7 @@ async fn start() -> Stack {
         max_text_bytes: 64 * 1024,
         max_payload_bytes: 1024 * 1024,
         default_max_attempts: 3,
+        ..Default::default()
     };
     let workers =
         pfc_jobs::Workers::new(store.clone(), args.lease, Default::default(), stop.clone());

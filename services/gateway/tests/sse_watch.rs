@@ -19,11 +19,14 @@ use tokio::net::TcpListener;
 /// The tests of this file run one at a time: each load test alone keeps the machine busy.
 static LOAD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Longest a stream may deliver its job's end after the job ended. The mechanism delivers in a
-/// few ms on a quiet machine (the figure is printed, and release figures are in
-/// docs/benchmarks.md); the bug of issue 18 showed as the 5 s safety re-read. 2.5 s keeps that
-/// regression visible while leaving room for a debug build on a loaded 2-core CI machine.
-const LATE_LIMIT_MS: i64 = 2500;
+/// The watch hub's safety re-read (5 s of event silence) is pushed past the tests' length:
+/// every end must come from the events themselves, so a missed event shows as a stream that
+/// never ends (no timing bound, which a loaded CI machine would break). How fast ends arrive
+/// is printed here and measured in release builds in docs/benchmarks.md.
+const NO_SAFETY_NET: Duration = Duration::from_secs(3600);
+
+/// Longest a stream may stay open after its job was submitted before it counts as never ending.
+const NEVER_ENDS: Duration = Duration::from_secs(60);
 
 type Http = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
 
@@ -53,7 +56,10 @@ async fn start(redis: bool, retention: Duration) -> Stack {
     let routes = tonic::service::Routes::new(pfc_jobs::service(
         store.clone(),
         Registry::builtin(),
-        pfc_jobs::Limits::default(),
+        pfc_jobs::Limits {
+            watch_silence: NO_SAFETY_NET,
+            ..Default::default()
+        },
     ))
     .add_service(protocol.into_server());
     let routes = pfc_runtime::grpc::with_health_and_reflection(routes, health).unwrap();
@@ -226,7 +232,7 @@ fn rfc3339_ms(s: &str) -> i64 {
 
 /// Submits `rate` jobs/s for `secs` s over REST; after each submit answers, follows that job's
 /// `/api/v1/jobs/{id}/events` to its end. Every stream must end with a `job` event whose job
-/// is done, no `error` event, within 1 s of the job's `finished_at`.
+/// is done, and no `error` event, with the hub's safety re-read out of play.
 async fn load(s: &Stack, name: &str, rate: u32, secs: u32) {
     let c = client();
     let start = tokio::time::Instant::now();
@@ -239,14 +245,17 @@ async fn load(s: &Stack, name: &str, rate: u32, secs: u32) {
             let id = submit(&c, addr, &format!("job {n}")).await?;
             let mut last: Option<Sse> = None;
             let mut error = None;
-            read_events(&c, addr, &format!("/api/v1/jobs/{id}/events"), |ev| {
+            let path = format!("/api/v1/jobs/{id}/events");
+            let read = read_events(&c, addr, &path, |ev| {
                 if ev.event != "job" {
                     error = Some(format!("{id}: {} event: {}", ev.event, ev.data));
                 }
                 last = Some(ev);
                 true
-            })
-            .await?;
+            });
+            tokio::time::timeout(NEVER_ENDS, read)
+                .await
+                .map_err(|_| format!("{id}: stream never ended"))??;
             if let Some(e) = error {
                 return Err(e);
             }
@@ -288,14 +297,10 @@ async fn load(s: &Stack, name: &str, rate: u32, secs: u32) {
         "{name}: {:?}",
         &errors[..errors.len().min(5)]
     );
-    assert!(
-        max_late < LATE_LIMIT_MS,
-        "{name}: an end arrived {max_late} ms late"
-    );
 }
 
 /// On Redis with a 5 s retention, 150 jobs/s each followed over `/api/v1/jobs/{id}/events`
-/// right after submit: every stream ends with the job done, within 1 s of its end.
+/// right after submit: every stream ends with the job done, from events alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_every_sse_stream_ends_done() {
     let _one_at_a_time = LOAD.lock().await;

@@ -70,6 +70,8 @@ struct Shared {
     reads: Notify,
     /// Store reads made so far (the first read of each `WatchJob`, and re-reads).
     reads_made: AtomicU64,
+    /// No event for this long with jobs watched: re-read them all.
+    silence: Duration,
 }
 
 #[derive(Default)]
@@ -122,7 +124,12 @@ impl Hub {
     /// so the store's event subscription is set up before the first stream opens; otherwise on
     /// first use.
     pub fn new(store: Arc<dyn JobStore>) -> Self {
-        let hub = Self::idle(store);
+        Self::with_silence(store, SILENCE)
+    }
+
+    /// [`Hub::new`] with the safety re-read after `silence` instead of [`SILENCE`].
+    pub fn with_silence(store: Arc<dyn JobStore>, silence: Duration) -> Self {
+        let hub = Self::idle(store, silence);
         if tokio::runtime::Handle::try_current().is_ok() {
             hub.start(None);
         }
@@ -132,18 +139,19 @@ impl Hub {
     /// A hub that reads jobs from `store` but takes its events from `feed` (tests decide what
     /// it sees). Must be called inside a tokio runtime.
     pub fn with_feed(store: Arc<dyn JobStore>, feed: broadcast::Receiver<Feed>) -> Self {
-        let hub = Self::idle(store);
+        let hub = Self::idle(store, SILENCE);
         hub.start(Some(feed));
         hub
     }
 
-    fn idle(store: Arc<dyn JobStore>) -> Self {
+    fn idle(store: Arc<dyn JobStore>, silence: Duration) -> Self {
         Self {
             shared: Arc::new(Shared {
                 store,
                 state: Mutex::default(),
                 reads: Notify::new(),
                 reads_made: AtomicU64::new(0),
+                silence,
             }),
             tasks: OnceLock::new(),
         }
@@ -248,7 +256,7 @@ impl Drop for Hub {
 /// The hub's one feed reader: routes events, turns gaps, lag and silence into re-reads.
 async fn follow(shared: Arc<Shared>, mut feed: broadcast::Receiver<Feed>) {
     // one timer for the silence check, not one per event
-    let mut silence = tokio::time::interval(SILENCE);
+    let mut silence = tokio::time::interval(shared.silence);
     silence.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     silence.tick().await;
     let mut heard = false;

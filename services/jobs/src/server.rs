@@ -39,6 +39,7 @@ impl LimitArgs {
             max_text_bytes: self.max_text_bytes,
             max_payload_bytes: self.max_payload_bytes,
             default_max_attempts: self.max_attempts.max(1),
+            ..Limits::default()
         }
     }
 }

@@ -26,6 +26,10 @@ pub struct Limits {
     pub max_payload_bytes: usize,
     /// `max_attempts` when the request leaves it 0.
     pub default_max_attempts: u32,
+    /// The watch hub's safety net: with jobs watched and no event at all for this long, every
+    /// watched job is re-read ([`crate::hub::SILENCE`] by default). Tests set it beyond their
+    /// length to prove that watchers get every end from events alone.
+    pub watch_silence: Duration,
 }
 
 impl Default for Limits {
@@ -34,6 +38,7 @@ impl Default for Limits {
             max_text_bytes: 64 * 1024,
             max_payload_bytes: 1024 * 1024,
             default_max_attempts: 3,
+            watch_silence: crate::hub::SILENCE,
         }
     }
 }
@@ -63,7 +68,7 @@ impl Jobs {
     /// its watch hub subscribes to the store's events at once.
     pub fn new(store: Arc<dyn JobStore>, registry: Registry, limits: Limits) -> Self {
         Self {
-            hub: Arc::new(Hub::new(store.clone())),
+            hub: Arc::new(Hub::with_silence(store.clone(), limits.watch_silence)),
             store,
             registry,
             limits,

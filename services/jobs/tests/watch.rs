@@ -2,7 +2,7 @@
 //! `PFC_WATCH_RATE` on a release build), one `WatchJob` stream opened right after each
 //! `SubmitJob` answers, against a real jobs server on loopback with real in-process workers — on a real `redis-server` (workers on their own connections, as separate
 //! processes would be) and on the in-memory store. Every stream must end with its job's terminal
-//! state, without an error, within 1 s of the job's end.
+//! state, without an error, from the events alone (the hub's safety re-read is switched off).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -60,7 +60,10 @@ async fn stack(redis: bool, retention: Duration, workers: usize) -> Stack {
     let routes = tonic::service::Routes::new(pfc_jobs::service(
         store.clone(),
         Registry::builtin(),
-        pfc_jobs::Limits::default(),
+        pfc_jobs::Limits {
+            watch_silence: NO_SAFETY_NET,
+            ..Default::default()
+        },
     ))
     .add_service(protocol.into_server());
     let routes = pfc_runtime::grpc::with_health_and_reflection(routes, health).unwrap();
@@ -122,11 +125,14 @@ async fn serving(addr: SocketAddr) -> bool {
 /// The load tests of this file run one at a time: each alone already keeps the machine busy.
 static LOAD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Longest a stream may deliver its job's end after the job ended. The mechanism delivers in a
-/// few ms on a quiet machine (the figure is printed, and release figures are in
-/// docs/benchmarks.md); the bug of issue 18 showed as the 5 s safety re-read. 2.5 s keeps that
-/// regression visible while leaving room for a debug build on a loaded 2-core CI machine.
-const LATE_LIMIT_MS: i64 = 2500;
+/// The watch hub's safety re-read (5 s of event silence) is pushed past the tests' length:
+/// every end must come from the events themselves, so a missed event shows as a stream that
+/// stays silent (no timing bound on delivery, which a loaded CI machine would break). How fast
+/// ends arrive is printed here and measured in release builds in docs/benchmarks.md.
+const NO_SAFETY_NET: Duration = Duration::from_secs(3600);
+
+/// A stream silent this long counts as one that will never end.
+const NEVER_ENDS: Duration = Duration::from_secs(30);
 
 /// Jobs per second and seconds of load per test. The tests run a debug build of the whole
 /// stack — server, workers and every client — in one process on this 2-core machine, so the
@@ -190,8 +196,8 @@ async fn load(addr: SocketAddr, rate: u32, secs: u32) -> Vec<Outcome> {
             let mut last = None;
             let mut late_ms = 0;
             loop {
-                match tokio::time::timeout(Duration::from_secs(10), stream.message()).await {
-                    Err(_) => return Err(format!("{id}: stream silent for 10 s")),
+                match tokio::time::timeout(NEVER_ENDS, stream.message()).await {
+                    Err(_) => return Err(format!("{id}: stream silent for {NEVER_ENDS:?}")),
                     Ok(Err(s)) => return Err(format!("{id}: stream error: {s}")),
                     Ok(Ok(None)) => break,
                     Ok(Ok(Some(m))) => {
@@ -245,7 +251,8 @@ fn cpu_secs() -> f64 {
         .map_or(0.0, |(u, s)| (u + s) / 100.0)
 }
 
-/// Checks every outcome ended DONE within 1 s of the job's end, and prints the figures.
+/// Checks every outcome ended DONE (from events alone: the safety re-read is off), and prints
+/// the figures (ends later than 1 s are listed).
 fn check(name: &str, out: &[Outcome]) {
     let errors: Vec<&str> = out
         .iter()
@@ -262,7 +269,7 @@ fn check(name: &str, out: &[Outcome]) {
     let late: Vec<(usize, i64)> = out
         .iter()
         .enumerate()
-        .filter(|(_, o)| o.late_ms >= LATE_LIMIT_MS)
+        .filter(|(_, o)| o.late_ms >= 1000)
         .map(|(i, o)| (i, o.late_ms))
         .collect();
     if !late.is_empty() || !errors.is_empty() {
@@ -302,10 +309,6 @@ fn check(name: &str, out: &[Outcome]) {
         "{name}: {:?}",
         &not_done[..not_done.len().min(5)]
     );
-    assert!(
-        max_late < LATE_LIMIT_MS,
-        "{name}: a stream delivered its job's end {max_late} ms late"
-    );
 }
 
 /// Every stream's last message is exactly the job as `GetJob` returns it afterwards (the hub
@@ -333,8 +336,8 @@ async fn same_as_stored(addr: SocketAddr, out: &[Outcome]) {
 }
 
 /// On Redis, with one WatchJob per job opened right after submit (the first ones while the
-/// server's event subscription is still being set up), every stream ends with DONE within 1 s
-/// of the job's end, and that last message is the job as stored.
+/// server's event subscription is still being set up), every stream ends with DONE, and that
+/// last message is the job as stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_every_watch_sees_its_end() {
     let _one_at_a_time = LOAD.lock().await;

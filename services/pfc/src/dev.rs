@@ -83,8 +83,14 @@ pub async fn run(
     ))
     .add_service(workers.into_server());
     // auth + chat (issue 5): ephemeral signing key, chat store in memory or on --redis-url.
+    let chat_redis = config
+        .store
+        .effective_redis_url()
+        .map(|url| pfc_redis::Backend::open(&url, config.store.redis_cluster))
+        .transpose()
+        .context("invalid Redis URL")?;
     let chat = pfc_chat::embedded(
-        config.store.effective_redis_url().as_deref(),
+        chat_redis,
         config.chat.clone(),
         reporter.clone(),
         stop.clone(),

@@ -184,7 +184,7 @@ async fn main() -> anyhow::Result<()> {
         }) => {
             if let Some(path) = redis_password_file {
                 config.redis_password =
-                    Some(pfc_queue::config::read_password_file(&path).context(password_file)?);
+                    Some(pfc_redis::url::read_password_file(&path).context(password_file)?);
             }
             let l = pfc_runtime::bind(config.grpc_addr).await?;
             pfc_chat::run(l, config, shutdown).await

@@ -1,7 +1,7 @@
 //! Store settings shared by every role that opens the job store (`pfc jobs`, `pfc worker`,
 //! `pfc dev`), so the lease and retention are configured the same way everywhere.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -77,11 +77,7 @@ impl StoreArgs {
     pub fn effective_redis_url(&self) -> Option<String> {
         let url = self.redis_url.clone()?;
         Some(match &self.redis_password {
-            Some(pw) if !pw.is_empty() => url
-                .split(',')
-                .map(|u| with_password(u.trim(), pw))
-                .collect::<Vec<_>>()
-                .join(","),
+            Some(pw) if !pw.is_empty() => pfc_redis::url::with_password_all(&url, pw),
             _ => url,
         })
     }
@@ -119,41 +115,7 @@ impl StoreArgs {
     }
 }
 
-/// Reads a password file: its content without the trailing line break that editors and
-/// `echo` add (a Kubernetes Secret mounted as a file has none). Errors name the file.
-pub fn read_password_file(path: &Path) -> std::io::Result<String> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        std::io::Error::new(
-            e.kind(),
-            format!("failed to read password file {}: {e}", path.display()),
-        )
-    })?;
-    Ok(text.trim_end_matches(['\n', '\r']).to_owned())
-}
-
-/// Puts `password` into a `redis://` URL (replacing any password already there).
-pub fn with_password(url: &str, password: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let (auth, host) = match rest.rsplit_once('@') {
-        Some((a, h)) => (Some(a), h),
-        None => (None, rest),
-    };
-    let user = auth
-        .map(|a| a.split(':').next().unwrap_or(""))
-        .unwrap_or("");
-    let enc: String = password
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
-    format!("{scheme}://{user}:{enc}@{host}")
-}
+pub use pfc_redis::url::{read_password_file, with_password};
 
 #[cfg(test)]
 mod tests {

@@ -302,7 +302,7 @@ impl RedisStore {
         inv: &redis::ScriptInvocation<'_>,
     ) -> Result<T> {
         let mut conn = self.conns.get().await?;
-        self.conns.check(inv.invoke_async(&mut conn).await)
+        Ok(self.conns.check(inv.invoke_async(&mut conn).await)?)
     }
 
     fn start_listener(&self) {

@@ -6,9 +6,11 @@
 //!   with `XADD MAXLEN ~`. Stream ids are the message ids.
 //! - `pfc:chat:{<room>}:presence`: a sorted set, member = username, score = last heartbeat (ms).
 //! - `pfc:chat:{<room>}:read`: a hash, field = username, value = id of the last message read.
-//! - `pfc:chat:{<room>}:typing`: a Pub/Sub channel (typing signals; nothing stored).
+//! - `pfc:chat:{<room>}:typing`: a Pub/Sub channel (typing signals; nothing stored; sharded
+//!   pub/sub on a cluster).
 //! - `pfc:chat:rooms`: a sorted set, member = room, score = last message (ms), capped to the
-//!   [`MAX_INDEXED_ROOMS`] most recently active rooms.
+//!   [`MAX_INDEXED_ROOMS`] most recently active rooms. On a cluster it lives in a slot of its
+//!   own, so it is written by a call of its own next to the message's.
 //! - `pfc:chat:rl:{<user>}:<kind>`: a user's rate-limit bucket (GCRA, `limit.rs`), expiring
 //!   once full again.
 //!
@@ -23,8 +25,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, RedisError};
+use pfc_redis::{Backend, Conn, Conns};
+use redis::RedisError;
 
 use super::{now_ms, ChatStore, Member, StoredMessage, Typing, TypingStream};
 use crate::{ChatError, MessageId};
@@ -61,17 +63,18 @@ pub const MAX_INDEXED_ROOMS: usize = 10_000;
 /// One stream entry as Redis returns it: id and flat field/value list.
 type Entry = (String, Vec<String>);
 
-/// A Redis-backed [`ChatStore`].
+/// A Redis-backed [`ChatStore`], on one server or a Redis Cluster.
 ///
-/// Ordinary commands share one multiplexed connection (redis-rs pipelines concurrent calls over
-/// it; a pool checkout per call would cost a recycle round trip each); it is replaced after a
-/// connection-level error. Blocking reads get connections of their own.
+/// Ordinary commands share a few multiplexed connections (`pfc-redis`: concurrent calls are
+/// pipelined over them; a pool checkout per call would cost a recycle round trip each),
+/// replaced after a connection-level error. Blocking reads get connections of their own.
+/// On a cluster every call stays in one slot: a room's keys share the room's hash tag, and
+/// the rooms index (one key) is written in a call of its own.
 pub struct RedisStore {
-    shared: Mutex<Option<MultiplexedConnection>>,
-    client: redis::Client,
+    conns: Conns,
     /// Idle dedicated connections for blocking `XREAD`s (a blocked read must not stall the
     /// shared connection other commands use).
-    blocking: Mutex<Vec<MultiplexedConnection>>,
+    blocking: Mutex<Vec<Conn>>,
     history_len: usize,
     scripts: Scripts,
 }
@@ -84,12 +87,22 @@ struct Scripts {
 }
 
 impl RedisStore {
-    /// Connects (lazily) to `url`, keeping about `history_len` messages per room.
+    /// Connects (lazily) to the single server `url`, keeping about `history_len` messages per
+    /// room.
     pub fn new(url: &str, history_len: usize) -> Result<Self, ChatError> {
-        let client = redis::Client::open(url)?;
-        Ok(Self {
-            shared: Mutex::new(None),
-            client,
+        Self::open(url, false, history_len)
+    }
+
+    /// Connects (lazily) to `url`: one server, or with `cluster` a Redis Cluster whose seed
+    /// nodes `url` lists (comma-separated).
+    pub fn open(url: &str, cluster: bool, history_len: usize) -> Result<Self, ChatError> {
+        Ok(Self::on(Backend::open(url, cluster)?, history_len))
+    }
+
+    /// A store on `backend` (shared with the job store's settings in `pfc dev`).
+    pub fn on(backend: Backend, history_len: usize) -> Self {
+        Self {
+            conns: Conns::new(backend),
             blocking: Mutex::new(Vec::new()),
             history_len: history_len.max(1),
             scripts: Scripts {
@@ -97,47 +110,26 @@ impl RedisStore {
                 mark_read: read::mark_read_script(),
                 unread: read::unread_script(),
             },
-        })
-    }
-
-    /// The shared connection, connecting first if there is none.
-    async fn conn(&self) -> Result<MultiplexedConnection, ChatError> {
-        if let Some(c) = self
-            .shared
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-        {
-            return Ok(c.clone());
         }
-        let config = AsyncConnectionConfig::new()
-            .set_response_timeout(Some(Duration::from_secs(2)))
-            .set_connection_timeout(Some(Duration::from_secs(2)));
-        let conn = self.check(
-            self.client
-                .get_multiplexed_async_connection_with_config(&config)
-                .await,
-        )?;
-        *self.shared.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn.clone());
-        Ok(conn)
     }
 
-    /// Passes a result through, forgetting the shared connection after a connection-level
+    /// Where the store's Redis is.
+    pub(super) fn backend(&self) -> &Backend {
+        self.conns.backend()
+    }
+
+    /// A shared connection (opened on first use or after a connection-level error).
+    async fn conn(&self) -> Result<Conn, ChatError> {
+        self.check(self.conns.get().await)
+    }
+
+    /// Passes a result through, forgetting the shared connections after a connection-level
     /// error so the next call reconnects.
     fn check<T>(&self, r: Result<T, RedisError>) -> Result<T, ChatError> {
-        r.map_err(|e| {
-            if e.is_io_error()
-                || e.is_connection_dropped()
-                || e.is_connection_refusal()
-                || e.is_timeout()
-            {
-                *self.shared.lock().unwrap_or_else(|p| p.into_inner()) = None;
-            }
-            ChatError::Redis(e)
-        })
+        self.conns.check(r).map_err(ChatError::Redis)
     }
 
-    async fn blocking_conn(&self, block: Duration) -> Result<MultiplexedConnection, ChatError> {
+    async fn blocking_conn(&self, block: Duration) -> Result<Conn, ChatError> {
         if let Some(c) = self
             .blocking
             .lock()
@@ -146,12 +138,10 @@ impl RedisStore {
         {
             return Ok(c);
         }
-        let config = AsyncConnectionConfig::new()
-            .set_response_timeout(Some(block + Duration::from_secs(5)))
-            .set_connection_timeout(Some(Duration::from_secs(2)));
         Ok(self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
+            .conns
+            .backend()
+            .connect(block + Duration::from_secs(5))
             .await?)
     }
 
@@ -192,10 +182,12 @@ impl ChatStore for RedisStore {
         author: &str,
         text: &str,
     ) -> Result<StoredMessage, ChatError> {
-        let mut conn = self.conn().await?;
-        let r: Result<(String,), RedisError> = redis::pipe()
-            .cmd("XADD")
-            .arg(keys::messages(room))
+        let conn = self.conn().await?;
+        // The message (the room's slot) and the rooms index (a slot of its own) are two calls,
+        // sent together; on one server they go out pipelined on the same connection.
+        let mut c1 = conn.clone();
+        let mut add = redis::cmd("XADD");
+        add.arg(keys::messages(room))
             .arg("MAXLEN")
             .arg("~")
             .arg(self.history_len)
@@ -203,7 +195,11 @@ impl ChatStore for RedisStore {
             .arg("a")
             .arg(author)
             .arg("t")
-            .arg(text)
+            .arg(text);
+        let add = add.query_async::<String>(&mut c1);
+        let mut c2 = conn;
+        let mut index = redis::pipe();
+        index
             .cmd("ZADD")
             .arg(keys::ROOMS)
             .arg(now_ms())
@@ -214,9 +210,16 @@ impl ChatStore for RedisStore {
             .arg(keys::ROOMS)
             .arg(0)
             .arg(-(MAX_INDEXED_ROOMS as i64) - 1)
-            .ignore()
-            .query_async(&mut conn)
-            .await;
+            .ignore();
+        let index = index.query_async::<()>(&mut c2);
+        let (r, indexed) = futures::join!(add, index);
+        // A room whose index entry failed still has its message: the index only orders the
+        // room list, and the next message writes it again.
+        if let Err(e) = indexed {
+            let e = self.conns.fail(e);
+            tracing::debug!(error = %e, room, "rooms index not updated");
+        }
+        let r = r.map(|id| (id,));
         let (id,) = self.check(r)?;
         let id = id
             .parse()
