@@ -11,6 +11,7 @@
 //! - [`error`]: [`ApiError`], the one gRPC → HTTP mapping and JSON error body.
 //! - [`model`]: JSON shapes converted from the protobuf messages.
 //! - [`rest`]: REST handlers (origin-compatible and `/api/v1`).
+//! - [`queues`]: REST for named queues (`/api/v1/queues`).
 //! - [`sse`]: Server-Sent Events from `WatchJob` / `WatchJobs`.
 //! - [`grpc_web`]: the generic gRPC-web → gRPC proxy.
 //! - [`metrics`]: request metrics and the core's queue gauges in Prometheus text.
@@ -26,6 +27,7 @@ pub mod grpc_web;
 pub mod metrics;
 pub mod model;
 pub mod openapi;
+pub mod queues;
 pub mod rest;
 pub mod sse;
 
@@ -246,6 +248,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/events", get(sse::all_events))
         .route("/api/v1/stats", get(rest::stats))
         .route("/api/v1/kinds", get(rest::kinds))
+        .route("/api/v1/queues", get(queues::list))
         .route("/api", any(rest::api_not_found))
         .route("/api/{*rest}", any(rest::api_not_found))
         .route("/healthz", get(healthz))

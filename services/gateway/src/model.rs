@@ -429,6 +429,10 @@ pub struct SubmitJob {
     #[serde(default, deserialize_with = "integral")]
     #[schema(maximum = 25)]
     pub max_attempts: Option<u32>,
+    /// Queue, `[a-z0-9][a-z0-9._-]{0,63}`; default `default`. Idempotency keys are per queue.
+    #[serde(default)]
+    #[schema(pattern = "^[a-z0-9][a-z0-9._-]{0,63}$", example = "default")]
+    pub queue: Option<String>,
 }
 
 /// A field that is present, `null` included (`"payload": null` is a JSON payload).

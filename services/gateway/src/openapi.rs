@@ -19,6 +19,7 @@ use crate::{error, model, rest, sse};
     paths(
         rest::origin_submit, rest::origin_get,
         rest::submit, rest::list, rest::get, rest::cancel, rest::stats, rest::kinds,
+        crate::queues::list,
         sse::job_events, sse::all_events,
         crate::healthz, crate::readyz, crate::readyz_local, crate::metrics::metrics,
     ),
@@ -26,11 +27,12 @@ use crate::{error, model, rest, sse};
         error::ErrorBody, error::ErrorDetail, model::Status, model::Job, model::JobEvent,
         model::OriginSubmit, model::OriginSubmitted, model::OriginJob, model::SubmitJob,
         model::Submitted, model::JobPage, model::Stats, model::Worker, model::Kind, model::Kinds,
-        model::Health,
+        model::Health, crate::queues::Queue, crate::queues::Queues,
     )),
     tags(
         (name = "origin", description = "Routes compatible with the original FastAPI service"),
         (name = "jobs", description = "The full jobs API"),
+        (name = "queues", description = "Named queues"),
         (name = "events", description = "Server-Sent Events"),
         (name = "ops", description = "Health and metrics"),
     )

@@ -265,7 +265,7 @@ pub async fn submit(
             run_at,
             delay,
             max_attempts: body.max_attempts.unwrap_or(0),
-            ..Default::default()
+            queue: body.queue.unwrap_or_default(),
         }))
         .await?
         .into_inner();
@@ -315,6 +315,8 @@ pub struct ListQuery {
     pub page_size: Option<u32>,
     /// `next_page_token` of the previous page.
     pub page_token: Option<String>,
+    /// Only jobs of this queue; absent lists every queue.
+    pub queue: Option<String>,
 }
 
 /// List jobs, newest first, optionally filtered by status.
@@ -356,6 +358,7 @@ pub async fn list(
             status: status as i32,
             page_size: q.page_size.unwrap_or(0),
             page_token: q.page_token.unwrap_or_default(),
+            queue: q.queue.unwrap_or_default(),
         }))
         .await?
         .into_inner();

@@ -82,6 +82,7 @@ async fn start() -> Stack {
 
     // The built-in worker, over the worker protocol.
     let worker_args = pfc_worker::WorkerArgs {
+        queues: Vec::new(),
         concurrency: 4,
         shutdown_timeout: Duration::from_secs(1),
         job_timeout: Duration::from_secs(30),

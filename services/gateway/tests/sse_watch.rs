@@ -79,6 +79,7 @@ async fn start(redis: bool, retention: Duration) -> Stack {
     ));
     // two built-in workers over the worker protocol, as `pfc worker` processes are
     let worker_args = pfc_worker::WorkerArgs {
+        queues: Vec::new(),
         concurrency: 16,
         shutdown_timeout: Duration::from_secs(1),
         job_timeout: Duration::from_secs(30),

@@ -107,6 +107,21 @@ pub fn stats_to_pb(s: Stats) -> pb::GetStatsResponse {
     }
 }
 
+/// A queue as the API shows it.
+pub fn queue_to_pb(q: pfc_queue::QueueInfo) -> pb::Queue {
+    pb::Queue {
+        name: q.name,
+        queued: q.queued,
+        scheduled: q.scheduled,
+        processing: q.processing,
+        submitted_total: q.submitted_total,
+        done_total: q.done_total,
+        failed_total: q.failed_total,
+        cancelled_total: q.cancelled_total,
+        retried_total: q.retried_total,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,13 +9,13 @@ use pfc_processors::Registry;
 use pfc_proto::jobs::v1 as pb;
 use pfc_proto::jobs::v1::job_service_server::JobService;
 use pfc_proto::timestamp_to_ms;
-use pfc_queue::{now_ms, JobStore, ListQuery, NewJob, Payload};
+use pfc_queue::{now_ms, queue_or_default, JobStore, ListQuery, NewJob, Payload};
 use tonic::{Request, Response, Status};
 
 use crate::convert::*;
 use crate::error::JobError;
 use crate::hub::Hub;
-use crate::validate::{is_valid_kind, payload_type, truncate, DEFAULT_KIND, MAX_KIND};
+use crate::validate::{check_queue, is_valid_kind, payload_type, truncate, DEFAULT_KIND, MAX_KIND};
 
 /// Limits and defaults applied to requests.
 #[derive(Clone, Debug)]
@@ -122,12 +122,8 @@ impl Jobs {
         } else {
             None
         };
-        if !(r.queue.is_empty() || r.queue == "default") {
-            return Err(JobError::InvalidArgument(format!(
-                "unknown queue {:?}; only \"default\" exists",
-                r.queue
-            )));
-        }
+        let queue = queue_or_default(&r.queue);
+        check_queue("queue", queue)?;
         if r.idempotency_key.len() > MAX_IDEMPOTENCY_KEY {
             return Err(JobError::InvalidArgument(format!(
                 "idempotency_key is {} bytes; the limit is {MAX_IDEMPOTENCY_KEY}",
@@ -165,6 +161,7 @@ impl Jobs {
             }
         }
         Ok(NewJob {
+            queue: queue.to_owned(),
             kind: kind.to_owned(),
             text: r.text.clone(),
             payload,
@@ -311,16 +308,24 @@ impl JobService for Jobs {
             .into());
         }
         if !r.page_token.is_empty()
-            && (r.page_token.len() > 64 || !r.page_token.chars().all(|c| c.is_ascii_alphanumeric()))
+            && (r.page_token.len() > 128
+                || !r
+                    .page_token
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || b"._-".contains(&c)))
         {
             return Err(JobError::InvalidArgument(
                 "page_token is not a token from a previous page".into(),
             )
             .into());
         }
+        if !r.queue.is_empty() {
+            check_queue("queue", &r.queue)?;
+        }
         let page = self
             .store
             .list(ListQuery {
+                queue: (!r.queue.is_empty()).then(|| r.queue.clone()),
                 status: status_from_pb(status),
                 limit: if r.page_size == 0 {
                     50
@@ -372,6 +377,17 @@ impl JobService for Jobs {
         let stats = self.store.stats().await.map_err(JobError::from)?;
         Ok(Response::new(pb::ListKindsResponse {
             kinds: crate::worker_service::kinds(&self.registry, &stats.workers),
+        }))
+    }
+
+    #[tracing::instrument(name = "ListQueues", skip_all)]
+    async fn list_queues(
+        &self,
+        _req: Request<pb::ListQueuesRequest>,
+    ) -> Result<Response<pb::ListQueuesResponse>, Status> {
+        let queues = self.store.queues().await.map_err(JobError::from)?;
+        Ok(Response::new(pb::ListQueuesResponse {
+            queues: queues.into_iter().map(queue_to_pb).collect(),
         }))
     }
 }

@@ -56,6 +56,19 @@ pub fn payload_type(content_type: &str) -> Result<Option<String>, JobError> {
     Ok(Some(ct.to_owned()))
 }
 
+/// Checks a queue name (`field` names it in the message): `[a-z0-9][a-z0-9._-]{0,63}`.
+pub fn check_queue(field: &str, name: &str) -> Result<(), JobError> {
+    if pfc_queue::is_valid_queue(name) {
+        return Ok(());
+    }
+    Err(JobError::InvalidArgument(format!(
+        "{field} {:?} is malformed: a queue name is 1 to {} characters of a-z, 0-9, '.', '_' \
+         or '-', starting with a letter or digit (e.g. \"default\", \"mail.high\")",
+        truncate(name, 80),
+        pfc_queue::MAX_QUEUE
+    )))
+}
+
 /// At most `n` characters of `s`, for echoing caller input in a message.
 pub fn truncate(s: &str, n: usize) -> String {
     match s.char_indices().nth(n) {

@@ -175,6 +175,8 @@ fn valid_name(s: &str, max: usize) -> bool {
 struct Hello {
     name: String,
     kinds: Vec<String>,
+    /// Queues to take from; empty: every queue.
+    queues: Vec<String>,
     concurrency: usize,
     sdk: String,
     resume: Option<String>,
@@ -208,6 +210,24 @@ fn validate_hello(h: pb::Hello) -> Result<Hello, Status> {
         }
         if !kinds.contains(&k) {
             kinds.push(k);
+        }
+    }
+    if h.queues.len() > MAX_KINDS {
+        return Err(Status::invalid_argument(format!(
+            "Hello.queues has {} queues; a worker names at most {MAX_KINDS} (none: every queue)",
+            h.queues.len()
+        )));
+    }
+    let mut queues: Vec<String> = Vec::with_capacity(h.queues.len());
+    for q in h.queues {
+        if !pfc_queue::is_valid_queue(&q) {
+            return Err(Status::invalid_argument(format!(
+                "Hello.queues: {:?} is not a queue name: use [a-z0-9][a-z0-9._-]{{0,63}}",
+                crate::validate::truncate(&q, 80)
+            )));
+        }
+        if !queues.contains(&q) {
+            queues.push(q);
         }
     }
     if !(1..=MAX_CONCURRENCY).contains(&h.concurrency) {
@@ -244,7 +264,7 @@ fn validate_hello(h: pb::Hello) -> Result<Hello, Status> {
     }
     let mut held: Vec<(LeaseRef, u32)> = Vec::with_capacity(h.held.len());
     for j in h.held {
-        if j.job_id.is_empty() || j.job_id.len() > 64 {
+        if j.job_id.is_empty() || j.job_id.len() > 128 {
             return Err(Status::invalid_argument(
                 "Hello.held: a job_id is empty or too long",
             ));
@@ -260,6 +280,7 @@ fn validate_hello(h: pb::Hello) -> Result<Hello, Status> {
     Ok(Hello {
         name,
         kinds,
+        queues,
         concurrency: h.concurrency as usize,
         sdk: h.sdk,
         resume,
@@ -364,6 +385,7 @@ struct Held {
 struct Session {
     id: String,
     kinds: Vec<String>,
+    queues: Vec<String>,
     concurrency: usize,
     held: HashMap<String, Held>,
     running: usize,
@@ -482,6 +504,7 @@ impl Workers {
         tracing::info!(
             worker = %id,
             kinds = ?hello.kinds,
+            queues = ?hello.queues,
             concurrency = hello.concurrency,
             sdk = %hello.sdk,
             resumed = hello.held.len(),
@@ -494,6 +517,7 @@ impl Workers {
         let mut s = Session {
             id: id.clone(),
             kinds: hello.kinds,
+            queues: hello.queues,
             concurrency: hello.concurrency,
             held: HashMap::new(),
             running: 0,
@@ -635,6 +659,7 @@ impl Workers {
                 tokio::spawn(take(
                     self.store.clone(),
                     s.id.clone(),
+                    s.queues.clone(),
                     s.kinds.clone(),
                     max,
                     take_backoff,
@@ -954,6 +979,7 @@ fn assignment(job: Job) -> pb::JobAssignment {
 async fn take(
     store: Arc<dyn JobStore>,
     worker: String,
+    queues: Vec<String>,
     kinds: Vec<String>,
     max: usize,
     backoff: Duration,
@@ -962,7 +988,10 @@ async fn take(
     if !backoff.is_zero() {
         tokio::time::sleep(backoff).await;
     }
-    match store.take(&worker, &kinds, max, TAKE_WAIT).await {
+    match store
+        .take_from(&worker, &queues, &kinds, max, TAKE_WAIT)
+        .await
+    {
         Ok(jobs) => {
             if let Err(e) = tx.send(Ok(jobs)).await {
                 let Ok(jobs) = e.0 else { return };

@@ -82,6 +82,7 @@ async fn stack(redis: bool, retention: Duration, workers: usize) -> Stack {
         stop.wait(),
     ));
     let worker_args = pfc_worker::WorkerArgs {
+        queues: Vec::new(),
         concurrency: 32,
         shutdown_timeout: Duration::from_secs(1),
         job_timeout: Duration::from_secs(30),

@@ -762,3 +762,93 @@ async fn resume_after_reconnect() {
     assert_eq!((job.status(), job.attempts), (jpb::JobStatus::Done, 1));
     drop(first);
 }
+
+/// Named queues over the protocol: a worker that names queues (`Hello.queues`) is assigned
+/// only their jobs, one that names none every queue's; a job is found by its id alone; bad
+/// queue names are INVALID_ARGUMENT naming the field; ListQueues counts each queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_choose_queues() {
+    let server = Server::start(&[]).await;
+    let st = Raw::try_connect(
+        &server,
+        pb::Hello {
+            queues: vec!["Bad Queue".into()],
+            ..hello(&["q"], 1)
+        },
+    )
+    .await
+    .err()
+    .unwrap();
+    assert_eq!(st.code(), Code::InvalidArgument, "{st:?}");
+    assert!(st.message().contains("Hello.queues"), "{}", st.message());
+
+    let mut jobs = server.jobs().await;
+    let submit = |queue: &str| jpb::SubmitJobRequest {
+        kind: "q".into(),
+        payload: b"1".to_vec(),
+        queue: queue.into(),
+        ..Default::default()
+    };
+    let st = jobs.submit_job(submit("NOPE")).await.unwrap_err();
+    assert_eq!(st.code(), Code::InvalidArgument);
+    assert!(st.message().contains("queue"), "{}", st.message());
+    let st = jobs
+        .list_jobs(jpb::ListJobsRequest {
+            queue: "a b".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(st.code(), Code::InvalidArgument);
+
+    let mail = jobs.submit_job(submit("mail")).await.unwrap().into_inner();
+    assert!(mail.job_id.starts_with("mail."), "{}", mail.job_id);
+    assert_eq!(mail.job.unwrap().queue, "mail");
+    let other = jobs
+        .submit_job(submit(""))
+        .await
+        .unwrap()
+        .into_inner()
+        .job_id;
+
+    let mut w = Raw::connect(
+        &server,
+        pb::Hello {
+            queues: vec!["mail".into()],
+            ..hello(&["q"], 4)
+        },
+    )
+    .await;
+    let a = w.assignment().await;
+    assert_eq!(a.job_id, mail.job_id);
+    w.quiet(Duration::from_millis(700)).await;
+    let mut any = Raw::connect(&server, hello(&["q"], 4)).await;
+    assert_eq!(any.assignment().await.job_id, other);
+
+    w.succeed(&a, "2").await;
+    assert_eq!(outcome(&w.ack().await), pb::ReportOutcome::Applied);
+    let job = server.job(&mail.job_id).await;
+    assert_eq!(
+        (job.queue.as_str(), job.status()),
+        ("mail", jpb::JobStatus::Done)
+    );
+    let page = jobs
+        .list_jobs(jpb::ListJobsRequest {
+            queue: "mail".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(page.jobs.len(), 1);
+    let qs = jobs
+        .list_queues(jpb::ListQueuesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .queues;
+    let names: Vec<&str> = qs.iter().map(|q| q.name.as_str()).collect();
+    assert_eq!(names, ["default", "mail"]);
+    assert_eq!((qs[1].done_total, qs[1].submitted_total), (1, 1));
+    assert_eq!((qs[0].processing, qs[0].submitted_total), (1, 1));
+}

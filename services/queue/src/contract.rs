@@ -240,6 +240,7 @@ pub async fn retries_then_fails(s: &dyn JobStore) {
             status: Some(Status::Failed),
             limit: 10,
             before: None,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -436,6 +437,7 @@ pub async fn list_pages(s: &dyn JobStore) {
             status: Some(Status::Processing),
             limit: 10,
             before: None,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -449,6 +451,7 @@ pub async fn list_pages(s: &dyn JobStore) {
             status: Some(Status::Queued),
             limit: 2,
             before: before.clone(),
+            ..Default::default()
         };
         let page = s.list(q).await.unwrap();
         assert_eq!(page.total, 5);
@@ -658,4 +661,146 @@ pub async fn payloads_and_progress(s: &dyn JobStore) {
     assert_eq!(end.result, None);
     let ev = JobEvent::of(&end);
     assert_eq!(ev.result.as_deref(), Some(r#"{"ok":true}"#));
+}
+
+fn in_queue(queue: &str, text: &str) -> NewJob {
+    NewJob {
+        queue: queue.into(),
+        ..new_job(text)
+    }
+}
+
+fn names(jobs: &[Job]) -> Vec<String> {
+    jobs.iter().map(|j| j.text.clone()).collect()
+}
+
+/// Named queues: a job id names its queue and is found by id alone (get, cancel, reports);
+/// a worker takes only from the queues it names (all by default); idempotency keys are per
+/// queue; lists filter by queue or merge every queue newest first; `queues` counts each.
+pub async fn named_queues(s: &dyn JobStore) {
+    let m1 = s.submit(in_queue("mail", "m1")).await.unwrap().job;
+    assert!(m1.id.starts_with("mail."), "{}", m1.id);
+    assert_eq!(m1.queue, "mail");
+    let d1 = s.submit(new_job("d1")).await.unwrap().job;
+    assert_eq!((d1.queue.as_str(), d1.id.len()), ("default", 26));
+    let m2 = s.submit(in_queue("mail", "m2")).await.unwrap().job;
+    let r1 = s.submit(in_queue("reports.daily", "r1")).await.unwrap().job;
+    assert_eq!(crate::queue_of(&r1.id), "reports.daily");
+    let got = s.get(&m1.id).await.unwrap().unwrap();
+    assert_eq!((got.queue.as_str(), got.text.as_str()), ("mail", "m1"));
+    assert!(s
+        .get("nosuch.01ARZ3NDEKTSV4RRFFQ69G5FAV")
+        .await
+        .unwrap()
+        .is_none());
+
+    // idempotency keys are scoped to their queue
+    let keyed = |q: &str| NewJob {
+        idempotency_key: Some("k".into()),
+        ..in_queue(q, "keyed")
+    };
+    let a = s.submit(keyed("mail")).await.unwrap();
+    let b = s.submit(keyed("other")).await.unwrap();
+    assert!(a.created && b.created && a.job.id != b.job.id);
+    assert!(!s.submit(keyed("mail")).await.unwrap().created);
+    s.cancel(&a.job.id).await.unwrap();
+    s.cancel(&b.job.id).await.unwrap();
+
+    // listing: one queue, or all merged newest first
+    let page = s
+        .list(ListQuery {
+            queue: Some("mail".into()),
+            status: Some(Status::Queued),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(names(&page.jobs), ["m2", "m1"]);
+    assert_eq!(page.total, 2);
+    let all = |before: Option<String>| ListQuery {
+        status: Some(Status::Queued),
+        limit: 2,
+        before,
+        ..Default::default()
+    };
+    let p1 = s.list(all(None)).await.unwrap();
+    assert_eq!(names(&p1.jobs), ["r1", "m2"]);
+    assert_eq!(p1.total, 4);
+    let p2 = s.list(all(p1.next.clone())).await.unwrap();
+    assert_eq!(names(&p2.jobs), ["d1", "m1"]);
+    assert!(p2.next.is_none());
+
+    // a worker of "mail" gets only mail jobs, FIFO; one of every queue gets the rest
+    let mail = s
+        .take_from(
+            "w",
+            &["mail".into()],
+            &kinds(),
+            10,
+            Duration::from_millis(50),
+        )
+        .await
+        .unwrap();
+    assert_eq!(names(&mail), ["m1", "m2"]);
+    assert!(mail.iter().all(|j| j.queue == "mail"));
+    let rest = s
+        .take("w2", &kinds(), 10, Duration::from_millis(50))
+        .await
+        .unwrap();
+    let mut rest = names(&rest);
+    rest.sort();
+    assert_eq!(rest, ["d1", "r1"]);
+
+    // reports on jobs of several queues in one batch; heartbeats renew them
+    let info = WorkerInfo {
+        id: "w".into(),
+        concurrency: 2,
+        in_flight: 2,
+        kinds: kinds(),
+        last_seen: 0,
+    };
+    let held: Vec<LeaseRef> = mail.iter().map(LeaseRef::of).collect();
+    assert!(s.heartbeat(&info, &held).await.unwrap().is_empty());
+    let r = s
+        .complete(&[done(&mail[0], "w", "M1"), done(&mail[1], "w", "M2")])
+        .await
+        .unwrap();
+    assert_eq!(r, [CompletionResult::Applied, CompletionResult::Applied]);
+    assert_eq!(
+        s.get(&m2.id).await.unwrap().unwrap().result.as_deref(),
+        Some("M2")
+    );
+
+    let qs = s.queues().await.unwrap();
+    let q = |n: &str| qs.iter().find(|q| q.name == n).cloned().unwrap_or_default();
+    assert_eq!(q("mail").submitted_total, 3);
+    assert_eq!((q("mail").done_total, q("mail").cancelled_total), (2, 1));
+    assert_eq!(q("default").processing, 1);
+    assert_eq!(q("reports.daily").processing, 1);
+    assert_eq!(q("other").cancelled_total, 1);
+    let st = s.stats().await.unwrap();
+    assert_eq!(
+        (st.processing, st.done_total, st.submitted_total),
+        (2, 2, 6)
+    );
+    assert!(st.workers.iter().any(|w| w.id == "w"));
+}
+
+/// Transitions of jobs in any queue reach subscribers, including a queue created after the
+/// subscription.
+pub async fn named_queue_events(s: &dyn JobStore) {
+    let mut rx = s.subscribe();
+    // the Redis listener subscribes asynchronously: give it a moment
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let id = s.submit(in_queue("fresh", "e")).await.unwrap().job.id;
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("event of the new queue")
+            .unwrap();
+        if matches!(&ev, Feed::Event(e) if e.job_id == id) {
+            break;
+        }
+    }
 }

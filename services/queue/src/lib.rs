@@ -8,6 +8,7 @@
 //!
 //! # Layout
 //! - `model`: jobs, statuses, events, outcomes, stats, tunables.
+//! - `queues`: named queues: the name rule, ids that carry their queue, [`QueueInfo`].
 //! - `error`: [`StoreError`].
 //! - `memory`: [`MemoryStore`].
 //! - `redis_store`: [`RedisStore`] and its Lua scripts (`src/lua/*.lua`).
@@ -19,6 +20,7 @@ pub mod contract;
 pub mod error;
 pub mod memory;
 pub mod model;
+pub mod queues;
 pub mod redis_store;
 
 use std::time::Duration;
@@ -30,6 +32,7 @@ pub use config::StoreArgs;
 pub use error::StoreError;
 pub use memory::MemoryStore;
 pub use model::*;
+pub use queues::*;
 pub use redis_store::{Conn, RedisConnections, RedisMode, RedisStore};
 
 /// Result alias for store calls.
@@ -55,7 +58,7 @@ pub trait JobStore: Send + Sync + 'static {
     /// Cancels a queued or scheduled job.
     async fn cancel(&self, id: &str) -> Result<Job>;
 
-    /// Queue depth, in-flight work, counters, live workers.
+    /// Queue depth, in-flight work and counters summed over every queue, live workers.
     async fn stats(&self) -> Result<Stats>;
 
     /// Live transitions of all jobs. Lagging receivers lose the oldest events (a
@@ -74,7 +77,23 @@ pub trait JobStore: Send + Sync + 'static {
         kinds: &[String],
         max: usize,
         wait: Duration,
+    ) -> Result<Vec<Job>> {
+        self.take_from(worker, &[], kinds, max, wait).await
+    }
+
+    /// [`JobStore::take`] from the named `queues` only (empty: every queue). Queues are
+    /// served round-robin from a random one, so a busy queue does not starve the others.
+    async fn take_from(
+        &self,
+        worker: &str,
+        queues: &[String],
+        kinds: &[String],
+        max: usize,
+        wait: Duration,
     ) -> Result<Vec<Job>>;
+
+    /// Every queue that ever had a job (and the default queue), by name.
+    async fn queues(&self) -> Result<Vec<QueueInfo>>;
 
     /// Records the progress (0–100) of a job `worker` holds; false when it no longer holds
     /// that delivery. Watchers see it as a new version of the job.

@@ -4,7 +4,7 @@
 //! around plain collections, a [`Notify`] to wake waiting takers, a broadcast channel for
 //! events. Data lives as long as the process.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use tokio::sync::{broadcast, Notify};
 
 use crate::model::*;
+use crate::queues::*;
 use crate::{JobStore, Result, StoreError};
 
 /// In-memory job store.
@@ -22,25 +23,33 @@ pub struct MemoryStore {
     events: broadcast::Sender<Feed>,
 }
 
+/// An index entry: (ULID, job id), so ids of every queue sort by creation time.
+type Ord = (String, String);
+
+fn ord(id: &str) -> Ord {
+    (sort_key(id).to_owned(), id.to_owned())
+}
+
 #[derive(Default)]
 struct Inner {
     jobs: HashMap<String, Job>,
-    /// kind -> ids ready to run, FIFO
-    ready: HashMap<String, VecDeque<String>>,
+    /// (queue, kind) -> ids ready to run, FIFO
+    ready: HashMap<(String, String), VecDeque<String>>,
+    /// every queue that had a job (and the default one), with its counters
+    queues: BTreeMap<String, QueueInfo>,
     /// every kind ever submitted
     kinds: BTreeSet<String>,
     scheduled: BTreeSet<(i64, String)>,
     leases: BTreeSet<(i64, String)>,
     lease_of: HashMap<String, i64>,
-    /// key -> (job id, expires at)
-    idem: HashMap<String, (String, i64)>,
-    /// all job ids (ULIDs sort by creation)
-    all: BTreeSet<String>,
-    by_status: HashMap<Status, BTreeSet<String>>,
+    /// (queue, key) -> (job id, expires at): idempotency keys are per queue, as on Redis
+    idem: HashMap<(String, String), (String, i64)>,
+    /// all job ids, by creation
+    all: BTreeSet<Ord>,
+    by_status: HashMap<Status, BTreeSet<Ord>>,
     /// (expires at, job id) of terminal jobs
     expiry: BTreeSet<(i64, String)>,
     workers: HashMap<String, WorkerInfo>,
-    counters: Stats,
     /// Last time leases were kept (see [`Inner::tick`]).
     clock: Option<i64>,
 }
@@ -48,9 +57,11 @@ struct Inner {
 impl MemoryStore {
     /// A new, empty store.
     pub fn new(config: StoreConfig) -> Self {
+        let mut inner = Inner::default();
+        inner.q(DEFAULT_QUEUE);
         Self {
             config,
-            inner: Mutex::new(Inner::default()),
+            inner: Mutex::new(inner),
             wake: Notify::new(),
             events: broadcast::channel(4096).0,
         }
@@ -68,11 +79,34 @@ impl MemoryStore {
 }
 
 impl Inner {
+    /// The counters of `queue` (created on first use).
+    fn q(&mut self, queue: &str) -> &mut QueueInfo {
+        self.queues
+            .entry(queue.to_owned())
+            .or_insert_with(|| QueueInfo {
+                name: queue.to_owned(),
+                ..Default::default()
+            })
+    }
+
+    /// Puts a queued job on its (queue, kind) ready list; `front` for redeliveries.
+    fn push_ready(&mut self, job: &Job, front: bool) {
+        let list = self
+            .ready
+            .entry((job.queue.clone(), job.kind.clone()))
+            .or_default();
+        if front {
+            list.push_front(job.id.clone());
+        } else {
+            list.push_back(job.id.clone());
+        }
+    }
+
     fn set_status(&mut self, id: &str, from: Status, to: Status) {
         if let Some(s) = self.by_status.get_mut(&from) {
-            s.remove(id);
+            s.remove(&ord(id));
         }
-        self.by_status.entry(to).or_default().insert(id.to_owned());
+        self.by_status.entry(to).or_default().insert(ord(id));
     }
 
     fn transition(&mut self, id: &str, to: Status, now: i64) -> Option<&mut Job> {
@@ -93,7 +127,7 @@ impl Inner {
         self.expiry.insert((until, id.to_owned()));
         // the idempotency key holds while the job is unfinished, then for the retention
         if let Some(key) = &job.idempotency_key {
-            if let Some(e) = self.idem.get_mut(key) {
+            if let Some(e) = self.idem.get_mut(&(job.queue.clone(), key.clone())) {
                 if e.0 == job.id {
                     e.1 = until;
                 }
@@ -150,10 +184,7 @@ impl Inner {
             if let Some(job) = self.transition(&id, Status::Queued, now) {
                 job.run_at = None;
                 let job = job.clone();
-                self.ready
-                    .entry(job.kind.clone())
-                    .or_default()
-                    .push_back(id);
+                self.push_ready(&job, false);
                 changed.push(job);
             }
         }
@@ -175,16 +206,13 @@ impl Inner {
                     job.error = Some(error);
                 }
                 if let Some(job) = self.finish(&id, Status::Failed, now, config.retention) {
-                    self.counters.failed_total += 1;
+                    self.q(&job.queue).failed_total += 1;
                     changed.push(job);
                 }
             } else if let Some(job) = self.transition(&id, Status::Queued, now) {
                 job.error = Some("lease expired (worker lost); redelivered".into());
                 let job = job.clone();
-                self.ready
-                    .entry(job.kind.clone())
-                    .or_default()
-                    .push_front(id);
+                self.push_ready(&job, true);
                 changed.push(job);
             }
         }
@@ -194,9 +222,9 @@ impl Inner {
             }
             self.expiry.pop_first();
             if let Some(job) = self.jobs.remove(&id) {
-                self.all.remove(&id);
+                self.all.remove(&ord(&id));
                 if let Some(s) = self.by_status.get_mut(&job.status) {
-                    s.remove(&id);
+                    s.remove(&ord(&id));
                 }
             }
         }
@@ -211,10 +239,11 @@ impl Inner {
 impl JobStore for MemoryStore {
     async fn submit(&self, new: NewJob) -> Result<Submitted> {
         let now = now_ms();
+        let queue = queue_or_default(&new.queue).to_owned();
         let job = {
             let mut g = self.lock();
             if let Some(key) = &new.idempotency_key {
-                if let Some((id, exp)) = g.idem.get(key) {
+                if let Some((id, exp)) = g.idem.get(&(queue.clone(), key.clone())) {
                     if *exp > now {
                         if let Some(job) = g.jobs.get(id) {
                             return Ok(Submitted {
@@ -225,7 +254,7 @@ impl JobStore for MemoryStore {
                     }
                 }
             }
-            let id = new_job_id();
+            let id = new_id_in(&queue);
             let scheduled = new.run_at.is_some_and(|t| t > now);
             let status = if scheduled {
                 Status::Scheduled
@@ -235,7 +264,7 @@ impl JobStore for MemoryStore {
             let job = Job {
                 id: id.clone(),
                 kind: new.kind,
-                queue: "default".into(),
+                queue: queue.clone(),
                 status,
                 text: if new.payload.is_some() {
                     String::new()
@@ -262,19 +291,16 @@ impl JobStore for MemoryStore {
             };
             if let Some(key) = new.idempotency_key {
                 // held until the job finishes (then for the retention: see `finish`)
-                g.idem.insert(key, (id.clone(), i64::MAX));
+                g.idem.insert((queue.clone(), key), (id.clone(), i64::MAX));
             }
-            g.all.insert(id.clone());
-            g.by_status.entry(status).or_default().insert(id.clone());
+            g.all.insert(ord(&id));
+            g.by_status.entry(status).or_default().insert(ord(&id));
             if scheduled {
                 g.scheduled.insert((job.run_at.unwrap_or(now), id.clone()));
             } else {
-                g.ready
-                    .entry(job.kind.clone())
-                    .or_default()
-                    .push_back(id.clone());
+                g.push_ready(&job, false);
             }
-            g.counters.submitted_total += 1;
+            g.q(&queue).submitted_total += 1;
             g.kinds.insert(job.kind.clone());
             g.jobs.insert(id, job.clone());
             job
@@ -296,13 +322,16 @@ impl JobStore for MemoryStore {
             None => &g.all,
         };
         let limit = q.limit.max(1);
-        let iter: Box<dyn Iterator<Item = &String>> = match &q.before {
-            Some(b) => Box::new(set.range::<String, _>(..b.clone()).rev()),
+        let iter: Box<dyn Iterator<Item = &Ord>> = match &q.before {
+            Some(b) => Box::new(set.range(..ord(b)).rev()),
             None => Box::new(set.iter().rev()),
         };
+        let queue = q.queue.as_deref();
+        let mine = |(_, id): &&Ord| queue.is_none_or(|q| queue_of(id) == q);
         let jobs: Vec<Job> = iter
+            .filter(mine)
             .take(limit + 1)
-            .filter_map(|id| g.jobs.get(id).cloned())
+            .filter_map(|(_, id)| g.jobs.get(id).cloned())
             .collect();
         let (jobs, next) = if jobs.len() > limit {
             let page = jobs[..limit].to_vec();
@@ -311,10 +340,14 @@ impl JobStore for MemoryStore {
         } else {
             (jobs, None)
         };
+        let total = match queue {
+            None => set.len(),
+            Some(_) => set.iter().filter(mine).count(),
+        };
         Ok(Page {
             jobs,
             next,
-            total: set.len() as u64,
+            total: total as u64,
         })
     }
 
@@ -326,6 +359,7 @@ impl JobStore for MemoryStore {
                 .jobs
                 .get(id)
                 .ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
+            let queue = job.queue.clone();
             match job.status {
                 Status::Queued => {
                     // lazy, as in the Redis store: `take` skips ids that are not QUEUED
@@ -342,7 +376,7 @@ impl JobStore for MemoryStore {
                     })
                 }
             }
-            g.counters.cancelled_total += 1;
+            g.q(&queue).cancelled_total += 1;
             g.finish(id, Status::Cancelled, now, self.config.retention)
                 .ok_or_else(|| StoreError::NotFound(id.to_owned()))?
         };
@@ -361,6 +395,7 @@ impl JobStore for MemoryStore {
             .cloned()
             .collect();
         workers.sort_by(|a, b| a.id.cmp(&b.id));
+        let sum = |f: fn(&QueueInfo) -> u64| g.queues.values().map(f).sum();
         Ok(Stats {
             // the ready lists may hold lazily cancelled ids: count the status index
             queued: g
@@ -371,17 +406,43 @@ impl JobStore for MemoryStore {
             scheduled: g.scheduled.len() as u64,
             processing: g.leases.len() as u64,
             workers,
-            ..g.counters.clone()
+            submitted_total: sum(|q| q.submitted_total),
+            done_total: sum(|q| q.done_total),
+            failed_total: sum(|q| q.failed_total),
+            cancelled_total: sum(|q| q.cancelled_total),
+            retried_total: sum(|q| q.retried_total),
         })
+    }
+
+    async fn queues(&self) -> Result<Vec<QueueInfo>> {
+        let mut g = self.lock();
+        g.q(DEFAULT_QUEUE);
+        let mut out: BTreeMap<String, QueueInfo> = g.queues.clone();
+        let mut bump = |id: &str, f: fn(&mut QueueInfo)| {
+            if let Some(q) = out.get_mut(queue_of(id)) {
+                f(q);
+            }
+        };
+        for (_, id) in g.by_status.get(&Status::Queued).into_iter().flatten() {
+            bump(id, |q| q.queued += 1);
+        }
+        for (_, id) in &g.scheduled {
+            bump(id, |q| q.scheduled += 1);
+        }
+        for (_, id) in &g.leases {
+            bump(id, |q| q.processing += 1);
+        }
+        Ok(out.into_values().collect())
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Feed> {
         self.events.subscribe()
     }
 
-    async fn take(
+    async fn take_from(
         &self,
         worker: &str,
+        queues: &[String],
         kinds: &[String],
         max: usize,
         wait: Duration,
@@ -394,18 +455,28 @@ impl JobStore for MemoryStore {
                 let mut g = self.lock();
                 let changed = g.maintain(&self.config, now);
                 let mut taken = Vec::new();
-                // round-robin over the worker's kinds, from a random one (fair between kinds)
-                let start = if kinds.is_empty() {
+                // (queue, kind) lists, queue by queue, round-robin from a random one (fair
+                // between queues and kinds)
+                let qs: Vec<String> = if queues.is_empty() {
+                    g.queues.keys().cloned().collect()
+                } else {
+                    queues.to_vec()
+                };
+                let lists: Vec<(String, String)> = qs
+                    .iter()
+                    .flat_map(|q| kinds.iter().map(move |k| (q.clone(), k.clone())))
+                    .collect();
+                let start = if lists.is_empty() {
                     0
                 } else {
-                    rand::random_range(0..kinds.len())
+                    rand::random_range(0..lists.len())
                 };
                 let mut empty = 0;
                 let mut i = 0;
-                while taken.len() < max && empty < kinds.len() {
-                    let kind = &kinds[(start + i) % kinds.len()];
+                while taken.len() < max && empty < lists.len() {
+                    let list = &lists[(start + i) % lists.len()];
                     i += 1;
-                    let Some(id) = g.ready.get_mut(kind).and_then(|q| q.pop_front()) else {
+                    let Some(id) = g.ready.get_mut(list).and_then(|q| q.pop_front()) else {
                         empty += 1;
                         continue;
                     };
@@ -519,12 +590,12 @@ impl JobStore for MemoryStore {
                             }
                             j.error = None;
                         }
-                        g.counters.done_total += 1;
+                        g.q(queue_of(&c.job_id)).done_total += 1;
                         g.finish(&c.job_id, Status::Done, now, self.config.retention)
                     }
                     Outcome::Failed { error, retryable } if *retryable && attempts < max => {
                         let at = now + self.config.backoff(attempts).as_millis() as i64;
-                        g.counters.retried_total += 1;
+                        g.q(queue_of(&c.job_id)).retried_total += 1;
                         g.scheduled.insert((at, c.job_id.clone()));
                         woke = true;
                         g.transition(&c.job_id, Status::Scheduled, now).map(|j| {
@@ -537,7 +608,7 @@ impl JobStore for MemoryStore {
                         if let Some(j) = g.jobs.get_mut(&c.job_id) {
                             j.error = Some(error.clone());
                         }
-                        g.counters.failed_total += 1;
+                        g.q(queue_of(&c.job_id)).failed_total += 1;
                         g.finish(&c.job_id, Status::Failed, now, self.config.retention)
                     }
                 };
@@ -569,10 +640,7 @@ impl JobStore for MemoryStore {
                     // the delivery did not really happen: don't let it count towards max_attempts
                     j.attempts = j.attempts.saturating_sub(1);
                     let j = j.clone();
-                    g.ready
-                        .entry(j.kind.clone())
-                        .or_default()
-                        .push_front(l.job_id.clone());
+                    g.push_ready(&j, true);
                     changed.push(j);
                 }
             }
@@ -606,7 +674,7 @@ impl JobStore for MemoryStore {
                     }
                     if let Some(j) = g.finish(&l.job_id, Status::Failed, now, self.config.retention)
                     {
-                        g.counters.failed_total += 1;
+                        g.q(queue_of(&l.job_id)).failed_total += 1;
                         changed.push(j);
                     }
                 } else if let Some(j) = g.transition(&l.job_id, Status::Queued, now) {
@@ -614,10 +682,7 @@ impl JobStore for MemoryStore {
                         "lease expired (worker {worker} disconnected); redelivered"
                     ));
                     let j = j.clone();
-                    g.ready
-                        .entry(j.kind.clone())
-                        .or_default()
-                        .push_front(l.job_id.clone());
+                    g.push_ready(&j, true);
                     changed.push(j);
                 }
             }

@@ -147,6 +147,8 @@ pub struct Job {
 /// What a submit asks for (validated by the caller).
 #[derive(Clone, Debug, Default)]
 pub struct NewJob {
+    /// Queue name (validated: [`crate::is_valid_queue`]); empty means the default queue.
+    pub queue: String,
     /// Processor name.
     pub kind: String,
     /// Input, for text jobs.
@@ -355,11 +357,14 @@ pub struct Stats {
 /// A page request of [`crate::JobStore::list`].
 #[derive(Clone, Debug, Default)]
 pub struct ListQuery {
+    /// Only jobs of this queue; `None` lists every queue (merged, newest first).
+    pub queue: Option<String>,
     /// Only this status.
     pub status: Option<Status>,
     /// Page size.
     pub limit: usize,
-    /// Return jobs older than this id (the previous page's last id).
+    /// Return jobs older than this id (the previous page's last id; ids of all queues
+    /// compare by their ULID, [`crate::sort_key`]).
     pub before: Option<String>,
 }
 

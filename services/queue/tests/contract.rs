@@ -74,4 +74,6 @@ contract_tests! {
     abandon_counts_the_attempt => |s| contract::abandon_counts_the_attempt(&*s);
     kinds_route_jobs => |s| contract::kinds_route_jobs(&*s);
     payloads_and_progress => |s| contract::payloads_and_progress(&*s);
+    named_queues => |s| contract::named_queues(&*s);
+    named_queue_events => |s| contract::named_queue_events(&*s);
 }

@@ -61,6 +61,7 @@ async fn total(s: &dyn JobStore, status: Option<Status>) -> u64 {
         status,
         limit: 1,
         before: None,
+        ..Default::default()
     })
     .await
     .unwrap()

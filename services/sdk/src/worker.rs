@@ -69,6 +69,7 @@ pub struct Worker {
     urls: Vec<String>,
     name: String,
     concurrency: u32,
+    queues: Vec<String>,
     handlers: HashMap<String, Handler>,
     shutdown_timeout: Duration,
     job_timeout: Option<Duration>,
@@ -101,6 +102,7 @@ impl Worker {
             urls,
             name,
             concurrency: 8,
+            queues: Vec::new(),
             handlers: HashMap::new(),
             shutdown_timeout: Duration::from_secs(20),
             job_timeout: None,
@@ -120,6 +122,17 @@ impl Worker {
     /// Jobs run at once, 1 to 1024: the server never assigns more.
     pub fn concurrency(mut self, n: u32) -> Self {
         self.concurrency = n;
+        self
+    }
+
+    /// Takes jobs only from these queues (`[a-z0-9][a-z0-9._-]{0,63}`, at most 64); none (the
+    /// default) means every queue, including queues created later.
+    pub fn queues<I, S>(mut self, queues: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.queues = queues.into_iter().map(Into::into).collect();
         self
     }
 
@@ -209,6 +222,20 @@ impl Worker {
             if !valid_kind(kind) {
                 return Err(Error::Config(format!(
                     "{kind:?} is not a kind: use [a-z0-9][a-z0-9._-]{{0,63}}"
+                )));
+            }
+        }
+        if self.queues.len() > 64 {
+            return Err(Error::Config(format!(
+                "{} queues; a worker names at most 64 (none: every queue)",
+                self.queues.len()
+            )));
+        }
+        for queue in &self.queues {
+            // the same rule as kinds
+            if !valid_kind(queue) {
+                return Err(Error::Config(format!(
+                    "{queue:?} is not a queue name: use [a-z0-9][a-z0-9._-]{{0,63}}"
                 )));
             }
         }
@@ -564,6 +591,7 @@ impl Runner {
                 k
             },
             concurrency: self.cfg.concurrency,
+            queues: self.cfg.queues.clone(),
             sdk: self.cfg.sdk.clone(),
             worker_id: if resume {
                 self.worker_id.clone().unwrap_or_default()

@@ -31,6 +31,10 @@ pub struct WorkerArgs {
         default_value_t = 16
     )]
     pub concurrency: usize,
+    /// Queues to take jobs from, comma-separated (e.g. `mail,reports`); empty: every queue,
+    /// including queues created later.
+    #[arg(long = "queues", env = "PFC_WORKER_QUEUES", value_delimiter = ',')]
+    pub queues: Vec<String>,
     /// On SIGTERM, how long running jobs may take to finish before they are given back.
     #[arg(long, env = "PFC_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
@@ -70,6 +74,7 @@ pub fn builtin(
 ) -> pfc_sdk::Worker {
     let mut w = pfc_sdk::Worker::new(url)
         .concurrency(args.concurrency.clamp(1, u32::MAX as usize) as u32)
+        .queues(args.queues.iter().map(|q| q.trim()).filter(|q| !q.is_empty()))
         .shutdown_timeout(args.shutdown_timeout)
         .job_timeout(args.job_timeout)
         .sdk_name(concat!("pfc-worker/", env!("CARGO_PKG_VERSION")))

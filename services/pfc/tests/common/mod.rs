@@ -122,6 +122,7 @@ pub fn start_worker(
 ) {
     let stop = pfc_runtime::Shutdown::new();
     let args = pfc_worker::WorkerArgs {
+        queues: Vec::new(),
         concurrency,
         shutdown_timeout: Duration::from_secs(5),
         job_timeout: Duration::from_secs(60),

@@ -1,4 +1,11 @@
-//! The store's one subscription to the queue's events channel, per process.
+//! The store's one subscription to the events of every queue, per process.
+//!
+//! Each queue publishes on its own channel (`pfc:{<queue>}:events`, in its slot). On one
+//! Redis the listener takes them all with one pattern subscription, so a queue created later
+//! needs nothing; on a cluster (sharded pub/sub has no patterns) it `SSUBSCRIBE`s every queue
+//! in the registry and polls the registry every second for new ones — the subscribe
+//! confirmation of each new one is a [`Feed::Gap`], so watchers re-read anything whose events
+//! came before it.
 //!
 //! Pub/sub delivers at most once and only while subscribed, so the listener must know when
 //! it may have missed something: after every (re)subscribe it sends [`Feed::Gap`] (watchers
@@ -21,6 +28,10 @@ use crate::model::Feed;
 const PING_AFTER: Duration = Duration::from_secs(2);
 /// Quiet this long (ping included), the subscription is presumed dead.
 const DEAD_AFTER: Duration = Duration::from_secs(5);
+/// The pattern of every queue's events channel (one Redis).
+const EVERY_QUEUE: &str = "pfc:{*}:events";
+/// How often the cluster listener looks for new queues.
+const NEW_QUEUES_EVERY: Duration = Duration::from_secs(1);
 
 /// Runs the listener forever (spawned once per store).
 pub(crate) async fn listen(
@@ -37,7 +48,7 @@ pub(crate) async fn listen(
     loop {
         match client.get_async_pubsub().await {
             Ok(mut ps) => {
-                if ps.subscribe(&channel).await.is_ok() {
+                if ps.psubscribe(EVERY_QUEUE).await.is_ok() {
                     backoff = Duration::from_millis(100);
                     // events published while no subscription was live are lost: tell watchers
                     // to re-read (this also covers the very first subscribe)
@@ -77,9 +88,11 @@ async fn listen_cluster(
             Ok::<_, String>(conn)
         };
         match sub.await {
-            Ok(_conn) => {
+            Ok(conn) => {
                 backoff = Duration::from_millis(100);
                 let _ = tx.send(Feed::Gap);
+                let follower =
+                    tokio::spawn(follow_new_queues(conns.clone(), conn, channel.clone()));
                 let stream = futures::stream::poll_fn(move |cx| push_rx.poll_recv(cx)).filter_map(
                     |p: redis::PushInfo| {
                         let tx = tx.clone();
@@ -101,12 +114,38 @@ async fn listen_cluster(
                     },
                 );
                 follow_bytes(&conns, &channel, true, Box::pin(stream), &tx).await;
+                follower.abort();
             }
             Err(e) => tracing::debug!(error = %e, "job event subscription (cluster) failed"),
         }
         tracing::warn!("job event subscription lost; resubscribing");
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Subscribes the cluster listener's connection to the channel of every queue the registry
+/// names, now and whenever a new one appears (the default queue's is subscribed already).
+async fn follow_new_queues(
+    conns: Arc<Conns>,
+    mut conn: redis::cluster_async::ClusterConnection,
+    default_channel: String,
+) {
+    let mut subscribed = std::collections::BTreeSet::from([default_channel]);
+    loop {
+        if let Ok(mut c) = conns.get().await {
+            let names: redis::RedisResult<Vec<String>> = redis::cmd("SMEMBERS")
+                .arg(super::registry::QUEUES_KEY)
+                .query_async(&mut c)
+                .await;
+            for name in names.unwrap_or_default() {
+                let channel = format!("pfc:{{{name}}}:events");
+                if !subscribed.contains(&channel) && conn.ssubscribe(&channel).await.is_ok() {
+                    subscribed.insert(channel);
+                }
+            }
+        }
+        tokio::time::sleep(NEW_QUEUES_EVERY).await;
     }
 }
 

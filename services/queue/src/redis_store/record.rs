@@ -92,7 +92,7 @@ pub(crate) fn job_from_record(
     Ok(Job {
         status: status(&r.id, &r.status)?,
         kind: r.kind,
-        queue: "default".into(),
+        queue: crate::queue_of(&r.id).to_owned(),
         text: text_in,
         payload,
         result,

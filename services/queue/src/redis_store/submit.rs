@@ -15,7 +15,7 @@ use redis::Value;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::conn::{is_transport, Conns};
-use super::keys::Keys;
+use super::registry::Queue;
 use super::{is_noscript, RedisStore, Scripts};
 use crate::model::*;
 use crate::{Result, StoreError};
@@ -29,6 +29,7 @@ const RETRY_FOR: Duration = Duration::from_secs(5);
 
 /// One submit waiting for its batch.
 pub(crate) struct Pending {
+    queue: Arc<Queue>,
     kind: String,
     args: Vec<Vec<u8>>,
     reply: oneshot::Sender<std::result::Result<Value, redis::RedisError>>,
@@ -38,7 +39,6 @@ pub(crate) struct Pending {
 pub(crate) async fn batcher(
     conns: Arc<Conns>,
     scripts: Scripts,
-    keys: Arc<Keys>,
     wait_replicas: u32,
     mut rx: mpsc::UnboundedReceiver<Pending>,
 ) {
@@ -52,15 +52,27 @@ pub(crate) async fn batcher(
             return;
         }
         let jobs = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-        let (conns, scripts, keys) = (conns.clone(), scripts.clone(), keys.clone());
+        let (conns, scripts) = (conns.clone(), scripts.clone());
         tokio::spawn(async move {
-            send(&conns, &scripts, &keys, wait_replicas, jobs).await;
+            // one pipeline per queue: each queue is its own slot (and its own WAIT)
+            let mut groups: Vec<Vec<Pending>> = Vec::new();
+            for j in jobs {
+                match groups.iter_mut().find(|g| g[0].queue.name == j.queue.name) {
+                    Some(g) => g.push(j),
+                    None => groups.push(vec![j]),
+                }
+            }
+            for g in groups {
+                let queue = g[0].queue.clone();
+                send(&conns, &scripts, &queue, wait_replicas, g).await;
+            }
             drop(permit);
         });
     }
 }
 
-async fn send(conns: &Conns, scripts: &Scripts, keys: &Keys, wait: u32, jobs: Vec<Pending>) {
+async fn send(conns: &Conns, scripts: &Scripts, queue: &Queue, wait: u32, jobs: Vec<Pending>) {
+    let keys = &queue.keys;
     let pipe = |jobs: &[Pending]| {
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
@@ -176,9 +188,10 @@ async fn send(conns: &Conns, scripts: &Scripts, keys: &Keys, wait: u32, jobs: Ve
 pub(crate) async fn submit(
     store: &RedisStore,
     tx: &mpsc::UnboundedSender<Pending>,
+    queue: Arc<Queue>,
     new: NewJob,
 ) -> Result<Submitted> {
-    let id = new_job_id();
+    let id = crate::new_id_in(&queue.name);
     let run_at = new.run_at.map(|t| t.to_string()).unwrap_or_default();
     let (input, ct) = match &new.payload {
         Some(p) => (p.bytes.clone(), p.content_type.clone()),
@@ -199,6 +212,7 @@ pub(crate) async fn submit(
     let reply = loop {
         let (reply, rx) = oneshot::channel();
         tx.send(Pending {
+            queue: queue.clone(),
             kind: new.kind.clone(),
             args: args.clone(),
             reply,
@@ -235,7 +249,7 @@ pub(crate) async fn submit(
                 job: Job {
                     id: job_id,
                     kind: new.kind,
-                    queue: "default".into(),
+                    queue: queue.name.clone(),
                     status,
                     text: if new.payload.is_some() {
                         String::new()

@@ -1,0 +1,79 @@
+//! REST for named queues (`/api/v1/queues…`): their JSON shapes and handlers, each one
+//! `JobService` call. The behaviour (names, limits, what pausing means) is the core's.
+
+use axum::extract::State;
+use axum::Json;
+use pfc_proto::jobs::v1 as pb;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::error::{ApiError, ErrorBody};
+use crate::AppState;
+
+/// One named queue: what waits in it, what runs, what it has done.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Queue {
+    /// Name, `[a-z0-9][a-z0-9._-]{0,63}`.
+    #[schema(example = "default")]
+    pub name: String,
+    /// Jobs waiting for a worker (queue depth).
+    pub queued: u64,
+    /// Jobs waiting for their run time or a retry.
+    pub scheduled: u64,
+    /// Jobs leased by workers (in flight).
+    pub processing: u64,
+    /// Jobs accepted (monotonic counter).
+    pub submitted_total: u64,
+    /// Jobs finished (monotonic counter).
+    pub done_total: u64,
+    /// Jobs failed for good (monotonic counter).
+    pub failed_total: u64,
+    /// Jobs cancelled (monotonic counter).
+    pub cancelled_total: u64,
+    /// Deliveries that failed and were retried (monotonic counter).
+    pub retried_total: u64,
+}
+
+impl From<pb::Queue> for Queue {
+    fn from(q: pb::Queue) -> Self {
+        Queue {
+            name: q.name,
+            queued: q.queued,
+            scheduled: q.scheduled,
+            processing: q.processing,
+            submitted_total: q.submitted_total,
+            done_total: q.done_total,
+            failed_total: q.failed_total,
+            cancelled_total: q.cancelled_total,
+            retried_total: q.retried_total,
+        }
+    }
+}
+
+/// Answer of `GET /api/v1/queues`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Queues {
+    /// Every queue that ever had a job, and `default`, by name.
+    pub queues: Vec<Queue>,
+}
+
+/// Every queue that ever had a job (and `default`), by name, with depth, in-flight work and
+/// counters.
+#[utoipa::path(
+    get, path = "/api/v1/queues", tag = "queues",
+    responses(
+        (status = 200, description = "The queues", body = Queues),
+        (status = 503, description = "Core unavailable", body = ErrorBody),
+    )
+)]
+pub async fn list(State(st): State<AppState>) -> Result<Json<Queues>, ApiError> {
+    let resp = st
+        .jobs
+        .clone()
+        .list_queues(st.call(pb::ListQueuesRequest {}))
+        .await?
+        .into_inner();
+    Ok(Json(Queues {
+        queues: resp.queues.into_iter().map(Queue::from).collect(),
+    }))
+}
