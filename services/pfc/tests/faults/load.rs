@@ -280,6 +280,7 @@ pub async fn list_jobs(
                     status: status as i32,
                     page_size: 200,
                     page_token,
+                    ..Default::default()
                 })
                 .await
                 .map(|r| r.into_inner())
