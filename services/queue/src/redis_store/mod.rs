@@ -229,12 +229,13 @@ impl RedisStore {
         }
         let read = async {
             let mut conn = self.conns.get().await?;
-            self.conns.check(
+            let names = self.conns.check(
                 redis::cmd("SMEMBERS")
                     .arg(QUEUES_KEY)
                     .query_async::<Vec<String>>(&mut conn)
                     .await,
-            )
+            )?;
+            Ok::<_, StoreError>(names)
         };
         match read.await {
             Ok(names) => Ok(self.registry.store(names)),

@@ -115,7 +115,7 @@ impl RedisStore {
             Some(c) => format!("({}.{c}", q.name),
             None => "+".to_owned(),
         };
-        self.conns.check(
+        Ok(self.conns.check(
             redis::pipe()
                 .cmd("ZREVRANGEBYLEX")
                 .arg(&index)
@@ -128,7 +128,7 @@ impl RedisStore {
                 .arg(&index)
                 .query_async(conn)
                 .await,
-        )
+        )?)
     }
 }
 
