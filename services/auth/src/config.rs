@@ -37,9 +37,64 @@ pub struct Config {
     /// `aud` claim put in and required of every token.
     #[arg(long, env = "PFC_AUTH_AUDIENCE", default_value = "pfc")]
     pub audience: String,
+    /// Who gets which scopes.
+    #[command(flatten)]
+    pub grants: GrantArgs,
+}
+
+/// Which scopes Login tokens carry (shared by `pfc auth` and `pfc dev`). See docs/security.md.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GrantArgs {
+    /// Scopes of every Login token, space- or comma-separated, from `jobs:read`, `jobs:write`,
+    /// `jobs:admin`, `worker`, `chat`.
+    #[arg(
+        long = "default-scopes",
+        env = "PFC_AUTH_DEFAULT_SCOPES",
+        default_value = DEFAULT_SCOPES
+    )]
+    pub default_scopes: String,
+    /// Users whose Login tokens also carry `jobs:admin`, comma-separated.
+    #[arg(
+        long = "admin-users",
+        env = "PFC_AUTH_ADMIN_USERS",
+        value_delimiter = ','
+    )]
+    pub admin_users: Vec<String>,
+}
+
+/// The scopes every Login token carries unless configured otherwise.
+pub const DEFAULT_SCOPES: &str = "chat jobs:read jobs:write";
+
+impl Default for GrantArgs {
+    fn default() -> Self {
+        Self {
+            default_scopes: DEFAULT_SCOPES.into(),
+            admin_users: Vec::new(),
+        }
+    }
+}
+
+impl GrantArgs {
+    /// The grants these flags describe; an unknown scope name is an error naming it.
+    pub fn grants(&self) -> Result<crate::Grants, String> {
+        Ok(crate::Grants {
+            default: crate::Scopes::parse(&self.default_scopes)?,
+            admins: self
+                .admin_users
+                .iter()
+                .map(|u| u.trim().to_string())
+                .filter(|u| !u.is_empty())
+                .collect(),
+        })
+    }
 }
 
 impl Config {
+    /// The grants of Login tokens (see [`GrantArgs`]).
+    pub fn grants(&self) -> Result<crate::Grants, String> {
+        self.grants.grants()
+    }
+
     /// Where the keys come from (empty: an ephemeral key).
     pub fn key_source(&self) -> crate::KeySource {
         crate::KeySource {
@@ -59,6 +114,7 @@ impl Default for Config {
             token_ttl: Duration::from_secs(3600),
             issuer: "pfc-auth".into(),
             audience: "pfc".into(),
+            grants: GrantArgs::default(),
         }
     }
 }

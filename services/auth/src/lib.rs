@@ -13,6 +13,8 @@
 //! - [`Ring`], [`KeySource`] (`keyring.rs`): key rotation — which key signs, which are
 //!   published, read from a key file and/or a key directory.
 //! - [`Issuer`], [`Verifier`], [`Claims`], [`bearer`] (`token.rs`): sign and check EdDSA JWTs.
+//! - [`Scope`], [`Scopes`], [`Grants`] (`scope.rs`): what a token allows, and which scopes
+//!   Login grants to whom (`--default-scopes`, `--admin-users`).
 //! - [`Keys`] (`remote.rs`): verification keys fetched from `GetJwks` and refreshed.
 //! - [`AuthGrpc`] (`grpc.rs`): the `pfc.auth.v1.AuthService` implementation.
 //! - [`validate_username`] (`names.rs`): naming rules shared with rooms.
@@ -25,6 +27,7 @@ mod keyring;
 mod keys;
 mod names;
 mod remote;
+mod scope;
 mod token;
 
 use std::future::Future;
@@ -35,13 +38,14 @@ use pfc_proto::auth::v1::auth_service_server::AuthServiceServer;
 use tokio::net::TcpListener;
 use tonic_health::ServingStatus;
 
-pub use config::Config;
+pub use config::{Config, GrantArgs, DEFAULT_SCOPES};
 pub use error::AuthError;
 pub use grpc::AuthGrpc;
 pub use keyring::{active_from_name, key_file_name, write_new_key, KeySource, Ring, TimedKey};
 pub use keys::{thumbprint, Jwk, JwkSet, SigningKey};
 pub use names::{validate_name, validate_username, MAX_USERNAME_LEN};
 pub use remote::{fetch, Keys, MIN_REFRESH, UNKNOWN_KEY_WAIT};
+pub use scope::{Grants, Scope, Scopes};
 pub use token::{bearer, encode, now_secs, Claims, Issuer, Verifier, LEEWAY_SECS};
 
 /// The gRPC service name, as health checks and reflection know it.
@@ -51,6 +55,11 @@ pub const SERVICE_NAME: &str = "pfc.auth.v1.AuthService";
 /// ephemeral key (with a warning: tokens then die with the process and replicas can't verify
 /// each other's tokens).
 pub fn issuer_from_config(config: &Config) -> anyhow::Result<Issuer> {
+    let grants = config.grants().map_err(anyhow::Error::msg)?;
+    Ok(unscoped_issuer(config)?.with_grants(grants))
+}
+
+fn unscoped_issuer(config: &Config) -> anyhow::Result<Issuer> {
     let source = config.key_source();
     if source.is_empty() {
         let key = SigningKey::generate();

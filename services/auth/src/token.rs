@@ -12,7 +12,7 @@ use tonic::metadata::MetadataMap;
 
 use crate::keyring::{KeySource, Ring};
 use crate::keys::{JwkSet, VerifyingKey};
-use crate::{AuthError, SigningKey};
+use crate::{AuthError, Grants, Scopes, SigningKey};
 
 /// Clock skew tolerated on `exp`, in seconds.
 pub const LEEWAY_SECS: u64 = 5;
@@ -40,6 +40,10 @@ pub struct Claims {
     pub exp: u64,
     /// Unique token id.
     pub jti: String,
+    /// Granted scopes, space-separated (`jobs:read jobs:write chat`); absent in tokens issued
+    /// before scopes existed, which then hold none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub scope: String,
 }
 
 impl Claims {
@@ -52,7 +56,13 @@ impl Claims {
             issued_at: Some(pfc_proto::timestamp_from_ms(self.iat as i64 * 1000)),
             expires_at: Some(pfc_proto::timestamp_from_ms(self.exp as i64 * 1000)),
             token_id: self.jti.clone(),
+            scopes: self.scopes().names(),
         }
+    }
+
+    /// The scopes this token grants (unknown names skipped).
+    pub fn scopes(&self) -> Scopes {
+        Scopes::from_claim(&self.scope)
     }
 }
 
@@ -103,6 +113,7 @@ pub struct Issuer {
     ttl: Duration,
     issuer: String,
     audience: String,
+    grants: Grants,
 }
 
 impl std::fmt::Debug for Issuer {
@@ -147,7 +158,19 @@ impl Issuer {
             ttl,
             issuer: issuer.into(),
             audience: audience.into(),
+            grants: Grants::default(),
         }
+    }
+
+    /// This issuer, granting `grants` to Login tokens instead of [`Grants::default`].
+    pub fn with_grants(mut self, grants: Grants) -> Self {
+        self.grants = grants;
+        self
+    }
+
+    /// What Login grants to whom.
+    pub fn grants(&self) -> &Grants {
+        &self.grants
     }
 
     fn compute(ring: &Ring, now: u64, ttl: Duration, issuer: &str, audience: &str) -> Current {
@@ -238,10 +261,23 @@ impl Issuer {
         self.issue_at(username, now, now + self.ttl.as_secs())
     }
 
-    /// Issues a token with explicit `iat`/`exp` (tests use it for expired tokens).
+    /// Issues a token with explicit `iat`/`exp` (tests use it for expired tokens), with the
+    /// scopes the grants give `username`.
     pub fn issue_at(
         &self,
         username: &str,
+        iat: u64,
+        exp: u64,
+    ) -> Result<(String, Claims), AuthError> {
+        self.issue_scoped(username, self.grants.for_user(username), iat, exp)
+    }
+
+    /// Issues a token with explicit scopes and times (tests, and in-process callers such as
+    /// `pfc dev`'s built-in worker).
+    pub fn issue_scoped(
+        &self,
+        username: &str,
+        scopes: Scopes,
         iat: u64,
         exp: u64,
     ) -> Result<(String, Claims), AuthError> {
@@ -252,6 +288,7 @@ impl Issuer {
             iat,
             exp,
             jti: ulid::Ulid::new().to_string(),
+            scope: scopes.to_string(),
         };
         let token = encode(&self.current().signing, &claims)?;
         Ok((token, claims))

@@ -44,7 +44,19 @@ pub fn embedded(
     reporter: HealthReporter,
     stop: Shutdown,
 ) -> anyhow::Result<Embedded> {
-    let issuer = Arc::new(pfc_auth::issuer_from_config(&pfc_auth::Config::default())?);
+    embedded_with(redis, limits, pfc_auth::Grants::default(), reporter, stop)
+}
+
+/// [`embedded`] with Login tokens carrying the scopes `grants` gives (`pfc dev`).
+pub fn embedded_with(
+    redis: Option<pfc_redis::Backend>,
+    limits: Limits,
+    grants: pfc_auth::Grants,
+    reporter: HealthReporter,
+    stop: Shutdown,
+) -> anyhow::Result<Embedded> {
+    let issuer =
+        Arc::new(pfc_auth::issuer_from_config(&pfc_auth::Config::default())?.with_grants(grants));
     let store: Arc<dyn ChatStore> = match redis {
         Some(backend) => Arc::new(RedisStore::on(backend, limits.history_len)),
         None => Arc::new(MemoryStore::new(limits.history_len)),

@@ -45,7 +45,7 @@ use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
 pub use config::{with_password, Config, Limits};
-pub use embedded::{embedded, Embedded};
+pub use embedded::{embedded, embedded_with, Embedded};
 pub use error::ChatError;
 pub use grpc::{validate_room, validate_text, ChatGrpc, ChatState, PresenceGrpc};
 pub use hub::Hub;

@@ -25,6 +25,6 @@ pub mod worker_service;
 
 pub use error::JobError;
 pub use hub::Hub;
-pub use server::{background, run, service, Config, LimitArgs, SERVICE_NAME};
+pub use server::{api_keys, background, guarded, run, service, Config, LimitArgs, SERVICE_NAME};
 pub use service::{Jobs, Limits};
 pub use worker_service::{WorkerServiceArgs, Workers, WORKER_SERVICE_NAME};

@@ -59,6 +59,34 @@ pub struct Config {
     /// The worker protocol (`pfc.worker.v1.WorkerService`).
     #[command(flatten)]
     pub workers: WorkerServiceArgs,
+    /// Access control (`--auth-required`, docs/security.md).
+    #[command(flatten)]
+    pub access: pfc_access::AccessArgs,
+}
+
+/// The API key store of a jobs server: the job store's Redis when there is one (every
+/// replica sees the same keys), else this process's memory.
+pub fn api_keys(store: &StoreArgs) -> anyhow::Result<Arc<pfc_access::ApiKeys>> {
+    use anyhow::Context;
+    let keys: Arc<dyn pfc_access::apikeys::KeyStore> = match store.effective_redis_url() {
+        Some(url) => Arc::new(
+            pfc_access::apikeys::RedisKeyStore::new(&url, store.redis_cluster)
+                .context("invalid redis url for the API key store")?,
+        ),
+        None => Arc::new(pfc_access::apikeys::MemoryKeyStore::new()),
+    };
+    Ok(Arc::new(pfc_access::ApiKeys::new(keys)))
+}
+
+/// `routes` behind the access guard when `auth` is given (`--auth-required`), else as is.
+pub fn guarded(
+    routes: tonic::service::Routes,
+    auth: Option<pfc_access::Authenticator>,
+) -> tonic::service::Routes {
+    match auth {
+        Some(auth) => pfc_access::guard_routes(routes, pfc_access::GuardLayer::new(auth)),
+        None => routes,
+    }
 }
 
 /// The JobService as a tonic service, with a decode limit that leaves room for the largest
@@ -165,6 +193,22 @@ pub async fn run(
     let routes =
         tonic::service::Routes::new(service(store, Registry::builtin(), config.limits.limits()))
             .add_service(workers.into_server());
+    let auth = if config.access.auth_required {
+        let keys = pfc_auth::Keys::remote(
+            config.access.auth_url.clone(),
+            config.access.keys_refresh,
+            stop.wait(),
+        );
+        tracing::info!(auth_url = %config.access.auth_url, "access control on: every JobService and WorkerService call needs a credential");
+        Some(pfc_access::Authenticator::new(
+            keys,
+            Some(api_keys(&config.store)?),
+        ))
+    } else {
+        tracing::warn!("access control off (--auth-required not set): anyone who reaches this port can submit, read and cancel jobs and run as a worker");
+        None
+    };
+    let routes = guarded(routes, auth);
     let routes = pfc_runtime::grpc::with_health_and_reflection(routes, health)?;
     pfc_runtime::grpc::serve(listener, routes, reporter, services, stop.wait()).await?;
     bg.abort();

@@ -307,6 +307,11 @@ impl WorkerService for Workers {
             ));
         }
         let peer = req.remote_addr();
+        // A worker credential limited to some kinds (set by the access guard, if on).
+        let allowed = req
+            .extensions()
+            .get::<pfc_access::Caller>()
+            .and_then(|c| c.kinds.clone());
         let inbound = req.into_inner();
         // Messages the session may have queued for the client before it stops reading its
         // reports: one per slot for assignments, acks and revocations, plus slack. A client
@@ -315,7 +320,7 @@ impl WorkerService for Workers {
         let this = self.clone();
         tokio::spawn(
             async move {
-                if let Err(status) = this.session(inbound, tx.clone()).await {
+                if let Err(status) = this.session(inbound, tx.clone(), allowed).await {
                     let _ = tx.try_send(Err(status));
                 }
             }
@@ -477,7 +482,12 @@ impl Session {
 
 impl Workers {
     /// One stream, from Hello to its end. An error is the stream's final status.
-    async fn session(&self, mut inbound: Streaming<pb::WorkRequest>, tx: Tx) -> Result<(), Status> {
+    async fn session(
+        &self,
+        mut inbound: Streaming<pb::WorkRequest>,
+        tx: Tx,
+        allowed: Option<Vec<String>>,
+    ) -> Result<(), Status> {
         let first = tokio::select! {
             m = tokio::time::timeout(HELLO_TIMEOUT, inbound.next()) => m.map_err(|_| {
                 Status::deadline_exceeded("no Hello within 10 s of opening the stream")
@@ -496,6 +506,13 @@ impl Workers {
             Some(Err(status)) => return Err(status),
             None => return Ok(()),
         };
+        if let Some(allowed) = &allowed {
+            if let Some(k) = hello.kinds.iter().find(|k| !allowed.contains(k)) {
+                return Err(Status::permission_denied(format!(
+                    "Hello.kinds: this worker key may run only {allowed:?}, not {k:?}"
+                )));
+            }
+        }
         let id = hello
             .resume
             .clone()

@@ -33,6 +33,13 @@ pub struct DevConfig {
     /// Chat limits and timings (`PFC_CHAT_*`).
     #[command(flatten)]
     pub chat: pfc_chat::Limits,
+    /// Require credentials on every jobs call, REST route and the worker protocol
+    /// (docs/security.md). Off by default in `pfc dev`.
+    #[arg(long, env = "PFC_AUTH_REQUIRED", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub auth_required: bool,
+    /// Which scopes Login tokens carry.
+    #[command(flatten)]
+    pub grants: pfc_auth::GrantArgs,
 }
 
 /// Runs everything until `shutdown` resolves, then drains every part.
@@ -76,7 +83,7 @@ pub async fn run(
         config.workers.clone(),
         stop.clone(),
     );
-    let mut routes = tonic::service::Routes::new(pfc_jobs::service(
+    let routes = tonic::service::Routes::new(pfc_jobs::service(
         store.clone(),
         Registry::builtin(),
         config.limits.limits(),
@@ -89,14 +96,40 @@ pub async fn run(
         .map(|url| pfc_redis::Backend::open(&url, config.store.redis_cluster))
         .transpose()
         .context("invalid Redis URL")?;
-    let chat = pfc_chat::embedded(
+    let grants = config
+        .grants
+        .grants()
+        .map_err(anyhow::Error::msg)
+        .context("invalid PFC_AUTH_DEFAULT_SCOPES")?;
+    let chat = pfc_chat::embedded_with(
         chat_redis,
         config.chat.clone(),
+        grants,
         reporter.clone(),
         stop.clone(),
     )
     .context("failed to set up auth and chat")?;
-    routes = chat.add_to(routes);
+    // Access control (issue 17): tokens of the embedded auth, verified in-process; the
+    // built-in worker gets a `worker` token of its own.
+    let issuer = chat.issuer.clone();
+    let (auth, worker_token) = if config.auth_required {
+        let keys = pfc_auth::Keys::fixed(issuer.verifier());
+        let auth = pfc_access::Authenticator::new(keys, Some(pfc_jobs::api_keys(&config.store)?));
+        let now = pfc_auth::now_secs();
+        let (token, _) = issuer
+            .issue_scoped(
+                "dev-worker",
+                pfc_auth::Scopes::of(&[pfc_auth::Scope::Worker]),
+                now,
+                now + 10 * 365 * 86_400,
+            )
+            .context("failed to issue the built-in worker's token")?;
+        (Some(auth), Some(token))
+    } else {
+        (None, None)
+    };
+    let routes = pfc_jobs::guarded(routes, auth);
+    let routes = chat.add_to(routes);
     let routes = pfc_runtime::grpc::with_health_and_reflection(routes, health)?;
 
     let bg = tokio::spawn(pfc_jobs::background(
@@ -114,18 +147,22 @@ pub async fn run(
     ));
     // The built-in worker speaks the worker protocol to the gRPC server above over loopback,
     // exactly as `pfc worker` (and users' workers) do in a deployment.
-    let worker = pfc_worker::builtin(
+    let mut worker = pfc_worker::builtin(
         &format!("http://{grpc_local}"),
         Registry::builtin(),
         &config.worker,
         Some("dev"),
     );
+    if let Some(token) = worker_token {
+        worker = worker.token(token);
+    }
     let worker = tokio::spawn(worker.run_until(stop.wait()));
 
     tracing::info!(
         grpc = %config.grpc_addr,
         http = %config.http_addr,
         store = backend,
+        auth_required = config.auth_required,
         "pfc dev is up: UI http://{}  gRPC {}",
         config.http_addr,
         config.grpc_addr

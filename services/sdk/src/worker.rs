@@ -76,6 +76,7 @@ pub struct Worker {
     sdk: String,
     span: Option<SpanFn>,
     connected: watch::Sender<bool>,
+    token: Option<String>,
 }
 
 impl Worker {
@@ -109,7 +110,19 @@ impl Worker {
             sdk: SDK.into(),
             span: None,
             connected: watch::channel(false).0,
+            token: std::env::var("PFC_TOKEN")
+                .ok()
+                .filter(|t| !t.trim().is_empty()),
         }
+    }
+
+    /// The credential sent as `authorization: Bearer <token>` on the worker stream: a worker
+    /// API key (scope `worker`) when the jobs core requires credentials. Defaults to the
+    /// `PFC_TOKEN` environment variable.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        let token = token.into();
+        self.token = (!token.trim().is_empty()).then(|| token.trim().to_owned());
+        self
     }
 
     /// The worker's name (`[A-Za-z0-9._-]`, at most 64): its id is the name plus a suffix
@@ -603,10 +616,14 @@ impl Runner {
         let _ = tx.try_send(pb::WorkRequest {
             message: Some(In::Hello(hello)),
         });
-        let mut inbound = match WorkerServiceClient::new(channel)
-            .work(ReceiverStream::new(rx))
-            .await
-        {
+        let mut request = tonic::Request::new(ReceiverStream::new(rx));
+        if let Some(token) = &self.cfg.token {
+            let value = format!("Bearer {token}")
+                .parse()
+                .map_err(|_| Error::Config("the token is not printable ASCII".into()))?;
+            request.metadata_mut().insert("authorization", value);
+        }
+        let mut inbound = match WorkerServiceClient::new(channel).work(request).await {
             Ok(r) => r.into_inner(),
             Err(st) => return refused(st),
         };
@@ -823,9 +840,11 @@ impl Stream {
 /// A refused Hello is a configuration error (not retried); anything else is retried.
 fn refused(st: tonic::Status) -> Result<End, Error> {
     match st.code() {
-        tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition => {
-            Err(Error::Config(st.message().to_owned()))
-        }
+        // A missing, revoked or under-scoped credential will not fix itself by reconnecting.
+        tonic::Code::InvalidArgument
+        | tonic::Code::FailedPrecondition
+        | tonic::Code::Unauthenticated
+        | tonic::Code::PermissionDenied => Err(Error::Config(st.message().to_owned())),
         tonic::Code::Unimplemented => Ok(End::Lost(
             "the server has no pfc.worker.v1.WorkerService (is this a pfc jobs core?)".into(),
         )),

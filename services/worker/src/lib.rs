@@ -58,6 +58,10 @@ pub struct Config {
     /// Worker name (the id is the name plus a suffix); default: the host name.
     #[arg(long, env = "PFC_WORKER_NAME")]
     pub name: Option<String>,
+    /// Worker credential (an API key with the `worker` scope) for a jobs core that requires
+    /// credentials (`--auth-required`); sent as `authorization: Bearer …`.
+    #[arg(long, env = "PFC_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Worker tunables.
     #[command(flatten)]
     pub worker: WorkerArgs,
@@ -127,12 +131,15 @@ pub async fn run(
         vec![],
         stop.wait(),
     ));
-    let worker = builtin(
+    let mut worker = builtin(
         &config.jobs_url,
         Registry::builtin(),
         &config.worker,
         config.name.as_deref(),
     );
+    if let Some(token) = &config.token {
+        worker = worker.token(token.clone());
+    }
     let mut connected = worker.connected();
     let health_stop = stop.clone();
     tokio::spawn(async move {

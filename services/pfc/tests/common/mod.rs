@@ -39,6 +39,7 @@ impl JobsServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let config = pfc_jobs::Config {
+            access: Default::default(),
             grpc_addr: addr,
             store,
             limits: pfc_jobs::LimitArgs {
