@@ -325,6 +325,7 @@ async fn workers_need_a_worker_key() {
         .await
         .unwrap();
     let args = pfc_worker::WorkerArgs {
+        queues: Vec::new(),
         concurrency: 1,
         shutdown_timeout: Duration::from_secs(5),
         job_timeout: Duration::from_secs(60),
