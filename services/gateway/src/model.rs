@@ -159,6 +159,8 @@ pub struct Job {
     pub kind: String,
     /// Queue the job lives in.
     pub queue: String,
+    /// Priority, -10..10: higher runs first within its queue.
+    pub priority: i32,
     /// Current status.
     pub status: Status,
     /// Input text (empty for a job submitted with a payload).
@@ -230,6 +232,7 @@ impl From<pb::Job> for Job {
             id: j.id,
             kind: j.kind,
             queue: j.queue,
+            priority: j.priority,
             status: status_json(j.status),
             text: j.text,
             payload,
@@ -429,6 +432,11 @@ pub struct SubmitJob {
     #[serde(default, deserialize_with = "integral")]
     #[schema(maximum = 25)]
     pub max_attempts: Option<u32>,
+    /// Priority, -10..10 (default 0): within a queue, higher runs first, FIFO within one
+    /// priority.
+    #[serde(default)]
+    #[schema(minimum = -10, maximum = 10)]
+    pub priority: Option<i32>,
     /// Queue, `[a-z0-9][a-z0-9._-]{0,63}`; default `default`. Idempotency keys are per queue.
     #[serde(default)]
     #[schema(pattern = "^[a-z0-9][a-z0-9._-]{0,63}$", example = "default")]

@@ -266,6 +266,7 @@ pub async fn submit(
             delay,
             max_attempts: body.max_attempts.unwrap_or(0),
             queue: body.queue.unwrap_or_default(),
+            priority: body.priority.unwrap_or(0),
         }))
         .await?
         .into_inner();

@@ -36,6 +36,7 @@ pub fn job_to_pb(j: Job) -> pb::Job {
         id: j.id,
         kind: j.kind,
         queue: j.queue,
+        priority: j.priority,
         text: j.text,
         result: j.result,
         error: j.error,

@@ -9,7 +9,9 @@ use pfc_processors::Registry;
 use pfc_proto::jobs::v1 as pb;
 use pfc_proto::jobs::v1::job_service_server::JobService;
 use pfc_proto::timestamp_to_ms;
-use pfc_queue::{now_ms, queue_or_default, JobStore, ListQuery, NewJob, Payload};
+use pfc_queue::{
+    now_ms, queue_or_default, JobStore, ListQuery, NewJob, Payload, MAX_PRIORITY, MIN_PRIORITY,
+};
 use tonic::{Request, Response, Status};
 
 use crate::convert::*;
@@ -130,6 +132,12 @@ impl Jobs {
                 r.idempotency_key.len()
             )));
         }
+        if !(MIN_PRIORITY..=MAX_PRIORITY).contains(&r.priority) {
+            return Err(JobError::InvalidArgument(format!(
+                "priority is {}; it must be {MIN_PRIORITY} to {MAX_PRIORITY} (higher runs first)",
+                r.priority
+            )));
+        }
         if r.max_attempts > MAX_ATTEMPTS_LIMIT {
             return Err(JobError::InvalidArgument(format!(
                 "max_attempts is {}; the limit is {MAX_ATTEMPTS_LIMIT}",
@@ -162,6 +170,7 @@ impl Jobs {
         }
         Ok(NewJob {
             queue: queue.to_owned(),
+            priority: r.priority,
             kind: kind.to_owned(),
             text: r.text.clone(),
             payload,

@@ -852,3 +852,37 @@ async fn workers_choose_queues() {
     assert_eq!((qs[1].done_total, qs[1].submitted_total), (1, 1));
     assert_eq!((qs[0].processing, qs[0].submitted_total), (1, 1));
 }
+
+/// Priorities over the protocol: out of range is INVALID_ARGUMENT with the range; a worker
+/// with one slot is assigned the highest priority first, FIFO within one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_slot_runs_by_priority() {
+    let server = Server::start(&[]).await;
+    let mut jobs = server.jobs().await;
+    let submit = |priority: i32, n: u32| jpb::SubmitJobRequest {
+        kind: "q".into(),
+        payload: n.to_string().into_bytes(),
+        priority,
+        ..Default::default()
+    };
+    for bad in [11, -11, i32::MAX] {
+        let st = jobs.submit_job(submit(bad, 0)).await.unwrap_err();
+        assert_eq!(st.code(), Code::InvalidArgument);
+        assert!(st.message().contains("-10 to 10"), "{}", st.message());
+    }
+    let mut ids = Vec::new();
+    for (p, n) in [(0, 1), (3, 2), (-10, 3), (3, 4), (10, 5)] {
+        let r = jobs.submit_job(submit(p, n)).await.unwrap().into_inner();
+        assert_eq!(r.job.unwrap().priority, p);
+        ids.push(r.job_id);
+    }
+    let mut w = Raw::connect(&server, hello(&["q"], 1)).await;
+    let mut order = Vec::new();
+    for _ in 0..5 {
+        let a = w.assignment().await;
+        order.push(ids.iter().position(|id| *id == a.job_id).unwrap() + 1);
+        w.succeed(&a, "0").await;
+        assert_eq!(outcome(&w.ack().await), pb::ReportOutcome::Applied);
+    }
+    assert_eq!(order, [5, 2, 4, 1, 3]);
+}

@@ -804,3 +804,61 @@ pub async fn named_queue_events(s: &dyn JobStore) {
         }
     }
 }
+
+/// Priorities: with one slot, jobs run highest priority first, FIFO within a priority; a job
+/// put back (released) runs first within its priority; kinds share one order; priorities
+/// belong to their queue.
+pub async fn priorities(s: &dyn JobStore) {
+    let at = |p: i32, text: &str| NewJob {
+        priority: p,
+        ..new_job(text)
+    };
+    for (p, t) in [(0, "a"), (5, "b"), (-3, "c"), (5, "d"), (10, "e"), (0, "f")] {
+        s.submit(at(p, t)).await.unwrap();
+    }
+    s.submit(NewJob {
+        kind: "other".into(),
+        ..at(7, "k")
+    })
+    .await
+    .unwrap();
+    let got = s
+        .get(
+            &s.list(ListQuery {
+                limit: 1,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .jobs[0]
+                .id,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.priority, 7);
+    let both = vec!["uppercase".to_string(), "other".to_string()];
+    let mut order = Vec::new();
+    for _ in 0..7 {
+        let j = s
+            .take("w", &both, 1, Duration::ZERO)
+            .await
+            .unwrap()
+            .remove(0);
+        if j.text == "b" {
+            // given back: first again among priority 5, before "d"
+            s.release("w", &[LeaseRef::of(&j)]).await.unwrap();
+            let again = s.take("w", &both, 1, Duration::ZERO).await.unwrap();
+            assert_eq!(names(&again), ["b"]);
+            order.push(again[0].text.clone());
+            continue;
+        }
+        order.push(j.text.clone());
+    }
+    assert_eq!(order, ["e", "k", "b", "d", "a", "f", "c"]);
+    assert!(s
+        .take("w", &both, 1, Duration::ZERO)
+        .await
+        .unwrap()
+        .is_empty());
+}

@@ -4,7 +4,7 @@
 //! around plain collections, a [`Notify`] to wake waiting takers, a broadcast channel for
 //! events. Data lives as long as the process.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -23,6 +23,9 @@ pub struct MemoryStore {
     events: broadcast::Sender<Feed>,
 }
 
+/// Width of one priority's band of ranks (as in `lua/prelude.lua`).
+const BAND: i64 = 1 << 48;
+
 /// An index entry: (ULID, job id), so ids of every queue sort by creation time.
 type Ord = (String, String);
 
@@ -33,8 +36,11 @@ fn ord(id: &str) -> Ord {
 #[derive(Default)]
 struct Inner {
     jobs: HashMap<String, Job>,
-    /// (queue, kind) -> ids ready to run, FIFO
-    ready: HashMap<(String, String), VecDeque<String>>,
+    /// (queue, kind) -> (rank, id) of the jobs ready to run: by priority, then FIFO (the
+    /// Redis store's scores, see [`Inner::rank`])
+    ready: HashMap<(String, String), BTreeSet<(i64, String)>>,
+    /// sequence numbers of ready jobs: submits count up, jobs put back in front count down
+    seq: (i64, i64),
     /// every queue that had a job (and the default one), with its counters
     queues: BTreeMap<String, QueueInfo>,
     /// every kind ever submitted
@@ -89,17 +95,26 @@ impl Inner {
             })
     }
 
-    /// Puts a queued job on its (queue, kind) ready list; `front` for redeliveries.
-    fn push_ready(&mut self, job: &Job, front: bool) {
-        let list = self
-            .ready
-            .entry((job.queue.clone(), job.kind.clone()))
-            .or_default();
+    /// A ready job's rank, as the Redis store scores it: its priority's band, then FIFO (jobs
+    /// put back in front first).
+    fn rank(&mut self, job: &Job, front: bool) -> i64 {
+        let base = i64::from(10 - job.priority) * BAND + BAND / 2;
         if front {
-            list.push_front(job.id.clone());
+            self.seq.1 += 1;
+            base - self.seq.1
         } else {
-            list.push_back(job.id.clone());
+            self.seq.0 += 1;
+            base + self.seq.0
         }
+    }
+
+    /// Puts a queued job in its (queue, kind) ready set; `front` for redeliveries.
+    fn push_ready(&mut self, job: &Job, front: bool) {
+        let rank = self.rank(job, front);
+        self.ready
+            .entry((job.queue.clone(), job.kind.clone()))
+            .or_default()
+            .insert((rank, job.id.clone()));
     }
 
     fn set_status(&mut self, id: &str, from: Status, to: Status) {
@@ -265,6 +280,7 @@ impl JobStore for MemoryStore {
                 id: id.clone(),
                 kind: new.kind,
                 queue: queue.clone(),
+                priority: new.priority.clamp(MIN_PRIORITY, MAX_PRIORITY),
                 status,
                 text: if new.payload.is_some() {
                     String::new()
@@ -455,48 +471,68 @@ impl JobStore for MemoryStore {
                 let mut g = self.lock();
                 let changed = g.maintain(&self.config, now);
                 let mut taken = Vec::new();
-                // (queue, kind) lists, queue by queue, round-robin from a random one (fair
-                // between queues and kinds)
+                // queue by queue from a random one, as the Redis store calls one script per
+                // queue; within a queue the highest priority first, round-robin between kinds
+                // whose next jobs share it
                 let qs: Vec<String> = if queues.is_empty() {
                     g.queues.keys().cloned().collect()
                 } else {
                     queues.to_vec()
                 };
-                let lists: Vec<(String, String)> = qs
-                    .iter()
-                    .flat_map(|q| kinds.iter().map(move |k| (q.clone(), k.clone())))
-                    .collect();
-                let start = if lists.is_empty() {
-                    0
+                let qstart = if qs.len() > 1 {
+                    rand::random_range(0..qs.len())
                 } else {
-                    rand::random_range(0..lists.len())
+                    0
                 };
-                let mut empty = 0;
-                let mut i = 0;
-                while taken.len() < max && empty < lists.len() {
-                    let list = &lists[(start + i) % lists.len()];
-                    i += 1;
-                    let Some(id) = g.ready.get_mut(list).and_then(|q| q.pop_front()) else {
-                        empty += 1;
-                        continue;
-                    };
-                    empty = 0;
-                    if g.jobs.get(&id).is_none_or(|j| j.status != Status::Queued) {
-                        continue; // cancelled while queued (lazy cancel)
+                let mut order = Vec::new();
+                for qi in 0..qs.len() {
+                    order.push(qs[(qstart + qi) % qs.len()].clone());
+                }
+                let mut rr = if kinds.len() > 1 {
+                    rand::random_range(0..kinds.len())
+                } else {
+                    0
+                };
+                for q in order {
+                    while taken.len() < max {
+                        let band = |g: &Inner, k: &String| {
+                            g.ready
+                                .get(&(q.clone(), k.clone()))
+                                .and_then(|s| s.first())
+                                .map(|(r, _)| r.div_euclid(BAND))
+                        };
+                        let Some(best) = kinds.iter().filter_map(|k| band(&g, k)).min() else {
+                            break;
+                        };
+                        let Some(pick) = (0..kinds.len())
+                            .map(|k| (rr + k) % kinds.len())
+                            .find(|&i| band(&g, &kinds[i]) == Some(best))
+                        else {
+                            break;
+                        };
+                        rr = pick + 1;
+                        let list = (q.clone(), kinds[pick].clone());
+                        let Some((_, id)) = g.ready.get_mut(&list).and_then(|s| s.pop_first())
+                        else {
+                            break;
+                        };
+                        if g.jobs.get(&id).is_none_or(|j| j.status != Status::Queued) {
+                            continue; // cancelled while queued (lazy cancel)
+                        }
+                        let lease_until = now + self.config.lease.as_millis() as i64;
+                        let Some(job) = g.transition(&id, Status::Processing, now) else {
+                            continue;
+                        };
+                        job.attempts += 1;
+                        job.delivery += 1;
+                        job.started_at = Some(now);
+                        job.progress = None;
+                        job.worker_id = Some(worker.to_owned());
+                        let job = job.clone();
+                        g.leases.insert((lease_until, id.clone()));
+                        g.lease_of.insert(id, lease_until);
+                        taken.push(job);
                     }
-                    let lease_until = now + self.config.lease.as_millis() as i64;
-                    let Some(job) = g.transition(&id, Status::Processing, now) else {
-                        continue;
-                    };
-                    job.attempts += 1;
-                    job.delivery += 1;
-                    job.started_at = Some(now);
-                    job.progress = None;
-                    job.worker_id = Some(worker.to_owned());
-                    let job = job.clone();
-                    g.leases.insert((lease_until, id.clone()));
-                    g.lease_of.insert(id, lease_until);
-                    taken.push(job);
                 }
                 let next_due = g
                     .scheduled

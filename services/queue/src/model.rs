@@ -71,6 +71,12 @@ impl FromStr for Status {
     }
 }
 
+/// Lowest job priority. Priorities order the jobs of one queue (higher first, FIFO within a
+/// priority); a small range keeps the Redis scores exact (`lua/prelude.lua`, `rank`).
+pub const MIN_PRIORITY: i32 = -10;
+/// Highest job priority.
+pub const MAX_PRIORITY: i32 = 10;
+
 /// Content type of JSON payloads and results.
 pub const JSON: &str = "application/json";
 
@@ -103,6 +109,8 @@ pub struct Job {
     pub kind: String,
     /// Queue name.
     pub queue: String,
+    /// Priority, [`MIN_PRIORITY`]..=[`MAX_PRIORITY`]: higher runs first within its queue.
+    pub priority: i32,
     /// Current status.
     pub status: Status,
     /// Input, for text jobs (empty when the job has a [`Job::payload`]).
@@ -151,6 +159,8 @@ pub struct NewJob {
     pub queue: String,
     /// Processor name.
     pub kind: String,
+    /// Priority, [`MIN_PRIORITY`]..=[`MAX_PRIORITY`] (validated; 0 by default).
+    pub priority: i32,
     /// Input, for text jobs.
     pub text: String,
     /// Input other than plain text; when set, `text` is ignored.

@@ -67,6 +67,7 @@ async fn contract_passes_on_a_cluster() {
         kinds_route_jobs => |s| contract::kinds_route_jobs(&*s);
         payloads_and_progress => |s| contract::payloads_and_progress(&*s);
         named_queues => |s| contract::named_queues(&*s);
+        priorities => |s| contract::priorities(&*s);
     }
 }
 

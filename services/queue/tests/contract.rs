@@ -76,4 +76,5 @@ contract_tests! {
     payloads_and_progress => |s| contract::payloads_and_progress(&*s);
     named_queues => |s| contract::named_queues(&*s);
     named_queue_events => |s| contract::named_queue_events(&*s);
+    priorities => |s| contract::priorities(&*s);
 }

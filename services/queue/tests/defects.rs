@@ -606,10 +606,12 @@ fn scripts_declare_every_key() {
                     arg.starts_with("channel")
                 } else {
                     // READY/WAKE map declared kinds to their declared lists (KEYS[20...]);
-                    // `list` is a local taken from READY
-                    ["K.", "INDEX[", "KEYS[", "READY[", "WAKE[", "list,", "list)"]
-                        .iter()
-                        .any(|p| arg.starts_with(p))
+                    // `list` and `lists[...]` (take's heads) are locals taken from READY
+                    [
+                        "K.", "INDEX[", "KEYS[", "READY[", "WAKE[", "list,", "list)", "lists[",
+                    ]
+                    .iter()
+                    .any(|p| arg.starts_with(p))
                 };
                 assert!(
                     ok,

@@ -131,21 +131,30 @@ local function tick(gap_ms, lease_ms)
   return now
 end
 
--- True when `j` is the delivery `d` held by `worker` (the fence for complete, heartbeat and
--- release: owner and delivery number, never reused).
--- Puts a queued job on its kind's ready list (`front`: redelivered or released jobs go
--- first). False (and `missing` set) when the kind's list was not declared by this call.
+-- A ready set's score: the priority band (higher priority = lower band, popped first), then
+-- a sequence within it: submits count up from the band's middle, jobs put back in front
+-- (redelivered, released) count down from it. Bands are 2^48 wide and priorities -10..10, so
+-- every score stays an exact integer in a double (< 2^53).
+local BAND = 281474976710656
+local HALF = 140737488355328
+local function rank(j, front)
+  local base = (10 - tonumber(j.pr or 0)) * BAND + HALF
+  if front then
+    return base - redis.call('HINCRBY', K.stats, 'seq_front', 1)
+  end
+  return base + redis.call('HINCRBY', K.stats, 'seq', 1)
+end
+
+-- Puts a queued job in its kind's ready set (`front`: redelivered or released jobs go first
+-- within their priority). False (and `missing` set) when the kind's set was not declared by
+-- this call.
 local function ready(j, front)
   local list = READY[j.kind]
   if not list then
     missing = 1
     return false
   end
-  if front then
-    redis.call('LPUSH', list, j.id)
-  else
-    redis.call('RPUSH', list, j.id)
-  end
+  redis.call('ZADD', list, string.format('%.0f', rank(j, front)), j.id)
   -- wake an idle worker of this kind; past 64 tokens every such worker is already woken
   if redis.call('LLEN', WAKE[j.kind]) < 64 then
     redis.call('LPUSH', WAKE[j.kind], '1')
@@ -153,6 +162,8 @@ local function ready(j, front)
   return true
 end
 
+-- True when `j` is the delivery `d` held by `worker` (the fence for complete, heartbeat and
+-- release: owner and delivery number, never reused).
 local function holds(j, worker, d)
   return j ~= nil and j.status == 'processing' and j.worker == worker and tonumber(j.d) == tonumber(d)
 end

@@ -1,9 +1,11 @@
 -- ARGV: channel, kinds ([kind]), id, kind, input, max_attempts, run_at ms ('' = now),
---       idempotency key ('' = none), traceparent ('' = none), content type ('' = text)
+--       idempotency key ('' = none), traceparent ('' = none), content type ('' = text),
+--       priority (-10..10)
 -- Returns {1, id, now, status} for a new job, {0, existing id} when the idempotency key
 -- matched, {2, id} when this very job id exists already (a retried submit: idempotent per id).
 local id, kind, input, max = ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
 local run_at, idem, tp, ct = tonumber(ARGV[7]), ARGV[8], ARGV[9], ARGV[10]
+local pr = tonumber(ARGV[11]) or 0
 if redis.call('HEXISTS', K.jobs, id) == 1 then
   return {2, id}
 end
@@ -22,6 +24,9 @@ if run_at and run_at > now then
 end
 if tp ~= '' then
   j.tp = tp
+end
+if pr ~= 0 then
+  j.pr = pr
 end
 if ct and ct ~= '' then
   j.ct = ct

@@ -68,25 +68,47 @@ end
 
 local receipt = {}
 local deadline = now + lease
--- round-robin over the worker's kinds, starting at a random one (fair between kinds)
-local lists = {}
+-- the highest priority first (the lowest band among the heads of the worker's kinds); between
+-- kinds whose heads share that band, round-robin from a random one (fair between kinds)
+local lists, heads = {}, {}
+local function head(i)
+  local h = redis.call('ZRANGE', lists[i], 0, 0, 'WITHSCORES')
+  if h[1] then
+    return {h[1], math.floor(tonumber(h[2]) / BAND)}
+  end
+  return nil
+end
 for i = 1, own do
   lists[#lists + 1] = READY[KINDS[i]]
+  heads[#lists] = head(#lists)
 end
-local start = 0
+local rr = 0
 if #lists > 1 then
-  start = tonumber(string.sub(tostring(now), -3)) % #lists
+  rr = tonumber(string.sub(tostring(now), -3)) % #lists
 end
-local empty = 0
-local i = 0
-while #receipt < max and empty < #lists do
-  local list = lists[((start + i) % #lists) + 1]
-  i = i + 1
-  local id = redis.call('LPOP', list)
-  if not id then
-    empty = empty + 1
-  else
-    empty = 0
+while #receipt < max do
+  local best = nil
+  for i = 1, #lists do
+    if heads[i] and (not best or heads[i][2] < best) then
+      best = heads[i][2]
+    end
+  end
+  if not best then
+    break
+  end
+  local pick
+  for k = 0, #lists - 1 do
+    local i = ((rr + k) % #lists) + 1
+    if heads[i] and heads[i][2] == best then
+      pick = i
+      break
+    end
+  end
+  rr = pick
+  local id = heads[pick][1]
+  redis.call('ZREM', lists[pick], id)
+  heads[pick] = head(pick)
+  do
     local j = load(id)
     if j and j.status == 'queued' then
       move(j, 'processing', now)

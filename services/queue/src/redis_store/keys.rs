@@ -79,9 +79,10 @@ impl Keys {
         format!("{}-", self.prefix)
     }
 
-    /// The ready list of a kind (jobs queued for it, FIFO).
+    /// The ready set of a kind: jobs queued for it, a sorted set ordered by priority, then
+    /// FIFO (`pending:` — the `ready:` lists of earlier versions were plain lists).
     pub(crate) fn ready(&self, kind: &str) -> String {
-        format!("{}ready:{kind}", self.prefix)
+        format!("{}pending:{kind}", self.prefix)
     }
 
     /// The wake list of a kind (tokens for its idle workers).

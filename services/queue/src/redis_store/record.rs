@@ -31,6 +31,8 @@ struct Record {
     /// result content type (absent: plain text)
     rt: Option<String>,
     progress: Option<f64>,
+    /// priority, when not 0
+    pr: Option<f64>,
 }
 
 /// A worker's heartbeat info, as kept in the `winfo` hash.
@@ -98,6 +100,7 @@ pub(crate) fn job_from_record(
         result,
         result_payload,
         progress: r.progress.map(|p| p as u32),
+        priority: r.pr.map_or(0, |p| p as i32),
         error: r.error,
         attempts: r.attempts as u32,
         max_attempts: r.max as u32,

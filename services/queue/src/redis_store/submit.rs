@@ -206,6 +206,10 @@ pub(crate) async fn submit(
         new.idempotency_key.clone().unwrap_or_default().into_bytes(),
         new.traceparent.clone().unwrap_or_default().into_bytes(),
         ct.into_bytes(),
+        new.priority
+            .clamp(MIN_PRIORITY, MAX_PRIORITY)
+            .to_string()
+            .into_bytes(),
     ];
     let give_up = tokio::time::Instant::now() + RETRY_FOR;
     let mut backoff = Duration::from_millis(50);
@@ -250,6 +254,7 @@ pub(crate) async fn submit(
                     id: job_id,
                     kind: new.kind,
                     queue: queue.name.clone(),
+                    priority: new.priority.clamp(MIN_PRIORITY, MAX_PRIORITY),
                     status,
                     text: if new.payload.is_some() {
                         String::new()
