@@ -2,7 +2,7 @@
 //! source of truth for every service, the REST gateway and the web UI.
 //!
 //! # Layout
-//! - `pfc/jobs/v1/jobs.proto` → [`jobs::v1`]: `JobService`.
+//! - `pfc/jobs/v1/jobs.proto` → [`jobs::v1`]: `JobService`; `schedules.proto`: `ScheduleService`.
 //! - `pfc/auth/v1/auth.proto` → [`auth::v1`]: `AuthService`.
 //! - `pfc/chat/v1/chat.proto` → [`chat::v1`]: `ChatService`, `PresenceService`.
 //! - `pfc/worker/v1/worker.proto` → [`worker::v1`]: `WorkerService` (the worker protocol).

@@ -10,6 +10,7 @@
 //! - `hub`: the watch [`Hub`]: one event reader per process, routing each transition only to
 //!   the `WatchJob`/`WatchJobs` streams that want it.
 //! - `worker_service`: `pfc.worker.v1.WorkerService` ([`Workers`]), the worker protocol.
+//! - `schedule_service`: `pfc.jobs.v1.ScheduleService` ([`Schedules`]) and the scheduler duty.
 //! - `server`: [`Config`], [`run`] (the `pfc jobs` role), [`background`] duties.
 //! - `validate`: the stateless rules of a submit (kind names, content types).
 //! - `convert`: store model ↔ protobuf.
@@ -18,6 +19,7 @@
 pub mod convert;
 pub mod error;
 pub mod hub;
+pub mod schedule_service;
 pub mod server;
 pub mod service;
 pub mod validate;
@@ -25,6 +27,7 @@ pub mod worker_service;
 
 pub use error::JobError;
 pub use hub::Hub;
+pub use schedule_service::{ScheduleArgs, Schedules, SCHEDULE_SERVICE_NAME};
 pub use server::{api_keys, background, guarded, run, service, Config, LimitArgs, SERVICE_NAME};
 pub use service::{Jobs, Limits};
 pub use worker_service::{WorkerServiceArgs, Workers, WORKER_SERVICE_NAME};

@@ -62,6 +62,9 @@ pub struct Config {
     /// Access control (`--auth-required`, docs/security.md).
     #[command(flatten)]
     pub access: pfc_access::AccessArgs,
+    /// Schedules (`pfc.jobs.v1.ScheduleService`, the scheduler).
+    #[command(flatten)]
+    pub schedules: crate::ScheduleArgs,
 }
 
 /// The API key store of a jobs server: the job store's Redis when there is one (every
@@ -96,8 +99,14 @@ pub fn service(
     registry: Registry,
     limits: Limits,
 ) -> JobServiceServer<Jobs> {
-    let max = decode_limit(&limits);
-    JobServiceServer::new(Jobs::new(store, registry, limits)).max_decoding_message_size(max)
+    job_server(Jobs::new(store, registry, limits))
+}
+
+/// A JobService over an existing [`Jobs`] (shared with the ScheduleService), with the decode
+/// limit of [`service`].
+pub fn job_server(jobs: Jobs) -> JobServiceServer<Jobs> {
+    let max = decode_limit(jobs.limits());
+    JobServiceServer::new(jobs).max_decoding_message_size(max)
 }
 
 /// The JobService's request decode limit: 4 MiB, or the largest accepted text or payload plus
@@ -170,7 +179,11 @@ pub async fn run(
     reporter
         .set_service_status("", ServingStatus::NotServing)
         .await;
-    let services = vec![SERVICE_NAME.to_owned(), WORKER_SERVICE_NAME.to_owned()];
+    let services = vec![
+        SERVICE_NAME.to_owned(),
+        WORKER_SERVICE_NAME.to_owned(),
+        crate::SCHEDULE_SERVICE_NAME.to_owned(),
+    ];
     for s in &services {
         reporter
             .set_service_status(s, ServingStatus::NotServing)
@@ -190,9 +203,18 @@ pub async fn run(
         config.workers.clone(),
         stop.clone(),
     );
-    let routes =
-        tonic::service::Routes::new(service(store, Registry::builtin(), config.limits.limits()))
-            .add_service(workers.into_server());
+    let jobs = Jobs::new(store.clone(), Registry::builtin(), config.limits.limits());
+    let limit = decode_limit(jobs.limits());
+    let (schedules, scheduler) = crate::schedule_service::start(
+        &config.store,
+        &config.schedules,
+        store,
+        jobs.clone(),
+        stop.wait(),
+    )?;
+    let routes = tonic::service::Routes::new(job_server(jobs))
+        .add_service(workers.into_server())
+        .add_service(schedules.into_server(limit));
     let auth = if config.access.auth_required {
         let keys = pfc_auth::Keys::remote(
             config.access.auth_url.clone(),
@@ -212,5 +234,6 @@ pub async fn run(
     let routes = pfc_runtime::grpc::with_health_and_reflection(routes, health)?;
     pfc_runtime::grpc::serve(listener, routes, reporter, services, stop.wait()).await?;
     bg.abort();
+    scheduler.abort();
     Ok(())
 }

@@ -77,9 +77,20 @@ impl Jobs {
         }
     }
 
+    /// The request limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
     /// The watch hub serving this service's `WatchJob` and `WatchJobs` streams.
     pub fn hub(&self) -> &Hub {
         &self.hub
+    }
+
+    /// The job a `SubmitJob` request describes, checked by the same rules and limits (the
+    /// scheduler builds each tick's job with it, so a schedule's job is a submit like any).
+    pub fn check_submit(&self, r: &pb::SubmitJobRequest) -> Result<NewJob, JobError> {
+        self.validate_submit(r)
     }
 
     /// A submit checked against the rules and limits, as the job to store. A job has text

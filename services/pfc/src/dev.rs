@@ -27,6 +27,9 @@ pub struct DevConfig {
     /// The worker protocol (`pfc.worker.v1.WorkerService`).
     #[command(flatten)]
     pub workers: pfc_jobs::WorkerServiceArgs,
+    /// Schedules (`pfc.jobs.v1.ScheduleService`, the scheduler).
+    #[command(flatten)]
+    pub schedules: pfc_jobs::ScheduleArgs,
     /// In-process worker.
     #[command(flatten)]
     pub worker: pfc_worker::WorkerArgs,
@@ -76,6 +79,7 @@ pub async fn run(
     let services = vec![
         pfc_jobs::SERVICE_NAME.to_owned(),
         pfc_jobs::WORKER_SERVICE_NAME.to_owned(),
+        pfc_jobs::SCHEDULE_SERVICE_NAME.to_owned(),
     ];
     let workers = pfc_jobs::Workers::new(
         store.clone(),
@@ -83,12 +87,18 @@ pub async fn run(
         config.workers.clone(),
         stop.clone(),
     );
-    let routes = tonic::service::Routes::new(pfc_jobs::service(
+    let jobs = pfc_jobs::Jobs::new(store.clone(), Registry::builtin(), config.limits.limits());
+    let limit = pfc_jobs::server::decode_limit(jobs.limits());
+    let (schedules, scheduler) = pfc_jobs::schedule_service::start(
+        &config.store,
+        &config.schedules,
         store.clone(),
-        Registry::builtin(),
-        config.limits.limits(),
-    ))
-    .add_service(workers.into_server());
+        jobs.clone(),
+        stop.wait(),
+    )?;
+    let mut routes = tonic::service::Routes::new(pfc_jobs::server::job_server(jobs))
+        .add_service(workers.into_server())
+        .add_service(schedules.into_server(limit));
     // auth + chat (issue 5): ephemeral signing key, chat store in memory or on --redis-url.
     let chat_redis = config
         .store
@@ -178,5 +188,6 @@ pub async fn run(
     }
     grpc.await.context("gRPC server task")??;
     bg.abort();
+    scheduler.abort();
     Ok(())
 }

@@ -145,8 +145,8 @@ pub async fn compare_and_set(store: Arc<dyn ScheduleStore>) {
 /// a scheduler that crashed after submitting (next not advanced) leads to no second job.
 pub async fn one_job_per_tick(store: Arc<dyn ScheduleStore>, jobs: Arc<dyn JobStore>) {
     let now = store.now().await.unwrap();
-    let s = sample("twice", 60_000, now - 120_000);
-    let tick = now - 1_000;
+    let s = sample("twice", 60_000, now - 61_000);
+    let tick = now - 1_000; // on the schedule's grid, 1 s late (a failover, not a miss)
     store.create(&s, Some(tick)).await.unwrap();
     // a scheduler submitted this tick and died before advancing
     let mut job = (build())(&s).unwrap();
@@ -225,13 +225,40 @@ pub async fn paused_fires_nothing(store: Arc<dyn ScheduleStore>, jobs: Arc<dyn J
 pub async fn bad_template_is_recorded(store: Arc<dyn ScheduleStore>, jobs: Arc<dyn JobStore>) {
     let now = store.now().await.unwrap();
     let s = sample("broken", 1_000, now - 10_000);
-    store.create(&s, Some(now - 1)).await.unwrap();
+    let tick = now - 1_000;
+    store.create(&s, Some(tick)).await.unwrap();
     let refuse: BuildJob = Arc::new(|_| Err("text: too long".to_owned()));
     Scheduler::new(store.clone(), jobs.clone(), refuse)
         .round()
         .await
         .unwrap();
     let st = store.get("broken").await.unwrap().unwrap();
-    assert_eq!(st.last.unwrap().error.as_deref(), Some("text: too long"));
-    assert!(st.next_ms.unwrap() > now);
+    let last = st.last.unwrap();
+    assert_eq!(last.tick_ms, tick);
+    assert_eq!(last.error.as_deref(), Some("text: too long"));
+    assert!(st.next_ms.unwrap() > tick, "the schedule moved on");
+}
+
+/// Ticks delayed by a failover (seen less than [`crate::SKIP_GRACE_MS`] late) each fire once,
+/// in order: a leader change costs no tick.
+pub async fn delayed_ticks_each_fire(store: Arc<dyn ScheduleStore>, jobs: Arc<dyn JobStore>) {
+    let now = store.now().await.unwrap();
+    let s = sample("delayed", 1_000, now - 10_000);
+    let first = now - 3_000;
+    store.create(&s, Some(first)).await.unwrap();
+    let sch = Scheduler::new(store.clone(), jobs.clone(), build());
+    for _ in 0..6 {
+        sch.round().await.unwrap();
+    }
+    let mut keys: Vec<String> = jobs_of(&*jobs, "delayed")
+        .await
+        .into_iter()
+        .filter_map(|j| j.idempotency_key)
+        .collect();
+    keys.sort();
+    let want: Vec<String> = (0..keys.len() as i64)
+        .map(|k| idempotency_key("delayed", first + k * 1_000))
+        .collect();
+    assert!(keys.len() >= 3, "the three delayed ticks fired: {keys:?}");
+    assert_eq!(keys, want, "consecutive ticks, none twice, none skipped");
 }

@@ -20,8 +20,10 @@ pub const TERM: Duration = Duration::from_secs(2);
 /// A scheduler fires only this soon after winning its election (its monotonic clock), so a
 /// process stalled mid-round stops instead of firing on an old view.
 pub const FIRE_WINDOW: Duration = Duration::from_secs(1);
-/// With [`CatchUp::Skip`], a tick seen more than this late is skipped (longer than a failover:
-/// a term and a round).
+/// A tick seen more than this late was **missed** (an outage), not just delayed by a leader
+/// failover (at most a term and a round): a delayed tick fires and the schedule continues with
+/// the tick after it; a missed one fires once ([`CatchUp::FireOnce`]) or not at all
+/// ([`CatchUp::Skip`]) and the schedule continues with the first tick after now.
 pub const SKIP_GRACE_MS: i64 = 5_000;
 
 /// Builds the job a schedule submits from its template (the jobs core's own submit
@@ -41,7 +43,7 @@ pub struct Scheduler {
 pub struct Round {
     /// False when another process leads.
     pub led: bool,
-    /// Ticks submitted (a repeated tick that found its job counts too).
+    /// Ticks submitted and advanced past by this scheduler.
     pub fired: usize,
     /// Ticks skipped by [`CatchUp::Skip`].
     pub skipped: usize,
@@ -111,8 +113,15 @@ impl Scheduler {
         round: &mut Round,
     ) -> Result<()> {
         let s = &st.schedule;
-        let next = s.spec.next_after(now.max(tick));
-        if s.catch_up == CatchUp::Skip && now - tick > SKIP_GRACE_MS {
+        let missed = now - tick > SKIP_GRACE_MS;
+        // a delayed tick is followed by its successor (fired next round if due too); after
+        // a miss the schedule jumps past now, so an outage costs at most one job
+        let next = if missed {
+            s.spec.next_after(now)
+        } else {
+            s.spec.next_after(tick)
+        };
+        if missed && s.catch_up == CatchUp::Skip {
             if self.store.advance(&s.name, tick, next, None).await? {
                 tracing::info!(schedule = %s.name, tick, late_ms = now - tick, "missed tick skipped");
                 round.skipped += 1;
@@ -146,8 +155,9 @@ impl Scheduler {
         if let Some(e) = &last.error {
             tracing::warn!(schedule = %s.name, tick, error = %e, "schedule tick not submitted");
         }
-        self.store.advance(&s.name, tick, next, Some(&last)).await?;
-        round.fired += 1;
+        if self.store.advance(&s.name, tick, next, Some(&last)).await? {
+            round.fired += 1;
+        }
         Ok(())
     }
 }

@@ -71,6 +71,7 @@ both! {
     compare_and_set => |s, j| contract::compare_and_set(s);
     one_job_per_tick => |s, j| contract::one_job_per_tick(s, j);
     catch_up => |s, j| contract::catch_up(s, j);
+    delayed_ticks_each_fire => |s, j| contract::delayed_ticks_each_fire(s, j);
     paused_fires_nothing => |s, j| contract::paused_fires_nothing(s, j);
     bad_template_is_recorded => |s, j| contract::bad_template_is_recorded(s, j);
 }

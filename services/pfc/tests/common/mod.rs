@@ -48,6 +48,7 @@ impl JobsServer {
                 max_attempts: 3,
             },
             workers: Default::default(),
+            schedules: Default::default(),
         };
         let stop = pfc_runtime::Shutdown::new();
         let task = tokio::spawn(pfc_jobs::run(listener, config, stop.wait()));
