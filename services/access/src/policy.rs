@@ -40,10 +40,22 @@ pub const METHODS: &[(&str, Scope)] = &[
     // Schedules (issue 16): reading needs jobs:read; a schedule submits jobs on its own for
     // as long as it exists, so creating, pausing and deleting one is jobs:admin.
     ("/pfc.jobs.v1.ScheduleService/GetSchedule", Scope::JobsRead),
-    ("/pfc.jobs.v1.ScheduleService/ListSchedules", Scope::JobsRead),
-    ("/pfc.jobs.v1.ScheduleService/CreateSchedule", Scope::JobsAdmin),
-    ("/pfc.jobs.v1.ScheduleService/UpdateSchedule", Scope::JobsAdmin),
-    ("/pfc.jobs.v1.ScheduleService/DeleteSchedule", Scope::JobsAdmin),
+    (
+        "/pfc.jobs.v1.ScheduleService/ListSchedules",
+        Scope::JobsRead,
+    ),
+    (
+        "/pfc.jobs.v1.ScheduleService/CreateSchedule",
+        Scope::JobsAdmin,
+    ),
+    (
+        "/pfc.jobs.v1.ScheduleService/UpdateSchedule",
+        Scope::JobsAdmin,
+    ),
+    (
+        "/pfc.jobs.v1.ScheduleService/DeleteSchedule",
+        Scope::JobsAdmin,
+    ),
     // The worker protocol.
     ("/pfc.worker.v1.WorkerService/Work", Scope::Worker),
 ];

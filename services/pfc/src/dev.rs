@@ -96,7 +96,7 @@ pub async fn run(
         jobs.clone(),
         stop.wait(),
     )?;
-    let mut routes = tonic::service::Routes::new(pfc_jobs::server::job_server(jobs))
+    let routes = tonic::service::Routes::new(pfc_jobs::server::job_server(jobs))
         .add_service(workers.into_server())
         .add_service(schedules.into_server(limit));
     // auth + chat (issue 5): ephemeral signing key, chat store in memory or on --redis-url.
