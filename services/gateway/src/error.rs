@@ -139,19 +139,27 @@ impl From<tonic::Status> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The JSON body of this error (also one item's error in a batch answer). 5xx are logged
+    /// here, and their body says only what kind of fault it was.
+    pub fn body(&self) -> ErrorBody {
         let (status, code) = self.status_and_code();
         if status.is_server_error() {
             tracing::warn!(error = ?self, %status, "request failed");
         }
-        let body = ErrorBody {
+        ErrorBody {
             error: ErrorDetail {
                 code: code.to_string(),
                 message: self.to_string(),
             },
-        };
-        (status, Json(body)).into_response()
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = self.body();
+        (self.status_and_code().0, Json(body)).into_response()
     }
 }
 

@@ -242,6 +242,7 @@ pub fn app(state: AppState) -> Router {
         .route("/jobs", post(rest::origin_submit))
         .route("/jobs/{job_id}", get(rest::origin_get))
         .route("/api/v1/jobs", post(rest::submit).get(rest::list))
+        .route("/api/v1/jobs:batch", post(rest::submit_batch))
         .route("/api/v1/jobs/{job_id}", get(rest::get))
         .route("/api/v1/jobs/{job_id}/cancel", post(rest::cancel))
         .route("/api/v1/jobs/{job_id}/events", get(sse::job_events))

@@ -6,6 +6,7 @@
 //! byte, never re-encoded, so key order and number precision survive), other bytes as base64
 //! beside their content type.
 
+use crate::error::ErrorBody;
 use base64::Engine as _;
 use pfc_proto::jobs::v1 as pb;
 use serde::{Deserialize, Serialize};
@@ -482,6 +483,34 @@ pub struct Submitted {
     pub created: bool,
     /// The job as stored.
     pub job: Option<Job>,
+}
+
+/// A batch of submits (`POST /api/v1/jobs:batch`).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitJobs {
+    /// The jobs, 1 to 1,000, each as the body of `POST /api/v1/jobs` (the `Idempotency-Key`
+    /// header does not apply: give each job its own `idempotency_key`).
+    #[schema(min_items = 1, max_items = 1000)]
+    pub jobs: Vec<SubmitJob>,
+}
+
+/// One result per job of a batch, in request order.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SubmittedBatch {
+    /// The results.
+    pub results: Vec<BatchResult>,
+}
+
+/// How one job of a batch went: submitted, or refused with the error `POST /api/v1/jobs`
+/// would have answered for it alone.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum BatchResult {
+    /// Accepted (or matched by its idempotency key).
+    Submitted(Box<Submitted>),
+    /// Refused.
+    Error(ErrorBody),
 }
 
 /// One page of jobs, newest first.

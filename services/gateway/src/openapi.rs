@@ -18,7 +18,7 @@ use crate::{error, model, rest, sse};
     ),
     paths(
         rest::origin_submit, rest::origin_get,
-        rest::submit, rest::list, rest::get, rest::cancel, rest::stats, rest::kinds,
+        rest::submit, rest::submit_batch, rest::list, rest::get, rest::cancel, rest::stats, rest::kinds,
         crate::queues::list,
         sse::job_events, sse::all_events,
         crate::healthz, crate::readyz, crate::readyz_local, crate::metrics::metrics,
@@ -26,7 +26,8 @@ use crate::{error, model, rest, sse};
     components(schemas(
         error::ErrorBody, error::ErrorDetail, model::Status, model::Job, model::JobEvent,
         model::OriginSubmit, model::OriginSubmitted, model::OriginJob, model::SubmitJob,
-        model::Submitted, model::JobPage, model::Stats, model::Worker, model::Kind, model::Kinds,
+        model::Submitted, model::SubmitJobs, model::SubmittedBatch, model::BatchResult,
+        model::JobPage, model::Stats, model::Worker, model::Kind, model::Kinds,
         model::Health, crate::queues::Queue, crate::queues::Queues,
     )),
     tags(

@@ -15,8 +15,8 @@ use serde::Deserialize;
 
 use crate::error::{ApiError, ErrorBody};
 use crate::model::{
-    is_json, Job, JobPage, Kind, Kinds, OriginJob, OriginSubmit, OriginSubmitted, Stats, Status,
-    SubmitJob, Submitted,
+    is_json, BatchResult, Job, JobPage, Kind, Kinds, OriginJob, OriginSubmit, OriginSubmitted,
+    Stats, Status, SubmitJob, SubmitJobs, Submitted, SubmittedBatch,
 };
 use crate::AppState;
 
@@ -231,6 +231,31 @@ pub async fn submit(
         ),
         None => None,
     };
+    let req = submit_request(body, header_key)?;
+    let resp = st.jobs.clone().submit_job(st.call(req)).await?.into_inner();
+    let status = if resp.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let location = format!("/api/v1/jobs/{}", resp.job_id);
+    Ok((
+        status,
+        [(header::LOCATION, location)],
+        Json(Submitted {
+            job_id: resp.job_id,
+            created: resp.created,
+            job: resp.job.map(Job::from),
+        }),
+    ))
+}
+
+/// The core's request for one REST submit body (`header_key`: the `Idempotency-Key` header,
+/// used when the body has no key). Shared by the single and the batch submit.
+fn submit_request(
+    body: SubmitJob,
+    header_key: Option<String>,
+) -> Result<pb::SubmitJobRequest, ApiError> {
     let run_at = match body.run_at.as_deref() {
         Some(s) => {
             let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
@@ -253,38 +278,97 @@ pub async fn submit(
             nanos: d.subsec_nanos() as i32,
         }
     });
-    let resp = st
+    Ok(pb::SubmitJobRequest {
+        text: body.text.unwrap_or_default(),
+        payload,
+        content_type,
+        kind: body.kind.unwrap_or_default(),
+        idempotency_key: body.idempotency_key.or(header_key).unwrap_or_default(),
+        run_at,
+        delay,
+        max_attempts: body.max_attempts.unwrap_or(0),
+        queue: body.queue.unwrap_or_default(),
+        priority: body.priority.unwrap_or(0),
+    })
+}
+
+/// Most jobs in one batch: the core's `SubmitJobs` limit (`pfc_jobs::service::MAX_BATCH`),
+/// checked here too because a batch the gateway refuses entirely never reaches the core.
+const MAX_BATCH: usize = 1000;
+
+/// Submit many jobs at once (up to 1,000): one result per job, in order — the job as
+/// `POST /api/v1/jobs` answers it, or the error that refused it. A bad job never refuses the
+/// others; the whole call fails only when the batch itself is empty, too long or too large.
+#[utoipa::path(
+    post, path = "/api/v1/jobs:batch", tag = "jobs",
+    request_body = SubmitJobs,
+    responses(
+        (status = 200, description = "One result per job, in request order", body = SubmittedBatch,
+            example = json!({"results": [
+                {"job_id": "01JABCDEFGHJKMNPQRSTVWXYZ0", "created": true, "job": null},
+                {"error": {"code": "invalid_argument", "message": "kind must match [a-z0-9][a-z0-9._-]{0,63}"}}
+            ]})),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 422, description = "Not a batch: `jobs` missing, empty or over 1,000 entries, or an entry that is not an object", body = ErrorBody),
+        (status = 503, description = "Core unavailable", body = ErrorBody),
+    )
+)]
+pub async fn submit_batch(
+    State(st): State<AppState>,
+    JsonBody(body): JsonBody<SubmitJobs>,
+) -> Result<Json<SubmittedBatch>, ApiError> {
+    if body.jobs.is_empty() || body.jobs.len() > MAX_BATCH {
+        return Err(ApiError::InvalidArgument(format!(
+            "jobs has {} entries; a batch has 1 to {MAX_BATCH}",
+            body.jobs.len()
+        )));
+    }
+    // Entries the gateway itself refuses (a bad run_at, bad base64) keep their place: only
+    // the others go to the core, and the answers are merged back in order.
+    let prepared: Vec<Result<pb::SubmitJobRequest, ApiError>> = body
         .jobs
-        .clone()
-        .submit_job(st.call(pb::SubmitJobRequest {
-            text: body.text.unwrap_or_default(),
-            payload,
-            content_type,
-            kind: body.kind.unwrap_or_default(),
-            idempotency_key: body.idempotency_key.or(header_key).unwrap_or_default(),
-            run_at,
-            delay,
-            max_attempts: body.max_attempts.unwrap_or(0),
-            queue: body.queue.unwrap_or_default(),
-            priority: body.priority.unwrap_or(0),
-        }))
-        .await?
-        .into_inner();
-    let status = if resp.created {
-        StatusCode::CREATED
+        .into_iter()
+        .map(|job| submit_request(job, None))
+        .collect();
+    let valid: Vec<pb::SubmitJobRequest> = prepared
+        .iter()
+        .filter_map(|r| r.as_ref().ok().cloned())
+        .collect();
+    let mut answers = if valid.is_empty() {
+        Vec::new()
     } else {
-        StatusCode::OK
-    };
-    let location = format!("/api/v1/jobs/{}", resp.job_id);
-    Ok((
-        status,
-        [(header::LOCATION, location)],
-        Json(Submitted {
-            job_id: resp.job_id,
-            created: resp.created,
-            job: resp.job.map(Job::from),
-        }),
-    ))
+        st.jobs
+            .clone()
+            .submit_jobs(st.call(pb::SubmitJobsRequest { jobs: valid }))
+            .await?
+            .into_inner()
+            .results
+    }
+    .into_iter();
+    let mut results = Vec::with_capacity(prepared.len());
+    for p in prepared {
+        results.push(match p {
+            Err(e) => BatchResult::Error(e.body()),
+            Ok(_) => match answers.next().and_then(|r| r.outcome) {
+                Some(pb::submit_job_result::Outcome::Submitted(s)) => {
+                    BatchResult::Submitted(Box::new(Submitted {
+                        job_id: s.job_id,
+                        created: s.created,
+                        job: s.job.map(Job::from),
+                    }))
+                }
+                Some(pb::submit_job_result::Outcome::Error(e)) => BatchResult::Error(
+                    ApiError::from(tonic::Status::new(tonic::Code::from(e.code), e.message)).body(),
+                ),
+                None => BatchResult::Error(
+                    ApiError::Internal("the core answered fewer results than jobs".into()).body(),
+                ),
+            },
+        });
+    }
+    Ok(Json(SubmittedBatch { results }))
 }
 
 /// Get one job with its result or error.

@@ -618,3 +618,54 @@ async fn grpc_web_text_hand_framed() {
         .unwrap();
     assert_eq!(client.request(req).await.unwrap().status(), 404);
 }
+
+/// `POST /api/v1/jobs:batch`: one result per job in order, a job the gateway or the core
+/// refuses keeps its place with the error `POST /api/v1/jobs` would answer, the others run;
+/// an empty batch is a 422; the OpenAPI document describes the route.
+#[tokio::test]
+async fn batch_submit() {
+    let s = start().await;
+    let (status, body) = s
+        .ok(
+            "POST",
+            "/api/v1/jobs:batch",
+            Some(json!({"jobs": [
+                {"text": "one"},
+                {"text": "two", "run_at": "not a time"},
+                {"text": "three", "kind": "Bad Kind"},
+                {"payload": {"n": 4}, "kind": "e2e.batch"},
+            ]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let r = body["results"].as_array().expect("results");
+    assert_eq!(r.len(), 4, "{body}");
+    assert_eq!(r[1]["error"]["code"], "invalid_argument", "{body}");
+    assert!(r[1]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("run_at"));
+    assert_eq!(r[2]["error"]["code"], "invalid_argument", "{body}");
+    assert_eq!(r[3]["created"], true, "{body}");
+    assert_eq!(r[3]["job"]["payload"], json!({"n": 4}), "{body}");
+    let id = r[0]["job_id"].as_str().expect("job_id");
+    let job = s
+        .poll(&format!("/api/v1/jobs/{id}"), |b| b["status"] == "done")
+        .await;
+    assert_eq!(job["result"], "ONE");
+
+    let (status, body) = s
+        .ok("POST", "/api/v1/jobs:batch", Some(json!({"jobs": []})))
+        .await;
+    assert_error(status, &body, 422, "invalid_argument");
+    let (status, body) = s
+        .ok("POST", "/api/v1/jobs:batch", Some(json!({"jobs": [1]})))
+        .await;
+    assert_error(status, &body, 422, "invalid_argument");
+
+    let (_, doc) = s.ok("GET", "/openapi.json", None).await;
+    assert!(
+        doc["paths"]["/api/v1/jobs:batch"]["post"].is_object(),
+        "documented"
+    );
+}

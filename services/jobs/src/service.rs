@@ -51,6 +51,10 @@ pub const MAX_IDEMPOTENCY_KEY: usize = 128;
 pub const MAX_ATTEMPTS_LIMIT: u32 = 25;
 /// Largest page of `ListJobs`.
 pub const MAX_PAGE_SIZE: u32 = 200;
+/// Most jobs one `SubmitJobs` call may carry: enough to amortise a round trip many times over,
+/// small enough that one call's answer stays a few hundred KiB and no caller holds the store's
+/// submit batcher for long.
+pub const MAX_BATCH: usize = 1000;
 /// Furthest a job can be scheduled ahead.
 pub const MAX_DELAY: Duration = Duration::from_secs(30 * 24 * 3600);
 
@@ -266,6 +270,56 @@ impl JobService for Jobs {
             created: sub.created,
             job: Some(job_to_pb(sub.job)),
         }))
+    }
+
+    #[tracing::instrument(name = "SubmitJobs", skip_all, fields(jobs = req.get_ref().jobs.len()))]
+    async fn submit_jobs(
+        &self,
+        req: Request<pb::SubmitJobsRequest>,
+    ) -> Result<Response<pb::SubmitJobsResponse>, Status> {
+        adopt_trace(&req);
+        let jobs = &req.get_ref().jobs;
+        if jobs.is_empty() || jobs.len() > MAX_BATCH {
+            return Err(JobError::InvalidArgument(format!(
+                "jobs has {} entries; a batch has 1 to {MAX_BATCH}",
+                jobs.len()
+            ))
+            .into());
+        }
+        let traceparent = pfc_telemetry::current_traceparent();
+        // Submitted concurrently: the store's submit batcher sends them to Redis in a few
+        // pipelines, and each job still gets its own answer (idempotency key included).
+        let submits = jobs.iter().map(|r| {
+            let new = self.validate_submit(r).map(|mut new| {
+                new.traceparent = traceparent.clone();
+                new
+            });
+            async move {
+                let sub = self.store.submit(new?).await.map_err(JobError::from)?;
+                Ok::<_, JobError>(sub)
+            }
+        });
+        let results = futures::future::join_all(submits)
+            .await
+            .into_iter()
+            .map(|r| pb::SubmitJobResult {
+                outcome: Some(match r {
+                    Ok(sub) => pb::submit_job_result::Outcome::Submitted(pb::SubmitJobResponse {
+                        job_id: sub.job.id.clone(),
+                        created: sub.created,
+                        job: Some(job_to_pb(sub.job)),
+                    }),
+                    Err(e) => {
+                        let status = Status::from(e);
+                        pb::submit_job_result::Outcome::Error(pb::SubmitError {
+                            code: status.code() as i32,
+                            message: status.message().to_owned(),
+                        })
+                    }
+                }),
+            })
+            .collect();
+        Ok(Response::new(pb::SubmitJobsResponse { results }))
     }
 
     #[tracing::instrument(name = "GetJob", skip_all, fields(job_id = %req.get_ref().job_id))]

@@ -38,7 +38,7 @@ RESYNC_REASON_EVENTS_LOST: ResyncReason
 RESYNC_REASON_CLIENT_SLOW: ResyncReason
 
 class Job(_message.Message):
-    __slots__ = ("id", "kind", "queue", "status", "text", "result", "error", "attempts", "max_attempts", "created_at", "updated_at", "run_at", "started_at", "finished_at", "idempotency_key", "worker_id", "version", "traceparent", "payload", "content_type", "result_payload", "result_content_type", "progress")
+    __slots__ = ("id", "kind", "queue", "status", "text", "result", "error", "attempts", "max_attempts", "created_at", "updated_at", "run_at", "started_at", "finished_at", "idempotency_key", "worker_id", "version", "traceparent", "payload", "content_type", "result_payload", "result_content_type", "progress", "priority")
     ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     QUEUE_FIELD_NUMBER: _ClassVar[int]
@@ -62,6 +62,7 @@ class Job(_message.Message):
     RESULT_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     RESULT_CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
     id: str
     kind: str
     queue: str
@@ -85,7 +86,8 @@ class Job(_message.Message):
     result_payload: bytes
     result_content_type: str
     progress: int
-    def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., queue: _Optional[str] = ..., status: _Optional[_Union[JobStatus, str]] = ..., text: _Optional[str] = ..., result: _Optional[str] = ..., error: _Optional[str] = ..., attempts: _Optional[int] = ..., max_attempts: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., run_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., worker_id: _Optional[str] = ..., version: _Optional[int] = ..., traceparent: _Optional[str] = ..., payload: _Optional[bytes] = ..., content_type: _Optional[str] = ..., result_payload: _Optional[bytes] = ..., result_content_type: _Optional[str] = ..., progress: _Optional[int] = ...) -> None: ...
+    priority: int
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., queue: _Optional[str] = ..., status: _Optional[_Union[JobStatus, str]] = ..., text: _Optional[str] = ..., result: _Optional[str] = ..., error: _Optional[str] = ..., attempts: _Optional[int] = ..., max_attempts: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., run_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., worker_id: _Optional[str] = ..., version: _Optional[int] = ..., traceparent: _Optional[str] = ..., payload: _Optional[bytes] = ..., content_type: _Optional[str] = ..., result_payload: _Optional[bytes] = ..., result_content_type: _Optional[str] = ..., progress: _Optional[int] = ..., priority: _Optional[int] = ...) -> None: ...
 
 class JobEvent(_message.Message):
     __slots__ = ("job_id", "status", "version", "attempts", "kind", "at", "error", "worker_id", "progress")
@@ -110,7 +112,7 @@ class JobEvent(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., status: _Optional[_Union[JobStatus, str]] = ..., version: _Optional[int] = ..., attempts: _Optional[int] = ..., kind: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[str] = ..., worker_id: _Optional[str] = ..., progress: _Optional[int] = ...) -> None: ...
 
 class SubmitJobRequest(_message.Message):
-    __slots__ = ("text", "kind", "idempotency_key", "run_at", "delay", "max_attempts", "queue", "payload", "content_type")
+    __slots__ = ("text", "kind", "idempotency_key", "run_at", "delay", "max_attempts", "queue", "payload", "content_type", "priority")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
@@ -120,6 +122,7 @@ class SubmitJobRequest(_message.Message):
     QUEUE_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
     text: str
     kind: str
     idempotency_key: str
@@ -129,7 +132,8 @@ class SubmitJobRequest(_message.Message):
     queue: str
     payload: bytes
     content_type: str
-    def __init__(self, text: _Optional[str] = ..., kind: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., run_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., delay: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_attempts: _Optional[int] = ..., queue: _Optional[str] = ..., payload: _Optional[bytes] = ..., content_type: _Optional[str] = ...) -> None: ...
+    priority: int
+    def __init__(self, text: _Optional[str] = ..., kind: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., run_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., delay: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_attempts: _Optional[int] = ..., queue: _Optional[str] = ..., payload: _Optional[bytes] = ..., content_type: _Optional[str] = ..., priority: _Optional[int] = ...) -> None: ...
 
 class SubmitJobResponse(_message.Message):
     __slots__ = ("job_id", "created", "job")
@@ -140,6 +144,34 @@ class SubmitJobResponse(_message.Message):
     created: bool
     job: Job
     def __init__(self, job_id: _Optional[str] = ..., created: _Optional[bool] = ..., job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
+
+class SubmitJobsRequest(_message.Message):
+    __slots__ = ("jobs",)
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[SubmitJobRequest]
+    def __init__(self, jobs: _Optional[_Iterable[_Union[SubmitJobRequest, _Mapping]]] = ...) -> None: ...
+
+class SubmitJobsResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[SubmitJobResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[SubmitJobResult, _Mapping]]] = ...) -> None: ...
+
+class SubmitJobResult(_message.Message):
+    __slots__ = ("submitted", "error")
+    SUBMITTED_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    submitted: SubmitJobResponse
+    error: SubmitError
+    def __init__(self, submitted: _Optional[_Union[SubmitJobResponse, _Mapping]] = ..., error: _Optional[_Union[SubmitError, _Mapping]] = ...) -> None: ...
+
+class SubmitError(_message.Message):
+    __slots__ = ("code", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    message: str
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
 class GetJobRequest(_message.Message):
     __slots__ = ("job_id",)
@@ -186,14 +218,16 @@ class Resync(_message.Message):
     def __init__(self, reason: _Optional[_Union[ResyncReason, str]] = ...) -> None: ...
 
 class ListJobsRequest(_message.Message):
-    __slots__ = ("status", "page_size", "page_token")
+    __slots__ = ("status", "page_size", "page_token", "queue")
     STATUS_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
     status: JobStatus
     page_size: int
     page_token: str
-    def __init__(self, status: _Optional[_Union[JobStatus, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    queue: str
+    def __init__(self, status: _Optional[_Union[JobStatus, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., queue: _Optional[str] = ...) -> None: ...
 
 class ListJobsResponse(_message.Message):
     __slots__ = ("jobs", "next_page_token", "total_size")
@@ -282,3 +316,35 @@ class ListKindsResponse(_message.Message):
     KINDS_FIELD_NUMBER: _ClassVar[int]
     kinds: _containers.RepeatedCompositeFieldContainer[Kind]
     def __init__(self, kinds: _Optional[_Iterable[_Union[Kind, _Mapping]]] = ...) -> None: ...
+
+class ListQueuesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Queue(_message.Message):
+    __slots__ = ("name", "queued", "scheduled", "processing", "submitted_total", "done_total", "failed_total", "cancelled_total", "retried_total")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULED_FIELD_NUMBER: _ClassVar[int]
+    PROCESSING_FIELD_NUMBER: _ClassVar[int]
+    SUBMITTED_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    DONE_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    FAILED_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    CANCELLED_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    RETRIED_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    queued: int
+    scheduled: int
+    processing: int
+    submitted_total: int
+    done_total: int
+    failed_total: int
+    cancelled_total: int
+    retried_total: int
+    def __init__(self, name: _Optional[str] = ..., queued: _Optional[int] = ..., scheduled: _Optional[int] = ..., processing: _Optional[int] = ..., submitted_total: _Optional[int] = ..., done_total: _Optional[int] = ..., failed_total: _Optional[int] = ..., cancelled_total: _Optional[int] = ..., retried_total: _Optional[int] = ...) -> None: ...
+
+class ListQueuesResponse(_message.Message):
+    __slots__ = ("queues",)
+    QUEUES_FIELD_NUMBER: _ClassVar[int]
+    queues: _containers.RepeatedCompositeFieldContainer[Queue]
+    def __init__(self, queues: _Optional[_Iterable[_Union[Queue, _Mapping]]] = ...) -> None: ...

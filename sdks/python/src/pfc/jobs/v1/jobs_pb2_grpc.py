@@ -44,6 +44,11 @@ class JobServiceStub:
                 request_serializer=pfc_dot_jobs_dot_v1_dot_jobs__pb2.SubmitJobRequest.SerializeToString,
                 response_deserializer=pfc_dot_jobs_dot_v1_dot_jobs__pb2.SubmitJobResponse.FromString,
                 _registered_method=True)
+        self.SubmitJobs = channel.unary_unary(
+                '/pfc.jobs.v1.JobService/SubmitJobs',
+                request_serializer=pfc_dot_jobs_dot_v1_dot_jobs__pb2.SubmitJobsRequest.SerializeToString,
+                response_deserializer=pfc_dot_jobs_dot_v1_dot_jobs__pb2.SubmitJobsResponse.FromString,
+                _registered_method=True)
         self.GetJob = channel.unary_unary(
                 '/pfc.jobs.v1.JobService/GetJob',
                 request_serializer=pfc_dot_jobs_dot_v1_dot_jobs__pb2.GetJobRequest.SerializeToString,
@@ -79,6 +84,11 @@ class JobServiceStub:
                 request_serializer=pfc_dot_jobs_dot_v1_dot_jobs__pb2.ListKindsRequest.SerializeToString,
                 response_deserializer=pfc_dot_jobs_dot_v1_dot_jobs__pb2.ListKindsResponse.FromString,
                 _registered_method=True)
+        self.ListQueues = channel.unary_unary(
+                '/pfc.jobs.v1.JobService/ListQueues',
+                request_serializer=pfc_dot_jobs_dot_v1_dot_jobs__pb2.ListQueuesRequest.SerializeToString,
+                response_deserializer=pfc_dot_jobs_dot_v1_dot_jobs__pb2.ListQueuesResponse.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -92,6 +102,16 @@ class JobServiceServicer:
     def SubmitJob(self, request, context):
         """SubmitJob accepts a job and returns its id. With an idempotency key, repeating the submit
         returns the first job (created = false) instead of creating a second one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitJobs(self, request, context):
+        """SubmitJobs accepts up to 1,000 jobs in one call, for producers that have many at once:
+        each job is validated and submitted as by SubmitJob, and the response holds one result per
+        job, in request order — the submitted job, or the error that refused it (a bad job never
+        refuses the others). INVALID_ARGUMENT only for an empty or oversized batch.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -149,6 +169,14 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListQueues(self, request, context):
+        """ListQueues returns every queue that ever had a job (and "default"), by name, with its
+        depth, in-flight work and counters.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -156,6 +184,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.SubmitJob,
                     request_deserializer=pfc_dot_jobs_dot_v1_dot_jobs__pb2.SubmitJobRequest.FromString,
                     response_serializer=pfc_dot_jobs_dot_v1_dot_jobs__pb2.SubmitJobResponse.SerializeToString,
+            ),
+            'SubmitJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitJobs,
+                    request_deserializer=pfc_dot_jobs_dot_v1_dot_jobs__pb2.SubmitJobsRequest.FromString,
+                    response_serializer=pfc_dot_jobs_dot_v1_dot_jobs__pb2.SubmitJobsResponse.SerializeToString,
             ),
             'GetJob': grpc.unary_unary_rpc_method_handler(
                     servicer.GetJob,
@@ -192,6 +225,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     request_deserializer=pfc_dot_jobs_dot_v1_dot_jobs__pb2.ListKindsRequest.FromString,
                     response_serializer=pfc_dot_jobs_dot_v1_dot_jobs__pb2.ListKindsResponse.SerializeToString,
             ),
+            'ListQueues': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListQueues,
+                    request_deserializer=pfc_dot_jobs_dot_v1_dot_jobs__pb2.ListQueuesRequest.FromString,
+                    response_serializer=pfc_dot_jobs_dot_v1_dot_jobs__pb2.ListQueuesResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'pfc.jobs.v1.JobService', rpc_method_handlers)
@@ -225,6 +263,33 @@ class JobService:
             '/pfc.jobs.v1.JobService/SubmitJob',
             pfc_dot_jobs_dot_v1_dot_jobs__pb2.SubmitJobRequest.SerializeToString,
             pfc_dot_jobs_dot_v1_dot_jobs__pb2.SubmitJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pfc.jobs.v1.JobService/SubmitJobs',
+            pfc_dot_jobs_dot_v1_dot_jobs__pb2.SubmitJobsRequest.SerializeToString,
+            pfc_dot_jobs_dot_v1_dot_jobs__pb2.SubmitJobsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -414,6 +479,33 @@ class JobService:
             '/pfc.jobs.v1.JobService/ListKinds',
             pfc_dot_jobs_dot_v1_dot_jobs__pb2.ListKindsRequest.SerializeToString,
             pfc_dot_jobs_dot_v1_dot_jobs__pb2.ListKindsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListQueues(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pfc.jobs.v1.JobService/ListQueues',
+            pfc_dot_jobs_dot_v1_dot_jobs__pb2.ListQueuesRequest.SerializeToString,
+            pfc_dot_jobs_dot_v1_dot_jobs__pb2.ListQueuesResponse.FromString,
             options,
             channel_credentials,
             insecure,

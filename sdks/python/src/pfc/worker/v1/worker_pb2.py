@@ -25,43 +25,43 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1apfc/worker/v1/worker.proto\x12\rpfc.worker.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xce\x02\n\x0bWorkRequest\x12%\n\x05hello\x18\x01 \x01(\x0b\x32\x14.pfc.worker.v1.HelloH\x00\x12.\n\x08progress\x18\x02 \x01(\x0b\x32\x1a.pfc.worker.v1.JobProgressH\x00\x12\x30\n\tsucceeded\x18\x03 \x01(\x0b\x32\x1b.pfc.worker.v1.JobSucceededH\x00\x12*\n\x06\x66\x61iled\x18\x04 \x01(\x0b\x32\x18.pfc.worker.v1.JobFailedH\x00\x12%\n\x05\x64rain\x18\x05 \x01(\x0b\x32\x14.pfc.worker.v1.DrainH\x00\x12)\n\x07release\x18\x06 \x01(\x0b\x32\x16.pfc.worker.v1.ReleaseH\x00\x12-\n\theartbeat\x18\x07 \x01(\x0b\x32\x18.pfc.worker.v1.HeartbeatH\x00\x42\t\n\x07message\"\x7f\n\x05Hello\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05kinds\x18\x02 \x03(\t\x12\x13\n\x0b\x63oncurrency\x18\x03 \x01(\r\x12\x0b\n\x03sdk\x18\x04 \x01(\t\x12\x11\n\tworker_id\x18\x05 \x01(\t\x12$\n\x04held\x18\x06 \x03(\x0b\x32\x16.pfc.worker.v1.HeldJob\"<\n\x07HeldJob\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08\x64\x65livery\x18\x02 \x01(\x04\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r\"^\n\x07Welcome\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x10\n\x08lease_ms\x18\x02 \x01(\r\x12\x14\n\x0cheartbeat_ms\x18\x03 \x01(\r\x12\x18\n\x10max_result_bytes\x18\x04 \x01(\r\"\xd2\x01\n\rJobAssignment\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x04 \x01(\t\x12\x10\n\x08\x64\x65livery\x18\x05 \x01(\x04\x12\x0f\n\x07\x61ttempt\x18\x06 \x01(\r\x12\x14\n\x0cmax_attempts\x18\x07 \x01(\r\x12\x13\n\x0btraceparent\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"@\n\x0bJobProgress\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08\x64\x65livery\x18\x02 \x01(\x04\x12\x0f\n\x07percent\x18\x03 \x01(\r\"V\n\x0cJobSucceeded\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08\x64\x65livery\x18\x02 \x01(\x04\x12\x0e\n\x06result\x18\x03 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x04 \x01(\t\"O\n\tJobFailed\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08\x64\x65livery\x18\x02 \x01(\x04\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x11\n\tpermanent\x18\x04 \x01(\x08\"\x07\n\x05\x44rain\"\x0b\n\tHeartbeat\"\x1a\n\x07Release\x12\x0f\n\x07job_ids\x18\x01 \x03(\t\"\xcf\x01\n\x0cWorkResponse\x12)\n\x07welcome\x18\x01 \x01(\x0b\x32\x16.pfc.worker.v1.WelcomeH\x00\x12\x32\n\nassignment\x18\x02 \x01(\x0b\x32\x1c.pfc.worker.v1.JobAssignmentH\x00\x12\'\n\x03\x61\x63k\x18\x03 \x01(\x0b\x32\x18.pfc.worker.v1.ReportAckH\x00\x12,\n\x07revoked\x18\x04 \x01(\x0b\x32\x19.pfc.worker.v1.JobRevokedH\x00\x42\t\n\x07message\"m\n\tReportAck\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08\x64\x65livery\x18\x02 \x01(\x04\x12-\n\x07outcome\x18\x03 \x01(\x0e\x32\x1c.pfc.worker.v1.ReportOutcome\x12\x0f\n\x07message\x18\x04 \x01(\t\".\n\nJobRevoked\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08\x64\x65livery\x18\x02 \x01(\x04*\x82\x01\n\rReportOutcome\x12\x1e\n\x1aREPORT_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16REPORT_OUTCOME_APPLIED\x10\x01\x12\x18\n\x14REPORT_OUTCOME_STALE\x10\x02\x12\x1b\n\x17REPORT_OUTCOME_REJECTED\x10\x03\x32T\n\rWorkerService\x12\x43\n\x04Work\x12\x1a.pfc.worker.v1.WorkRequest\x1a\x1b.pfc.worker.v1.WorkResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1apfc/worker/v1/worker.proto\x12\rpfc.worker.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xce\x02\n\x0bWorkRequest\x12%\n\x05hello\x18\x01 \x01(\x0b\x32\x14.pfc.worker.v1.HelloH\x00\x12.\n\x08progress\x18\x02 \x01(\x0b\x32\x1a.pfc.worker.v1.JobProgressH\x00\x12\x30\n\tsucceeded\x18\x03 \x01(\x0b\x32\x1b.pfc.worker.v1.JobSucceededH\x00\x12*\n\x06\x66\x61iled\x18\x04 \x01(\x0b\x32\x18.pfc.worker.v1.JobFailedH\x00\x12%\n\x05\x64rain\x18\x05 \x01(\x0b\x32\x14.pfc.worker.v1.DrainH\x00\x12)\n\x07release\x18\x06 \x01(\x0b\x32\x16.pfc.worker.v1.ReleaseH\x00\x12-\n\theartbeat\x18\x07 \x01(\x0b\x32\x18.pfc.worker.v1.HeartbeatH\x00\x42\t\n\x07message\"\x8f\x01\n\x05Hello\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05kinds\x18\x02 \x03(\t\x12\x13\n\x0b\x63oncurrency\x18\x03 \x01(\r\x12\x0b\n\x03sdk\x18\x04 \x01(\t\x12\x11\n\tworker_id\x18\x05 \x01(\t\x12$\n\x04held\x18\x06 \x03(\x0b\x32\x16.pfc.worker.v1.HeldJob\x12\x0e\n\x06queues\x18\x07 \x03(\t\"<\n\x07HeldJob\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08\x64\x65livery\x18\x02 \x01(\x04\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r\"^\n\x07Welcome\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x10\n\x08lease_ms\x18\x02 \x01(\r\x12\x14\n\x0cheartbeat_ms\x18\x03 \x01(\r\x12\x18\n\x10max_result_bytes\x18\x04 \x01(\r\"\xd2\x01\n\rJobAssignment\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x04 \x01(\t\x12\x10\n\x08\x64\x65livery\x18\x05 \x01(\x04\x12\x0f\n\x07\x61ttempt\x18\x06 \x01(\r\x12\x14\n\x0cmax_attempts\x18\x07 \x01(\r\x12\x13\n\x0btraceparent\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"@\n\x0bJobProgress\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08\x64\x65livery\x18\x02 \x01(\x04\x12\x0f\n\x07percent\x18\x03 \x01(\r\"V\n\x0cJobSucceeded\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08\x64\x65livery\x18\x02 \x01(\x04\x12\x0e\n\x06result\x18\x03 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x04 \x01(\t\"O\n\tJobFailed\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08\x64\x65livery\x18\x02 \x01(\x04\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x11\n\tpermanent\x18\x04 \x01(\x08\"\x07\n\x05\x44rain\"\x0b\n\tHeartbeat\"\x1a\n\x07Release\x12\x0f\n\x07job_ids\x18\x01 \x03(\t\"\xcf\x01\n\x0cWorkResponse\x12)\n\x07welcome\x18\x01 \x01(\x0b\x32\x16.pfc.worker.v1.WelcomeH\x00\x12\x32\n\nassignment\x18\x02 \x01(\x0b\x32\x1c.pfc.worker.v1.JobAssignmentH\x00\x12\'\n\x03\x61\x63k\x18\x03 \x01(\x0b\x32\x18.pfc.worker.v1.ReportAckH\x00\x12,\n\x07revoked\x18\x04 \x01(\x0b\x32\x19.pfc.worker.v1.JobRevokedH\x00\x42\t\n\x07message\"m\n\tReportAck\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08\x64\x65livery\x18\x02 \x01(\x04\x12-\n\x07outcome\x18\x03 \x01(\x0e\x32\x1c.pfc.worker.v1.ReportOutcome\x12\x0f\n\x07message\x18\x04 \x01(\t\".\n\nJobRevoked\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08\x64\x65livery\x18\x02 \x01(\x04*\x82\x01\n\rReportOutcome\x12\x1e\n\x1aREPORT_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16REPORT_OUTCOME_APPLIED\x10\x01\x12\x18\n\x14REPORT_OUTCOME_STALE\x10\x02\x12\x1b\n\x17REPORT_OUTCOME_REJECTED\x10\x03\x32T\n\rWorkerService\x12\x43\n\x04Work\x12\x1a.pfc.worker.v1.WorkRequest\x1a\x1b.pfc.worker.v1.WorkResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'pfc.worker.v1.worker_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_REPORTOUTCOME']._serialized_start=1570
-  _globals['_REPORTOUTCOME']._serialized_end=1700
+  _globals['_REPORTOUTCOME']._serialized_start=1587
+  _globals['_REPORTOUTCOME']._serialized_end=1717
   _globals['_WORKREQUEST']._serialized_start=79
   _globals['_WORKREQUEST']._serialized_end=413
-  _globals['_HELLO']._serialized_start=415
-  _globals['_HELLO']._serialized_end=542
-  _globals['_HELDJOB']._serialized_start=544
-  _globals['_HELDJOB']._serialized_end=604
-  _globals['_WELCOME']._serialized_start=606
-  _globals['_WELCOME']._serialized_end=700
-  _globals['_JOBASSIGNMENT']._serialized_start=703
-  _globals['_JOBASSIGNMENT']._serialized_end=913
-  _globals['_JOBPROGRESS']._serialized_start=915
-  _globals['_JOBPROGRESS']._serialized_end=979
-  _globals['_JOBSUCCEEDED']._serialized_start=981
-  _globals['_JOBSUCCEEDED']._serialized_end=1067
-  _globals['_JOBFAILED']._serialized_start=1069
-  _globals['_JOBFAILED']._serialized_end=1148
-  _globals['_DRAIN']._serialized_start=1150
-  _globals['_DRAIN']._serialized_end=1157
-  _globals['_HEARTBEAT']._serialized_start=1159
-  _globals['_HEARTBEAT']._serialized_end=1170
-  _globals['_RELEASE']._serialized_start=1172
-  _globals['_RELEASE']._serialized_end=1198
-  _globals['_WORKRESPONSE']._serialized_start=1201
-  _globals['_WORKRESPONSE']._serialized_end=1408
-  _globals['_REPORTACK']._serialized_start=1410
-  _globals['_REPORTACK']._serialized_end=1519
-  _globals['_JOBREVOKED']._serialized_start=1521
-  _globals['_JOBREVOKED']._serialized_end=1567
-  _globals['_WORKERSERVICE']._serialized_start=1702
-  _globals['_WORKERSERVICE']._serialized_end=1786
+  _globals['_HELLO']._serialized_start=416
+  _globals['_HELLO']._serialized_end=559
+  _globals['_HELDJOB']._serialized_start=561
+  _globals['_HELDJOB']._serialized_end=621
+  _globals['_WELCOME']._serialized_start=623
+  _globals['_WELCOME']._serialized_end=717
+  _globals['_JOBASSIGNMENT']._serialized_start=720
+  _globals['_JOBASSIGNMENT']._serialized_end=930
+  _globals['_JOBPROGRESS']._serialized_start=932
+  _globals['_JOBPROGRESS']._serialized_end=996
+  _globals['_JOBSUCCEEDED']._serialized_start=998
+  _globals['_JOBSUCCEEDED']._serialized_end=1084
+  _globals['_JOBFAILED']._serialized_start=1086
+  _globals['_JOBFAILED']._serialized_end=1165
+  _globals['_DRAIN']._serialized_start=1167
+  _globals['_DRAIN']._serialized_end=1174
+  _globals['_HEARTBEAT']._serialized_start=1176
+  _globals['_HEARTBEAT']._serialized_end=1187
+  _globals['_RELEASE']._serialized_start=1189
+  _globals['_RELEASE']._serialized_end=1215
+  _globals['_WORKRESPONSE']._serialized_start=1218
+  _globals['_WORKRESPONSE']._serialized_end=1425
+  _globals['_REPORTACK']._serialized_start=1427
+  _globals['_REPORTACK']._serialized_end=1536
+  _globals['_JOBREVOKED']._serialized_start=1538
+  _globals['_JOBREVOKED']._serialized_end=1584
+  _globals['_WORKERSERVICE']._serialized_start=1719
+  _globals['_WORKERSERVICE']._serialized_end=1803
 # @@protoc_insertion_point(module_scope)

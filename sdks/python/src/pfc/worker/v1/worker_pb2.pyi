@@ -40,20 +40,22 @@ class WorkRequest(_message.Message):
     def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., progress: _Optional[_Union[JobProgress, _Mapping]] = ..., succeeded: _Optional[_Union[JobSucceeded, _Mapping]] = ..., failed: _Optional[_Union[JobFailed, _Mapping]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ..., release: _Optional[_Union[Release, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("name", "kinds", "concurrency", "sdk", "worker_id", "held")
+    __slots__ = ("name", "kinds", "concurrency", "sdk", "worker_id", "held", "queues")
     NAME_FIELD_NUMBER: _ClassVar[int]
     KINDS_FIELD_NUMBER: _ClassVar[int]
     CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
     SDK_FIELD_NUMBER: _ClassVar[int]
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     HELD_FIELD_NUMBER: _ClassVar[int]
+    QUEUES_FIELD_NUMBER: _ClassVar[int]
     name: str
     kinds: _containers.RepeatedScalarFieldContainer[str]
     concurrency: int
     sdk: str
     worker_id: str
     held: _containers.RepeatedCompositeFieldContainer[HeldJob]
-    def __init__(self, name: _Optional[str] = ..., kinds: _Optional[_Iterable[str]] = ..., concurrency: _Optional[int] = ..., sdk: _Optional[str] = ..., worker_id: _Optional[str] = ..., held: _Optional[_Iterable[_Union[HeldJob, _Mapping]]] = ...) -> None: ...
+    queues: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., kinds: _Optional[_Iterable[str]] = ..., concurrency: _Optional[int] = ..., sdk: _Optional[str] = ..., worker_id: _Optional[str] = ..., held: _Optional[_Iterable[_Union[HeldJob, _Mapping]]] = ..., queues: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class HeldJob(_message.Message):
     __slots__ = ("job_id", "delivery", "attempt")

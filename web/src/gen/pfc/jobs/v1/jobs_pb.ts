@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file pfc/jobs/v1/jobs.proto.
  */
 export const file_pfc_jobs_v1_jobs: GenFile = /*@__PURE__*/
-  fileDesc("ChZwZmMvam9icy92MS9qb2JzLnByb3RvEgtwZmMuam9icy52MSKJBQoDSm9iEgoKAmlkGAEgASgJEgwKBGtpbmQYAiABKAkSDQoFcXVldWUYAyABKAkSJgoGc3RhdHVzGAQgASgOMhYucGZjLmpvYnMudjEuSm9iU3RhdHVzEgwKBHRleHQYBSABKAkSEwoGcmVzdWx0GAYgASgJSACIAQESEgoFZXJyb3IYByABKAlIAYgBARIQCghhdHRlbXB0cxgIIAEoDRIUCgxtYXhfYXR0ZW1wdHMYCSABKA0SLgoKY3JlYXRlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKgoGcnVuX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydGVkX2F0GA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPaWRlbXBvdGVuY3lfa2V5GA8gASgJEhEKCXdvcmtlcl9pZBgQIAEoCRIPCgd2ZXJzaW9uGBEgASgEEhMKC3RyYWNlcGFyZW50GBIgASgJEg8KB3BheWxvYWQYEyABKAwSFAoMY29udGVudF90eXBlGBQgASgJEhYKDnJlc3VsdF9wYXlsb2FkGBUgASgMEhsKE3Jlc3VsdF9jb250ZW50X3R5cGUYFiABKAkSFQoIcHJvZ3Jlc3MYFyABKA1IAogBAUIJCgdfcmVzdWx0QggKBl9lcnJvckILCglfcHJvZ3Jlc3Mi4QEKCEpvYkV2ZW50Eg4KBmpvYl9pZBgBIAEoCRImCgZzdGF0dXMYAiABKA4yFi5wZmMuam9icy52MS5Kb2JTdGF0dXMSDwoHdmVyc2lvbhgDIAEoBBIQCghhdHRlbXB0cxgEIAEoDRIMCgRraW5kGAUgASgJEiYKAmF0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVlcnJvchgHIAEoCRIRCgl3b3JrZXJfaWQYCCABKAkSFQoIcHJvZ3Jlc3MYCSABKA1IAIgBAUILCglfcHJvZ3Jlc3Mi6QEKEFN1Ym1pdEpvYlJlcXVlc3QSDAoEdGV4dBgBIAEoCRIMCgRraW5kGAIgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgDIAEoCRIqCgZydW5fYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEigKBWRlbGF5GAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhQKDG1heF9hdHRlbXB0cxgGIAEoDRINCgVxdWV1ZRgHIAEoCRIPCgdwYXlsb2FkGAggASgMEhQKDGNvbnRlbnRfdHlwZRgJIAEoCSJTChFTdWJtaXRKb2JSZXNwb25zZRIOCgZqb2JfaWQYASABKAkSDwoHY3JlYXRlZBgCIAEoCBIdCgNqb2IYAyABKAsyEC5wZmMuam9icy52MS5Kb2IiHwoNR2V0Sm9iUmVxdWVzdBIOCgZqb2JfaWQYASABKAkiLwoOR2V0Sm9iUmVzcG9uc2USHQoDam9iGAEgASgLMhAucGZjLmpvYnMudjEuSm9iIiEKD1dhdGNoSm9iUmVxdWVzdBIOCgZqb2JfaWQYASABKAkiMQoQV2F0Y2hKb2JSZXNwb25zZRIdCgNqb2IYASABKAsyEC5wZmMuam9icy52MS5Kb2IiPAoQV2F0Y2hKb2JzUmVxdWVzdBIoCghzdGF0dXNlcxgBIAMoDjIWLnBmYy5qb2JzLnYxLkpvYlN0YXR1cyJeChFXYXRjaEpvYnNSZXNwb25zZRIkCgVldmVudBgBIAEoCzIVLnBmYy5qb2JzLnYxLkpvYkV2ZW50EiMKBnJlc3luYxgCIAEoCzITLnBmYy5qb2JzLnYxLlJlc3luYyIzCgZSZXN5bmMSKQoGcmVhc29uGAEgASgOMhkucGZjLmpvYnMudjEuUmVzeW5jUmVhc29uImAKD0xpc3RKb2JzUmVxdWVzdBImCgZzdGF0dXMYASABKA4yFi5wZmMuam9icy52MS5Kb2JTdGF0dXMSEQoJcGFnZV9zaXplGAIgASgNEhIKCnBhZ2VfdG9rZW4YAyABKAkiXwoQTGlzdEpvYnNSZXNwb25zZRIeCgRqb2JzGAEgAygLMhAucGZjLmpvYnMudjEuSm9iEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRISCgp0b3RhbF9zaXplGAMgASgEIiIKEENhbmNlbEpvYlJlcXVlc3QSDgoGam9iX2lkGAEgASgJIjIKEUNhbmNlbEpvYlJlc3BvbnNlEh0KA2pvYhgBIAEoCzIQLnBmYy5qb2JzLnYxLkpvYiIRCg9HZXRTdGF0c1JlcXVlc3QifgoKV29ya2VySW5mbxIKCgJpZBgBIAEoCRITCgtjb25jdXJyZW5jeRgCIAEoDRIRCglpbl9mbGlnaHQYAyABKA0SLQoJbGFzdF9zZWVuGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVraW5kcxgFIAMoCSL8AQoQR2V0U3RhdHNSZXNwb25zZRIOCgZxdWV1ZWQYASABKAQSEQoJc2NoZWR1bGVkGAIgASgEEhIKCnByb2Nlc3NpbmcYAyABKAQSEgoKZG9uZV90b3RhbBgEIAEoBBIUCgxmYWlsZWRfdG90YWwYBSABKAQSFwoPY2FuY2VsbGVkX3RvdGFsGAYgASgEEhcKD3N1Ym1pdHRlZF90b3RhbBgHIAEoBBIVCg1yZXRyaWVkX3RvdGFsGAggASgEEhQKDGxpdmVfd29ya2VycxgJIAEoDRIoCgd3b3JrZXJzGAogAygLMhcucGZjLmpvYnMudjEuV29ya2VySW5mbyISChBMaXN0S2luZHNSZXF1ZXN0ImAKBEtpbmQSDAoEbmFtZRgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCRIPCgdidWlsdGluGAMgASgIEg8KB3dvcmtlcnMYBCABKA0SEwoLY29uY3VycmVuY3kYBSABKA0iNQoRTGlzdEtpbmRzUmVzcG9uc2USIAoFa2luZHMYASADKAsyES5wZmMuam9icy52MS5LaW5kKrkBCglKb2JTdGF0dXMSGgoWSk9CX1NUQVRVU19VTlNQRUNJRklFRBAAEhgKFEpPQl9TVEFUVVNfU0NIRURVTEVEEAESFQoRSk9CX1NUQVRVU19RVUVVRUQQAhIZChVKT0JfU1RBVFVTX1BST0NFU1NJTkcQAxITCg9KT0JfU1RBVFVTX0RPTkUQBBIVChFKT0JfU1RBVFVTX0ZBSUxFRBAFEhgKFEpPQl9TVEFUVVNfQ0FOQ0VMTEVEEAYqawoMUmVzeW5jUmVhc29uEh0KGVJFU1lOQ19SRUFTT05fVU5TUEVDSUZJRUQQABIdChlSRVNZTkNfUkVBU09OX0VWRU5UU19MT1NUEAESHQoZUkVTWU5DX1JFQVNPTl9DTElFTlRfU0xPVxACMt4ECgpKb2JTZXJ2aWNlEkoKCVN1Ym1pdEpvYhIdLnBmYy5qb2JzLnYxLlN1Ym1pdEpvYlJlcXVlc3QaHi5wZmMuam9icy52MS5TdWJtaXRKb2JSZXNwb25zZRJBCgZHZXRKb2ISGi5wZmMuam9icy52MS5HZXRKb2JSZXF1ZXN0GhsucGZjLmpvYnMudjEuR2V0Sm9iUmVzcG9uc2USSQoIV2F0Y2hKb2ISHC5wZmMuam9icy52MS5XYXRjaEpvYlJlcXVlc3QaHS5wZmMuam9icy52MS5XYXRjaEpvYlJlc3BvbnNlMAESTAoJV2F0Y2hKb2JzEh0ucGZjLmpvYnMudjEuV2F0Y2hKb2JzUmVxdWVzdBoeLnBmYy5qb2JzLnYxLldhdGNoSm9ic1Jlc3BvbnNlMAESRwoITGlzdEpvYnMSHC5wZmMuam9icy52MS5MaXN0Sm9ic1JlcXVlc3QaHS5wZmMuam9icy52MS5MaXN0Sm9ic1Jlc3BvbnNlEkoKCUNhbmNlbEpvYhIdLnBmYy5qb2JzLnYxLkNhbmNlbEpvYlJlcXVlc3QaHi5wZmMuam9icy52MS5DYW5jZWxKb2JSZXNwb25zZRJHCghHZXRTdGF0cxIcLnBmYy5qb2JzLnYxLkdldFN0YXRzUmVxdWVzdBodLnBmYy5qb2JzLnYxLkdldFN0YXRzUmVzcG9uc2USSgoJTGlzdEtpbmRzEh0ucGZjLmpvYnMudjEuTGlzdEtpbmRzUmVxdWVzdBoeLnBmYy5qb2JzLnYxLkxpc3RLaW5kc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChZwZmMvam9icy92MS9qb2JzLnByb3RvEgtwZmMuam9icy52MSKbBQoDSm9iEgoKAmlkGAEgASgJEgwKBGtpbmQYAiABKAkSDQoFcXVldWUYAyABKAkSJgoGc3RhdHVzGAQgASgOMhYucGZjLmpvYnMudjEuSm9iU3RhdHVzEgwKBHRleHQYBSABKAkSEwoGcmVzdWx0GAYgASgJSACIAQESEgoFZXJyb3IYByABKAlIAYgBARIQCghhdHRlbXB0cxgIIAEoDRIUCgxtYXhfYXR0ZW1wdHMYCSABKA0SLgoKY3JlYXRlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKgoGcnVuX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydGVkX2F0GA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPaWRlbXBvdGVuY3lfa2V5GA8gASgJEhEKCXdvcmtlcl9pZBgQIAEoCRIPCgd2ZXJzaW9uGBEgASgEEhMKC3RyYWNlcGFyZW50GBIgASgJEg8KB3BheWxvYWQYEyABKAwSFAoMY29udGVudF90eXBlGBQgASgJEhYKDnJlc3VsdF9wYXlsb2FkGBUgASgMEhsKE3Jlc3VsdF9jb250ZW50X3R5cGUYFiABKAkSFQoIcHJvZ3Jlc3MYFyABKA1IAogBARIQCghwcmlvcml0eRgYIAEoBUIJCgdfcmVzdWx0QggKBl9lcnJvckILCglfcHJvZ3Jlc3Mi4QEKCEpvYkV2ZW50Eg4KBmpvYl9pZBgBIAEoCRImCgZzdGF0dXMYAiABKA4yFi5wZmMuam9icy52MS5Kb2JTdGF0dXMSDwoHdmVyc2lvbhgDIAEoBBIQCghhdHRlbXB0cxgEIAEoDRIMCgRraW5kGAUgASgJEiYKAmF0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVlcnJvchgHIAEoCRIRCgl3b3JrZXJfaWQYCCABKAkSFQoIcHJvZ3Jlc3MYCSABKA1IAIgBAUILCglfcHJvZ3Jlc3Mi+wEKEFN1Ym1pdEpvYlJlcXVlc3QSDAoEdGV4dBgBIAEoCRIMCgRraW5kGAIgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgDIAEoCRIqCgZydW5fYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEigKBWRlbGF5GAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhQKDG1heF9hdHRlbXB0cxgGIAEoDRINCgVxdWV1ZRgHIAEoCRIPCgdwYXlsb2FkGAggASgMEhQKDGNvbnRlbnRfdHlwZRgJIAEoCRIQCghwcmlvcml0eRgKIAEoBSJTChFTdWJtaXRKb2JSZXNwb25zZRIOCgZqb2JfaWQYASABKAkSDwoHY3JlYXRlZBgCIAEoCBIdCgNqb2IYAyABKAsyEC5wZmMuam9icy52MS5Kb2IiQAoRU3VibWl0Sm9ic1JlcXVlc3QSKwoEam9icxgBIAMoCzIdLnBmYy5qb2JzLnYxLlN1Ym1pdEpvYlJlcXVlc3QiQwoSU3VibWl0Sm9ic1Jlc3BvbnNlEi0KB3Jlc3VsdHMYASADKAsyHC5wZmMuam9icy52MS5TdWJtaXRKb2JSZXN1bHQifAoPU3VibWl0Sm9iUmVzdWx0EjMKCXN1Ym1pdHRlZBgBIAEoCzIeLnBmYy5qb2JzLnYxLlN1Ym1pdEpvYlJlc3BvbnNlSAASKQoFZXJyb3IYAiABKAsyGC5wZmMuam9icy52MS5TdWJtaXRFcnJvckgAQgkKB291dGNvbWUiLAoLU3VibWl0RXJyb3ISDAoEY29kZRgBIAEoBRIPCgdtZXNzYWdlGAIgASgJIh8KDUdldEpvYlJlcXVlc3QSDgoGam9iX2lkGAEgASgJIi8KDkdldEpvYlJlc3BvbnNlEh0KA2pvYhgBIAEoCzIQLnBmYy5qb2JzLnYxLkpvYiIhCg9XYXRjaEpvYlJlcXVlc3QSDgoGam9iX2lkGAEgASgJIjEKEFdhdGNoSm9iUmVzcG9uc2USHQoDam9iGAEgASgLMhAucGZjLmpvYnMudjEuSm9iIjwKEFdhdGNoSm9ic1JlcXVlc3QSKAoIc3RhdHVzZXMYASADKA4yFi5wZmMuam9icy52MS5Kb2JTdGF0dXMiXgoRV2F0Y2hKb2JzUmVzcG9uc2USJAoFZXZlbnQYASABKAsyFS5wZmMuam9icy52MS5Kb2JFdmVudBIjCgZyZXN5bmMYAiABKAsyEy5wZmMuam9icy52MS5SZXN5bmMiMwoGUmVzeW5jEikKBnJlYXNvbhgBIAEoDjIZLnBmYy5qb2JzLnYxLlJlc3luY1JlYXNvbiJvCg9MaXN0Sm9ic1JlcXVlc3QSJgoGc3RhdHVzGAEgASgOMhYucGZjLmpvYnMudjEuSm9iU3RhdHVzEhEKCXBhZ2Vfc2l6ZRgCIAEoDRISCgpwYWdlX3Rva2VuGAMgASgJEg0KBXF1ZXVlGAQgASgJIl8KEExpc3RKb2JzUmVzcG9uc2USHgoEam9icxgBIAMoCzIQLnBmYy5qb2JzLnYxLkpvYhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSEgoKdG90YWxfc2l6ZRgDIAEoBCIiChBDYW5jZWxKb2JSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSIyChFDYW5jZWxKb2JSZXNwb25zZRIdCgNqb2IYASABKAsyEC5wZmMuam9icy52MS5Kb2IiEQoPR2V0U3RhdHNSZXF1ZXN0In4KCldvcmtlckluZm8SCgoCaWQYASABKAkSEwoLY29uY3VycmVuY3kYAiABKA0SEQoJaW5fZmxpZ2h0GAMgASgNEi0KCWxhc3Rfc2VlbhgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFa2luZHMYBSADKAki/AEKEEdldFN0YXRzUmVzcG9uc2USDgoGcXVldWVkGAEgASgEEhEKCXNjaGVkdWxlZBgCIAEoBBISCgpwcm9jZXNzaW5nGAMgASgEEhIKCmRvbmVfdG90YWwYBCABKAQSFAoMZmFpbGVkX3RvdGFsGAUgASgEEhcKD2NhbmNlbGxlZF90b3RhbBgGIAEoBBIXCg9zdWJtaXR0ZWRfdG90YWwYByABKAQSFQoNcmV0cmllZF90b3RhbBgIIAEoBBIUCgxsaXZlX3dvcmtlcnMYCSABKA0SKAoHd29ya2VycxgKIAMoCzIXLnBmYy5qb2JzLnYxLldvcmtlckluZm8iEgoQTGlzdEtpbmRzUmVxdWVzdCJgCgRLaW5kEgwKBG5hbWUYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSDwoHYnVpbHRpbhgDIAEoCBIPCgd3b3JrZXJzGAQgASgNEhMKC2NvbmN1cnJlbmN5GAUgASgNIjUKEUxpc3RLaW5kc1Jlc3BvbnNlEiAKBWtpbmRzGAEgAygLMhEucGZjLmpvYnMudjEuS2luZCITChFMaXN0UXVldWVzUmVxdWVzdCK/AQoFUXVldWUSDAoEbmFtZRgBIAEoCRIOCgZxdWV1ZWQYAiABKAQSEQoJc2NoZWR1bGVkGAMgASgEEhIKCnByb2Nlc3NpbmcYBCABKAQSFwoPc3VibWl0dGVkX3RvdGFsGAUgASgEEhIKCmRvbmVfdG90YWwYBiABKAQSFAoMZmFpbGVkX3RvdGFsGAcgASgEEhcKD2NhbmNlbGxlZF90b3RhbBgIIAEoBBIVCg1yZXRyaWVkX3RvdGFsGAkgASgEIjgKEkxpc3RRdWV1ZXNSZXNwb25zZRIiCgZxdWV1ZXMYASADKAsyEi5wZmMuam9icy52MS5RdWV1ZSq5AQoJSm9iU3RhdHVzEhoKFkpPQl9TVEFUVVNfVU5TUEVDSUZJRUQQABIYChRKT0JfU1RBVFVTX1NDSEVEVUxFRBABEhUKEUpPQl9TVEFUVVNfUVVFVUVEEAISGQoVSk9CX1NUQVRVU19QUk9DRVNTSU5HEAMSEwoPSk9CX1NUQVRVU19ET05FEAQSFQoRSk9CX1NUQVRVU19GQUlMRUQQBRIYChRKT0JfU1RBVFVTX0NBTkNFTExFRBAGKmsKDFJlc3luY1JlYXNvbhIdChlSRVNZTkNfUkVBU09OX1VOU1BFQ0lGSUVEEAASHQoZUkVTWU5DX1JFQVNPTl9FVkVOVFNfTE9TVBABEh0KGVJFU1lOQ19SRUFTT05fQ0xJRU5UX1NMT1cQAjL8BQoKSm9iU2VydmljZRJKCglTdWJtaXRKb2ISHS5wZmMuam9icy52MS5TdWJtaXRKb2JSZXF1ZXN0Gh4ucGZjLmpvYnMudjEuU3VibWl0Sm9iUmVzcG9uc2USTQoKU3VibWl0Sm9icxIeLnBmYy5qb2JzLnYxLlN1Ym1pdEpvYnNSZXF1ZXN0Gh8ucGZjLmpvYnMudjEuU3VibWl0Sm9ic1Jlc3BvbnNlEkEKBkdldEpvYhIaLnBmYy5qb2JzLnYxLkdldEpvYlJlcXVlc3QaGy5wZmMuam9icy52MS5HZXRKb2JSZXNwb25zZRJJCghXYXRjaEpvYhIcLnBmYy5qb2JzLnYxLldhdGNoSm9iUmVxdWVzdBodLnBmYy5qb2JzLnYxLldhdGNoSm9iUmVzcG9uc2UwARJMCglXYXRjaEpvYnMSHS5wZmMuam9icy52MS5XYXRjaEpvYnNSZXF1ZXN0Gh4ucGZjLmpvYnMudjEuV2F0Y2hKb2JzUmVzcG9uc2UwARJHCghMaXN0Sm9icxIcLnBmYy5qb2JzLnYxLkxpc3RKb2JzUmVxdWVzdBodLnBmYy5qb2JzLnYxLkxpc3RKb2JzUmVzcG9uc2USSgoJQ2FuY2VsSm9iEh0ucGZjLmpvYnMudjEuQ2FuY2VsSm9iUmVxdWVzdBoeLnBmYy5qb2JzLnYxLkNhbmNlbEpvYlJlc3BvbnNlEkcKCEdldFN0YXRzEhwucGZjLmpvYnMudjEuR2V0U3RhdHNSZXF1ZXN0Gh0ucGZjLmpvYnMudjEuR2V0U3RhdHNSZXNwb25zZRJKCglMaXN0S2luZHMSHS5wZmMuam9icy52MS5MaXN0S2luZHNSZXF1ZXN0Gh4ucGZjLmpvYnMudjEuTGlzdEtpbmRzUmVzcG9uc2USTQoKTGlzdFF1ZXVlcxIeLnBmYy5qb2JzLnYxLkxpc3RRdWV1ZXNSZXF1ZXN0Gh8ucGZjLmpvYnMudjEuTGlzdFF1ZXVlc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * Job is one unit of work and everything known about it.
@@ -21,7 +21,8 @@ export const file_pfc_jobs_v1_jobs: GenFile = /*@__PURE__*/
  */
 export type Job = Message<"pfc.jobs.v1.Job"> & {
   /**
-   * Unique, time-ordered id (ULID, 26 characters).
+   * Unique id: a ULID (26 characters, time-ordered) in the default queue, `<queue>.<ULID>`
+   * in any other, so the id alone finds the job.
    *
    * @generated from field: string id = 1;
    */
@@ -35,7 +36,7 @@ export type Job = Message<"pfc.jobs.v1.Job"> & {
   kind: string;
 
   /**
-   * Queue the job lives in ("default").
+   * Queue the job lives in ("default" unless the submit named another).
    *
    * @generated from field: string queue = 3;
    */
@@ -180,6 +181,13 @@ export type Job = Message<"pfc.jobs.v1.Job"> & {
    * @generated from field: optional uint32 progress = 23;
    */
   progress?: number | undefined;
+
+  /**
+   * Priority, -10..10: higher runs first within its queue.
+   *
+   * @generated from field: int32 priority = 24;
+   */
+  priority: number;
 };
 
 /**
@@ -317,7 +325,9 @@ export type SubmitJobRequest = Message<"pfc.jobs.v1.SubmitJobRequest"> & {
   maxAttempts: number;
 
   /**
-   * Queue name; empty means "default" (the only queue today).
+   * Queue name, `[a-z0-9][a-z0-9._-]{0,63}`; empty means "default". A queue exists from its
+   * first job on; workers take from the queues they name (every queue by default).
+   * Idempotency keys are per queue.
    *
    * @generated from field: string queue = 7;
    */
@@ -338,6 +348,14 @@ export type SubmitJobRequest = Message<"pfc.jobs.v1.SubmitJobRequest"> & {
    * @generated from field: string content_type = 9;
    */
   contentType: string;
+
+  /**
+   * Priority, -10..10 (default 0): within a queue, higher runs first, FIFO within one
+   * priority. Strict: while higher-priority jobs keep coming, lower ones wait.
+   *
+   * @generated from field: int32 priority = 10;
+   */
+  priority: number;
 };
 
 /**
@@ -383,6 +401,113 @@ export const SubmitJobResponseSchema: GenMessage<SubmitJobResponse> = /*@__PURE_
   messageDesc(file_pfc_jobs_v1_jobs, 3);
 
 /**
+ * SubmitJobsRequest is a batch of submits.
+ *
+ * @generated from message pfc.jobs.v1.SubmitJobsRequest
+ */
+export type SubmitJobsRequest = Message<"pfc.jobs.v1.SubmitJobsRequest"> & {
+  /**
+   * The jobs, 1 to 1,000 (the whole message also stays within the server's request size).
+   *
+   * @generated from field: repeated pfc.jobs.v1.SubmitJobRequest jobs = 1;
+   */
+  jobs: SubmitJobRequest[];
+};
+
+/**
+ * Describes the message pfc.jobs.v1.SubmitJobsRequest.
+ * Use `create(SubmitJobsRequestSchema)` to create a new message.
+ */
+export const SubmitJobsRequestSchema: GenMessage<SubmitJobsRequest> = /*@__PURE__*/
+  messageDesc(file_pfc_jobs_v1_jobs, 4);
+
+/**
+ * SubmitJobsResponse has one result per submitted job, in request order.
+ *
+ * @generated from message pfc.jobs.v1.SubmitJobsResponse
+ */
+export type SubmitJobsResponse = Message<"pfc.jobs.v1.SubmitJobsResponse"> & {
+  /**
+   * The results, as many as the request's jobs.
+   *
+   * @generated from field: repeated pfc.jobs.v1.SubmitJobResult results = 1;
+   */
+  results: SubmitJobResult[];
+};
+
+/**
+ * Describes the message pfc.jobs.v1.SubmitJobsResponse.
+ * Use `create(SubmitJobsResponseSchema)` to create a new message.
+ */
+export const SubmitJobsResponseSchema: GenMessage<SubmitJobsResponse> = /*@__PURE__*/
+  messageDesc(file_pfc_jobs_v1_jobs, 5);
+
+/**
+ * SubmitJobResult is how one job of a batch went.
+ *
+ * @generated from message pfc.jobs.v1.SubmitJobResult
+ */
+export type SubmitJobResult = Message<"pfc.jobs.v1.SubmitJobResult"> & {
+  /**
+   * Exactly one is set.
+   *
+   * @generated from oneof pfc.jobs.v1.SubmitJobResult.outcome
+   */
+  outcome: {
+    /**
+     * Accepted (or matched by its idempotency key), as SubmitJob answers.
+     *
+     * @generated from field: pfc.jobs.v1.SubmitJobResponse submitted = 1;
+     */
+    value: SubmitJobResponse;
+    case: "submitted";
+  } | {
+    /**
+     * Refused: the status SubmitJob would have answered for this job alone.
+     *
+     * @generated from field: pfc.jobs.v1.SubmitError error = 2;
+     */
+    value: SubmitError;
+    case: "error";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message pfc.jobs.v1.SubmitJobResult.
+ * Use `create(SubmitJobResultSchema)` to create a new message.
+ */
+export const SubmitJobResultSchema: GenMessage<SubmitJobResult> = /*@__PURE__*/
+  messageDesc(file_pfc_jobs_v1_jobs, 6);
+
+/**
+ * SubmitError is the refusal of one job of a batch.
+ *
+ * @generated from message pfc.jobs.v1.SubmitError
+ */
+export type SubmitError = Message<"pfc.jobs.v1.SubmitError"> & {
+  /**
+   * The gRPC status code number (3 INVALID_ARGUMENT, 8 RESOURCE_EXHAUSTED, 14 UNAVAILABLE, ...).
+   *
+   * @generated from field: int32 code = 1;
+   */
+  code: number;
+
+  /**
+   * What was wrong with this job.
+   *
+   * @generated from field: string message = 2;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message pfc.jobs.v1.SubmitError.
+ * Use `create(SubmitErrorSchema)` to create a new message.
+ */
+export const SubmitErrorSchema: GenMessage<SubmitError> = /*@__PURE__*/
+  messageDesc(file_pfc_jobs_v1_jobs, 7);
+
+/**
  * GetJobRequest names a job.
  *
  * @generated from message pfc.jobs.v1.GetJobRequest
@@ -401,7 +526,7 @@ export type GetJobRequest = Message<"pfc.jobs.v1.GetJobRequest"> & {
  * Use `create(GetJobRequestSchema)` to create a new message.
  */
 export const GetJobRequestSchema: GenMessage<GetJobRequest> = /*@__PURE__*/
-  messageDesc(file_pfc_jobs_v1_jobs, 4);
+  messageDesc(file_pfc_jobs_v1_jobs, 8);
 
 /**
  * GetJobResponse carries the job.
@@ -422,7 +547,7 @@ export type GetJobResponse = Message<"pfc.jobs.v1.GetJobResponse"> & {
  * Use `create(GetJobResponseSchema)` to create a new message.
  */
 export const GetJobResponseSchema: GenMessage<GetJobResponse> = /*@__PURE__*/
-  messageDesc(file_pfc_jobs_v1_jobs, 5);
+  messageDesc(file_pfc_jobs_v1_jobs, 9);
 
 /**
  * WatchJobRequest names the job to follow.
@@ -443,7 +568,7 @@ export type WatchJobRequest = Message<"pfc.jobs.v1.WatchJobRequest"> & {
  * Use `create(WatchJobRequestSchema)` to create a new message.
  */
 export const WatchJobRequestSchema: GenMessage<WatchJobRequest> = /*@__PURE__*/
-  messageDesc(file_pfc_jobs_v1_jobs, 6);
+  messageDesc(file_pfc_jobs_v1_jobs, 10);
 
 /**
  * WatchJobResponse is the job after a transition (the first message is its current state).
@@ -464,7 +589,7 @@ export type WatchJobResponse = Message<"pfc.jobs.v1.WatchJobResponse"> & {
  * Use `create(WatchJobResponseSchema)` to create a new message.
  */
 export const WatchJobResponseSchema: GenMessage<WatchJobResponse> = /*@__PURE__*/
-  messageDesc(file_pfc_jobs_v1_jobs, 7);
+  messageDesc(file_pfc_jobs_v1_jobs, 11);
 
 /**
  * WatchJobsRequest subscribes to transitions.
@@ -485,7 +610,7 @@ export type WatchJobsRequest = Message<"pfc.jobs.v1.WatchJobsRequest"> & {
  * Use `create(WatchJobsRequestSchema)` to create a new message.
  */
 export const WatchJobsRequestSchema: GenMessage<WatchJobsRequest> = /*@__PURE__*/
-  messageDesc(file_pfc_jobs_v1_jobs, 8);
+  messageDesc(file_pfc_jobs_v1_jobs, 12);
 
 /**
  * WatchJobsResponse is one transition, or a resync notice: exactly one of the fields is set.
@@ -515,7 +640,7 @@ export type WatchJobsResponse = Message<"pfc.jobs.v1.WatchJobsResponse"> & {
  * Use `create(WatchJobsResponseSchema)` to create a new message.
  */
 export const WatchJobsResponseSchema: GenMessage<WatchJobsResponse> = /*@__PURE__*/
-  messageDesc(file_pfc_jobs_v1_jobs, 9);
+  messageDesc(file_pfc_jobs_v1_jobs, 13);
 
 /**
  * Resync tells a WatchJobs client that transitions may have been lost before this message.
@@ -536,7 +661,7 @@ export type Resync = Message<"pfc.jobs.v1.Resync"> & {
  * Use `create(ResyncSchema)` to create a new message.
  */
 export const ResyncSchema: GenMessage<Resync> = /*@__PURE__*/
-  messageDesc(file_pfc_jobs_v1_jobs, 10);
+  messageDesc(file_pfc_jobs_v1_jobs, 14);
 
 /**
  * ListJobsRequest selects a page of jobs.
@@ -564,6 +689,13 @@ export type ListJobsRequest = Message<"pfc.jobs.v1.ListJobsRequest"> & {
    * @generated from field: string page_token = 3;
    */
   pageToken: string;
+
+  /**
+   * Only jobs of this queue; empty lists every queue (merged, newest first).
+   *
+   * @generated from field: string queue = 4;
+   */
+  queue: string;
 };
 
 /**
@@ -571,7 +703,7 @@ export type ListJobsRequest = Message<"pfc.jobs.v1.ListJobsRequest"> & {
  * Use `create(ListJobsRequestSchema)` to create a new message.
  */
 export const ListJobsRequestSchema: GenMessage<ListJobsRequest> = /*@__PURE__*/
-  messageDesc(file_pfc_jobs_v1_jobs, 11);
+  messageDesc(file_pfc_jobs_v1_jobs, 15);
 
 /**
  * ListJobsResponse is one page, newest first.
@@ -606,7 +738,7 @@ export type ListJobsResponse = Message<"pfc.jobs.v1.ListJobsResponse"> & {
  * Use `create(ListJobsResponseSchema)` to create a new message.
  */
 export const ListJobsResponseSchema: GenMessage<ListJobsResponse> = /*@__PURE__*/
-  messageDesc(file_pfc_jobs_v1_jobs, 12);
+  messageDesc(file_pfc_jobs_v1_jobs, 16);
 
 /**
  * CancelJobRequest names the job to cancel.
@@ -627,7 +759,7 @@ export type CancelJobRequest = Message<"pfc.jobs.v1.CancelJobRequest"> & {
  * Use `create(CancelJobRequestSchema)` to create a new message.
  */
 export const CancelJobRequestSchema: GenMessage<CancelJobRequest> = /*@__PURE__*/
-  messageDesc(file_pfc_jobs_v1_jobs, 13);
+  messageDesc(file_pfc_jobs_v1_jobs, 17);
 
 /**
  * CancelJobResponse is the cancelled job.
@@ -648,7 +780,7 @@ export type CancelJobResponse = Message<"pfc.jobs.v1.CancelJobResponse"> & {
  * Use `create(CancelJobResponseSchema)` to create a new message.
  */
 export const CancelJobResponseSchema: GenMessage<CancelJobResponse> = /*@__PURE__*/
-  messageDesc(file_pfc_jobs_v1_jobs, 14);
+  messageDesc(file_pfc_jobs_v1_jobs, 18);
 
 /**
  * GetStatsRequest asks for queue statistics.
@@ -663,7 +795,7 @@ export type GetStatsRequest = Message<"pfc.jobs.v1.GetStatsRequest"> & {
  * Use `create(GetStatsRequestSchema)` to create a new message.
  */
 export const GetStatsRequestSchema: GenMessage<GetStatsRequest> = /*@__PURE__*/
-  messageDesc(file_pfc_jobs_v1_jobs, 15);
+  messageDesc(file_pfc_jobs_v1_jobs, 19);
 
 /**
  * WorkerInfo describes a live worker process.
@@ -712,7 +844,7 @@ export type WorkerInfo = Message<"pfc.jobs.v1.WorkerInfo"> & {
  * Use `create(WorkerInfoSchema)` to create a new message.
  */
 export const WorkerInfoSchema: GenMessage<WorkerInfo> = /*@__PURE__*/
-  messageDesc(file_pfc_jobs_v1_jobs, 16);
+  messageDesc(file_pfc_jobs_v1_jobs, 20);
 
 /**
  * GetStatsResponse is a snapshot of the queue.
@@ -796,7 +928,7 @@ export type GetStatsResponse = Message<"pfc.jobs.v1.GetStatsResponse"> & {
  * Use `create(GetStatsResponseSchema)` to create a new message.
  */
 export const GetStatsResponseSchema: GenMessage<GetStatsResponse> = /*@__PURE__*/
-  messageDesc(file_pfc_jobs_v1_jobs, 17);
+  messageDesc(file_pfc_jobs_v1_jobs, 21);
 
 /**
  * ListKindsRequest asks for the processors.
@@ -811,7 +943,7 @@ export type ListKindsRequest = Message<"pfc.jobs.v1.ListKindsRequest"> & {
  * Use `create(ListKindsRequestSchema)` to create a new message.
  */
 export const ListKindsRequestSchema: GenMessage<ListKindsRequest> = /*@__PURE__*/
-  messageDesc(file_pfc_jobs_v1_jobs, 18);
+  messageDesc(file_pfc_jobs_v1_jobs, 22);
 
 /**
  * Kind is one kind of job: built in, or declared by a live worker.
@@ -860,7 +992,7 @@ export type Kind = Message<"pfc.jobs.v1.Kind"> & {
  * Use `create(KindSchema)` to create a new message.
  */
 export const KindSchema: GenMessage<Kind> = /*@__PURE__*/
-  messageDesc(file_pfc_jobs_v1_jobs, 19);
+  messageDesc(file_pfc_jobs_v1_jobs, 23);
 
 /**
  * ListKindsResponse lists the processors.
@@ -881,7 +1013,120 @@ export type ListKindsResponse = Message<"pfc.jobs.v1.ListKindsResponse"> & {
  * Use `create(ListKindsResponseSchema)` to create a new message.
  */
 export const ListKindsResponseSchema: GenMessage<ListKindsResponse> = /*@__PURE__*/
-  messageDesc(file_pfc_jobs_v1_jobs, 20);
+  messageDesc(file_pfc_jobs_v1_jobs, 24);
+
+/**
+ * ListQueuesRequest asks for every queue.
+ *
+ * @generated from message pfc.jobs.v1.ListQueuesRequest
+ */
+export type ListQueuesRequest = Message<"pfc.jobs.v1.ListQueuesRequest"> & {
+};
+
+/**
+ * Describes the message pfc.jobs.v1.ListQueuesRequest.
+ * Use `create(ListQueuesRequestSchema)` to create a new message.
+ */
+export const ListQueuesRequestSchema: GenMessage<ListQueuesRequest> = /*@__PURE__*/
+  messageDesc(file_pfc_jobs_v1_jobs, 25);
+
+/**
+ * Queue is one named queue: what waits in it, what runs, what it has done.
+ *
+ * @generated from message pfc.jobs.v1.Queue
+ */
+export type Queue = Message<"pfc.jobs.v1.Queue"> & {
+  /**
+   * Name, `[a-z0-9][a-z0-9._-]{0,63}`.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Jobs waiting for a worker (queue depth).
+   *
+   * @generated from field: uint64 queued = 2;
+   */
+  queued: bigint;
+
+  /**
+   * Jobs waiting for their run time or a retry.
+   *
+   * @generated from field: uint64 scheduled = 3;
+   */
+  scheduled: bigint;
+
+  /**
+   * Jobs leased by workers (in flight).
+   *
+   * @generated from field: uint64 processing = 4;
+   */
+  processing: bigint;
+
+  /**
+   * Jobs accepted (monotonic counter).
+   *
+   * @generated from field: uint64 submitted_total = 5;
+   */
+  submittedTotal: bigint;
+
+  /**
+   * Jobs finished (monotonic counter).
+   *
+   * @generated from field: uint64 done_total = 6;
+   */
+  doneTotal: bigint;
+
+  /**
+   * Jobs failed for good (monotonic counter).
+   *
+   * @generated from field: uint64 failed_total = 7;
+   */
+  failedTotal: bigint;
+
+  /**
+   * Jobs cancelled (monotonic counter).
+   *
+   * @generated from field: uint64 cancelled_total = 8;
+   */
+  cancelledTotal: bigint;
+
+  /**
+   * Deliveries that failed and were retried (monotonic counter).
+   *
+   * @generated from field: uint64 retried_total = 9;
+   */
+  retriedTotal: bigint;
+};
+
+/**
+ * Describes the message pfc.jobs.v1.Queue.
+ * Use `create(QueueSchema)` to create a new message.
+ */
+export const QueueSchema: GenMessage<Queue> = /*@__PURE__*/
+  messageDesc(file_pfc_jobs_v1_jobs, 26);
+
+/**
+ * ListQueuesResponse lists the queues by name.
+ *
+ * @generated from message pfc.jobs.v1.ListQueuesResponse
+ */
+export type ListQueuesResponse = Message<"pfc.jobs.v1.ListQueuesResponse"> & {
+  /**
+   * The queues.
+   *
+   * @generated from field: repeated pfc.jobs.v1.Queue queues = 1;
+   */
+  queues: Queue[];
+};
+
+/**
+ * Describes the message pfc.jobs.v1.ListQueuesResponse.
+ * Use `create(ListQueuesResponseSchema)` to create a new message.
+ */
+export const ListQueuesResponseSchema: GenMessage<ListQueuesResponse> = /*@__PURE__*/
+  messageDesc(file_pfc_jobs_v1_jobs, 27);
 
 /**
  * JobStatus is where a job is in its lifecycle.
@@ -1002,6 +1247,19 @@ export const JobService: GenService<{
     output: typeof SubmitJobResponseSchema;
   },
   /**
+   * SubmitJobs accepts up to 1,000 jobs in one call, for producers that have many at once:
+   * each job is validated and submitted as by SubmitJob, and the response holds one result per
+   * job, in request order — the submitted job, or the error that refused it (a bad job never
+   * refuses the others). INVALID_ARGUMENT only for an empty or oversized batch.
+   *
+   * @generated from rpc pfc.jobs.v1.JobService.SubmitJobs
+   */
+  submitJobs: {
+    methodKind: "unary";
+    input: typeof SubmitJobsRequestSchema;
+    output: typeof SubmitJobsResponseSchema;
+  },
+  /**
    * GetJob returns one job with its result or error. NOT_FOUND for an unknown or expired id.
    *
    * @generated from rpc pfc.jobs.v1.JobService.GetJob
@@ -1073,6 +1331,17 @@ export const JobService: GenService<{
     methodKind: "unary";
     input: typeof ListKindsRequestSchema;
     output: typeof ListKindsResponseSchema;
+  },
+  /**
+   * ListQueues returns every queue that ever had a job (and "default"), by name, with its
+   * depth, in-flight work and counters.
+   *
+   * @generated from rpc pfc.jobs.v1.JobService.ListQueues
+   */
+  listQueues: {
+    methodKind: "unary";
+    input: typeof ListQueuesRequestSchema;
+    output: typeof ListQueuesResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_pfc_jobs_v1_jobs, 0);
