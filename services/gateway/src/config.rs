@@ -14,7 +14,17 @@ pub struct Config {
     #[arg(long, env = "PFC_JOBS_URL", default_value = "http://127.0.0.1:50051")]
     pub jobs_url: String,
 
-    /// URL of the auth service (gRPC), proxied for gRPC-web.
+    /// Require a credential on the jobs API (REST, SSE, metrics); see docs/security.md. The
+    /// jobs core must run with it too (it checks the scopes and the gRPC-web calls).
+    #[arg(long, env = "PFC_AUTH_REQUIRED", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub auth_required: bool,
+
+    /// How often the verification keys are re-fetched from auth (key rotation).
+    #[arg(long = "auth-keys-refresh", env = "PFC_AUTH_KEYS_REFRESH", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub auth_keys_refresh: Duration,
+
+    /// URL of the auth service (gRPC), proxied for gRPC-web; its public keys verify Login
+    /// tokens when `--auth-required`.
     #[arg(long, env = "PFC_AUTH_URL", default_value = "http://127.0.0.1:50052")]
     pub auth_url: String,
 

@@ -18,7 +18,10 @@
 //! - [`openapi`]: the OpenAPI 3.1 document.
 //! - [`assets`]: the embedded UI and its path rule.
 //! - [`chat`]: chat REST and SSE over the auth and chat services.
+//! - [`access`]: `--auth-required` at the edge: credentials on the jobs API, forwarded to
+//!   the core.
 
+pub mod access;
 pub mod assets;
 pub mod chat;
 pub mod config;
@@ -55,8 +58,10 @@ pub use error::ApiError;
 /// What every handler shares: clients of the core (cheap to clone) and the metrics.
 #[derive(Clone)]
 pub struct AppState {
-    /// Client of `pfc.jobs.v1.JobService`.
-    pub jobs: JobServiceClient<Channel>,
+    /// Client of `pfc.jobs.v1.JobService`; forwards the caller's credential on every call.
+    pub jobs: JobsClient,
+    /// Checks Login tokens at the edge when `--auth-required` (`None`: auth off).
+    pub access: Option<Arc<pfc_access::Authenticator>>,
     /// Health client of the jobs core (`/readyz`).
     pub health: HealthClient<Channel>,
     jobs_channel: Channel,
@@ -69,6 +74,11 @@ pub struct AppState {
     request_timeout: Duration,
     cors_origins: Vec<String>,
 }
+
+/// The JobService client handlers use: every call carries the HTTP caller's credential
+/// ([`access::Forward`]).
+pub type JobsClient =
+    JobServiceClient<tonic::service::interceptor::InterceptedService<Channel, access::Forward>>;
 
 fn channel(url: &str, what: &str) -> anyhow::Result<Channel> {
     Ok(Endpoint::from_shared(url.to_string())
@@ -84,14 +94,24 @@ impl AppState {
     /// answers `/healthz`) while the core is still down, and `/readyz` says so.
     pub fn new(config: &Config) -> anyhow::Result<Self> {
         let jobs_channel = channel(&config.jobs_url, "jobs")?;
+        let shutdown = pfc_runtime::Shutdown::new();
+        let access = config.auth_required.then(|| {
+            let keys = pfc_auth::Keys::remote(
+                config.auth_url.clone(),
+                config.auth_keys_refresh,
+                shutdown.wait(),
+            );
+            Arc::new(pfc_access::Authenticator::new(keys, None))
+        });
         Ok(AppState {
-            jobs: JobServiceClient::new(jobs_channel.clone()),
+            jobs: JobServiceClient::with_interceptor(jobs_channel.clone(), access::Forward),
+            access,
             health: HealthClient::new(jobs_channel.clone()),
             jobs_channel,
             auth_channel: channel(&config.auth_url, "auth")?,
             chat_channel: channel(&config.chat_url, "chat")?,
             metrics: Arc::default(),
-            shutdown: pfc_runtime::Shutdown::new(),
+            shutdown,
             draining: pfc_runtime::Shutdown::new(),
             body_limit: config.body_limit,
             request_timeout: config.request_timeout,
@@ -257,6 +277,7 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz/local", get(readyz_local))
         .route("/metrics", get(metrics::metrics))
         .route("/openapi.json", get(openapi::openapi_json))
+        .route("/api/v1/auth/config", get(access::auth_config))
         .merge(chat::router());
     let grpc = grpc_web::router(
         state.jobs_channel.clone(),
@@ -267,6 +288,10 @@ pub fn app(state: AppState) -> Router {
         .merge(grpc)
         .fallback(assets::serve)
         .method_not_allowed_fallback(rest::method_not_allowed);
+    router = router.layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        access::layer,
+    ));
     if let Some(cors) = cors(&state.cors_origins) {
         router = router.layer(cors);
     }

@@ -40,9 +40,19 @@ use crate::{error, model, rest, sse};
 )]
 pub struct ApiDoc;
 
+/// The access-control route.
+#[derive(OpenApi)]
+#[openapi(
+    paths(crate::access::auth_config),
+    components(schemas(crate::access::AuthConfig))
+)]
+struct AccessApi;
+
 /// `GET /openapi.json`.
 pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
     let mut doc = ApiDoc::openapi();
     doc.merge(crate::chat::ChatApi::openapi()); // chat routes (src/chat.rs)
+    doc.merge(AccessApi::openapi());
+    crate::access::document(&mut doc); // bearer scheme, 401/403 on the guarded paths
     Json(doc)
 }

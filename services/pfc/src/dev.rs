@@ -72,6 +72,7 @@ pub async fn run(
     let mut gateway_config = pfc_gateway::Config::from_env(format!("http://{grpc_local}"))
         .context("invalid gateway configuration")?;
     gateway_config.http_addr = config.http_addr;
+    gateway_config.auth_required = config.auth_required;
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
         .set_service_status("", ServingStatus::NotServing)
