@@ -14,6 +14,7 @@ use pfc_auth::Scope;
 pub const METHODS: &[(&str, Scope)] = &[
     ("/pfc.jobs.v1.JobService/SubmitJob", Scope::JobsWrite),
     ("/pfc.jobs.v1.JobService/SubmitJobs", Scope::JobsWrite),
+    ("/pfc.jobs.v1.JobService/SubmitJobs", Scope::JobsWrite),
     ("/pfc.jobs.v1.JobService/GetJob", Scope::JobsRead),
     ("/pfc.jobs.v1.JobService/WatchJob", Scope::JobsRead),
     ("/pfc.jobs.v1.JobService/WatchJobs", Scope::JobsRead),
