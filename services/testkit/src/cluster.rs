@@ -170,6 +170,45 @@ impl RedisCluster {
         cli(port, args)
     }
 
+    /// Moves the slot of `key` from its master to master `to`, the way `redis-cli --cluster
+    /// reshard` does it, step by step: `IMPORTING` on the target, `MIGRATING` on the source,
+    /// `MIGRATE` of the slot's keys in batches of `batch` (clients meanwhile get `ASK` and
+    /// `TRYAGAIN` redirections), then `SETSLOT … NODE` on every master. Returns the number of
+    /// keys moved.
+    pub fn migrate_slot(&self, key: &str, to: u16, batch: usize) -> usize {
+        let from = self.master_of(key).expect("the slot has a master");
+        assert_ne!(from, to, "the slot is already on {to}");
+        let slot = cli(from, &["CLUSTER", "KEYSLOT", key]).trim().to_owned();
+        let from_id = cli(from, &["CLUSTER", "MYID"]).trim().to_owned();
+        let to_id = cli(to, &["CLUSTER", "MYID"]).trim().to_owned();
+        cli(to, &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &from_id]);
+        cli(from, &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &to_id]);
+        let mut moved = 0;
+        loop {
+            let keys = cli(
+                from,
+                &["CLUSTER", "GETKEYSINSLOT", &slot, &batch.to_string()],
+            );
+            let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
+            if keys.is_empty() {
+                break;
+            }
+            let port = to.to_string();
+            let mut args = vec!["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS"];
+            args.extend(&keys);
+            let out = cli(from, &args);
+            assert!(
+                out.trim() == "OK" || out.trim() == "NOKEY",
+                "MIGRATE: {out}"
+            );
+            moved += keys.len();
+        }
+        for m in self.masters() {
+            cli(m, &["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]);
+        }
+        moved
+    }
+
     /// Deletes every key on every master (between tests sharing one cluster).
     pub fn flush(&self) {
         for m in self.masters() {
