@@ -55,6 +55,7 @@ pub fn embedded_with(
     reporter: HealthReporter,
     stop: Shutdown,
 ) -> anyhow::Result<Embedded> {
+    crate::metrics::init();
     let issuer =
         Arc::new(pfc_auth::issuer_from_config(&pfc_auth::Config::default())?.with_grants(grants));
     let store: Arc<dyn ChatStore> = match redis {

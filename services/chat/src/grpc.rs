@@ -7,6 +7,7 @@ use std::time::Duration;
 use futures::{Stream, StreamExt};
 
 use pfc_auth::Keys;
+use pfc_metrics::GaugeGuard;
 use pfc_proto::chat::v1 as pb;
 use pfc_proto::chat::v1::chat_service_server::{ChatService, ChatServiceServer};
 use pfc_proto::chat::v1::presence_service_server::{PresenceService, PresenceServiceServer};
@@ -16,6 +17,7 @@ use tonic::{Request, Response, Status};
 
 use crate::follow::{follow, EventFeed};
 use crate::hub::Hub;
+use crate::metrics::METRICS;
 use crate::ratelimit::RateLimiter;
 use crate::store::{now_ms, Member, StoredMessage, Typing};
 use crate::{ChatError, Limits, MessageId};
@@ -122,8 +124,12 @@ impl ChatService for ChatGrpc {
         let req = req.into_inner();
         validate_room(&req.room)?;
         validate_text(&req.text, s.limits.max_message_chars)?;
-        s.send_limit.check(s.store().as_ref(), &user).await?;
+        s.send_limit
+            .check(s.store().as_ref(), &user)
+            .await
+            .inspect_err(rate_limited)?;
         let msg = s.store().append(&req.room, &user, &req.text).await?;
+        METRICS.messages.inc();
         Ok(Response::new(pb::SendMessageResponse {
             message: Some(msg.to_proto()),
         }))
@@ -176,9 +182,15 @@ impl ChatService for ChatGrpc {
         let events = req
             .events
             .then(|| EventFeed::new(&s.hub, &req.room, s.ttl(), user));
-        Ok(Response::new(Box::pin(follow(
-            s, req.room, after, live, events,
-        ))))
+        let open = GaugeGuard::new(METRICS.subscribers.clone());
+        let stream = follow(s, req.room, after, live, events).map(move |item| {
+            let _ = &open; // counts the subscriber for as long as the stream lives
+            if matches!(&item, Ok(r) if r.message.is_some()) {
+                METRICS.deliveries.inc();
+            }
+            item
+        });
+        Ok(Response::new(Box::pin(stream)))
     }
 
     #[tracing::instrument(skip_all, fields(room = %req.get_ref().room))]
@@ -190,7 +202,10 @@ impl ChatService for ChatGrpc {
         let user = s.user(req.metadata()).await?;
         let req = req.into_inner();
         validate_room(&req.room)?;
-        s.typing_limit.check(s.store().as_ref(), &user).await?;
+        s.typing_limit
+            .check(s.store().as_ref(), &user)
+            .await
+            .inspect_err(rate_limited)?;
         let signal = Typing {
             user,
             typing: req.typing,
@@ -248,6 +263,13 @@ impl ChatService for ChatGrpc {
     }
 }
 
+/// Counts a refusal of the rate limiter (the other errors of a check are store errors).
+fn rate_limited(e: &ChatError) {
+    if matches!(e, ChatError::RateLimited { .. }) {
+        METRICS.rate_limited.inc();
+    }
+}
+
 /// `PresenceService` over [`ChatState`].
 #[derive(Clone)]
 pub struct PresenceGrpc(Arc<ChatState>);
@@ -264,6 +286,7 @@ impl PresenceService for PresenceGrpc {
         let room = req.into_inner().room;
         validate_room(&room)?;
         let count = s.store().heartbeat(&room, &user, now_ms(), s.ttl()).await?;
+        crate::metrics::presence("heartbeat");
         s.hub.presence_changed(&room);
         Ok(Response::new(pb::HeartbeatResponse {
             ttl_seconds: s.ttl().as_secs().max(1) as u32,
@@ -281,6 +304,7 @@ impl PresenceService for PresenceGrpc {
         let room = req.into_inner().room;
         validate_room(&room)?;
         let count = s.store().leave(&room, &user, now_ms(), s.ttl()).await?;
+        crate::metrics::presence("leave");
         s.hub.presence_changed(&room);
         Ok(Response::new(pb::LeaveResponse {
             online_count: count as u32,
@@ -313,12 +337,16 @@ impl PresenceService for PresenceGrpc {
         let room = req.into_inner().room;
         validate_room(&room)?;
         let stop = s.hub.shutdown().wait();
+        let open = GaugeGuard::new(METRICS.presence_watchers.clone());
         let stream = WatchStream::new(s.hub.watch_presence(&room, s.ttl()))
-            .filter_map(|list| async move {
-                list.map(|members| {
-                    let (members, count) = members_proto(members.to_vec());
-                    Ok(pb::WatchPresenceResponse { members, count })
-                })
+            .filter_map(move |list| {
+                let _ = &open; // counts the watcher for as long as the stream lives
+                async move {
+                    list.map(|members| {
+                        let (members, count) = members_proto(members.to_vec());
+                        Ok(pb::WatchPresenceResponse { members, count })
+                    })
+                }
             })
             .take_until(stop)
             .chain(futures::stream::once(async {

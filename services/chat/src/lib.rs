@@ -18,6 +18,7 @@
 //! - [`RateLimiter`] (`ratelimit.rs`): per-user limits (sends, typing) counted in the store, so
 //!   all replicas share one budget per user.
 //! - [`grpc`]: `ChatService` and `PresenceService`.
+//! - [`metrics`]: messages, deliveries, subscribers, presence.
 //! - [`run`]: serve the role (services, health, reflection) until shutdown; [`ChatState`] and
 //!   [`spawn_health`] let other servers compose the same services.
 //! - [`embedded`] (`embedded.rs`): auth + chat inside `pfc dev`'s one gRPC server.
@@ -29,6 +30,7 @@ mod follow;
 pub mod grpc;
 pub mod hub;
 mod ids;
+pub mod metrics;
 mod ratelimit;
 pub mod store;
 
@@ -141,6 +143,7 @@ pub async fn serve(
     limits: Limits,
     stop: Shutdown,
 ) -> anyhow::Result<()> {
+    metrics::init();
     let hub = Hub::new(store.clone(), stop.clone());
     let state = ChatState::new(hub, keys.clone(), limits);
     let (reporter, health) = tonic_health::server::health_reporter();

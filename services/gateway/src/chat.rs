@@ -18,12 +18,11 @@
 //! `EventSource`, which cannot set headers. The gateway forwards it; chat verifies it.
 
 use std::convert::Infallible;
-use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::sse::Event;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -878,5 +877,5 @@ pub async fn events(
         })
         .map(Ok::<_, Infallible>)
         .take_until(st.shutdown.wait());
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    Ok(crate::sse::sse("chat", stream))
 }

@@ -10,7 +10,8 @@
 //! Which services exist comes from the proto crate itself ([`pfc_proto::FILE_DESCRIPTOR_SET`]):
 //! every service of a `pfc.*` package is mounted at `/{package}.{Service}/{method}`, and the
 //! package names the backend (`pfc.jobs.*` → jobs, `pfc.auth.*` → auth, `pfc.chat.*` → chat).
-//! Routing is by path, like any axum route; there is no content-type multiplexing.
+//! Routing is by path, like any axum route; there is no content-type multiplexing. Each known
+//! method has its own route (its metrics label); unknown methods share their service's template.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -171,6 +172,15 @@ pub fn router<S: Clone + Send + Sync + 'static>(
             Backend::Chat => chat.clone(),
         };
         let svc = tonic_web::GrpcWebLayer::new().layer(GrpcProxy::new(channel));
+        // One route per known method, so the metrics label each by its own path; the
+        // `{method}` template catches invented names (the backend answers UNIMPLEMENTED)
+        // and labels them all alike, keeping the number of series bounded.
+        let prefix = format!("/{service}/");
+        for path in pfc_metrics::labels::grpc_method_paths() {
+            if path.strip_prefix(&prefix).is_some_and(|m| !m.contains('/')) {
+                router = router.route_service(path, svc.clone());
+            }
+        }
         router = router.route_service(&format!("/{service}/{{method}}"), svc);
     }
     router

@@ -14,7 +14,7 @@
 //! - [`queues`]: REST for named queues (`/api/v1/queues`).
 //! - [`sse`]: Server-Sent Events from `WatchJob` / `WatchJobs`.
 //! - [`grpc_web`]: the generic gRPC-web → gRPC proxy.
-//! - [`metrics`]: request metrics and the core's queue gauges in Prometheus text.
+//! - [`metrics`]: request and SSE metrics, and `/metrics` (the process registry).
 //! - [`openapi`]: the OpenAPI 3.1 document.
 //! - [`assets`]: the embedded UI and its path rule.
 //! - [`chat`]: chat REST and SSE over the auth and chat services.
@@ -55,7 +55,7 @@ use tower_http::trace::TraceLayer;
 pub use config::Config;
 pub use error::ApiError;
 
-/// What every handler shares: clients of the core (cheap to clone) and the metrics.
+/// What every handler shares: clients of the core (cheap to clone) and the shutdown state.
 #[derive(Clone)]
 pub struct AppState {
     /// Client of `pfc.jobs.v1.JobService`; forwards the caller's credential on every call.
@@ -67,7 +67,6 @@ pub struct AppState {
     jobs_channel: Channel,
     auth_channel: Channel,
     chat_channel: Channel,
-    metrics: Arc<metrics::Metrics>,
     shutdown: pfc_runtime::Shutdown,
     draining: pfc_runtime::Shutdown,
     body_limit: usize,
@@ -110,7 +109,6 @@ impl AppState {
             jobs_channel,
             auth_channel: channel(&config.auth_url, "auth")?,
             chat_channel: channel(&config.chat_url, "chat")?,
-            metrics: Arc::default(),
             shutdown,
             draining: pfc_runtime::Shutdown::new(),
             body_limit: config.body_limit,
@@ -296,10 +294,7 @@ pub fn app(state: AppState) -> Router {
         router = router.layer(cors);
     }
     router
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            metrics::track,
-        ))
+        .layer(axum::middleware::from_fn(metrics::track))
         .layer(TraceLayer::new_for_http().make_span_with(http_span))
         .with_state(state)
 }
@@ -314,6 +309,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let state = AppState::new(&config)?;
+    metrics::init();
     let sd = state.shutdown.clone();
     let draining = state.draining.clone();
     let stop = sd.clone();

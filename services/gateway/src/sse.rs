@@ -84,10 +84,16 @@ where
         .take_until(shutdown)
 }
 
-fn sse<S>(stream: S) -> impl IntoResponse
+/// The SSE response, counted in `pfc_gateway_sse_streams{stream}` while the stream lives.
+pub(crate) fn sse<S>(name: &'static str, stream: S) -> impl IntoResponse
 where
     S: Stream<Item = Result<Event, Infallible>> + Send + 'static,
 {
+    let open = crate::metrics::sse_stream(name);
+    let stream = stream.map(move |e| {
+        let _ = &open; // the guard lives (and counts) as long as the stream
+        e
+    });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
@@ -117,12 +123,15 @@ pub async fn job_events(
         .await
         .map_err(|s| ApiError::lookup(s, &job_id))?
         .into_inner();
-    Ok(sse(to_events(&st, stream, |m: pb::WatchJobResponse| {
-        m.job.map(|j| {
-            let job = Job::from(j);
-            json_event("job", format!("{}:{}", job.id, job.version), &job)
-        })
-    })))
+    Ok(sse(
+        "job",
+        to_events(&st, stream, |m: pb::WatchJobResponse| {
+            m.job.map(|j| {
+                let job = Job::from(j);
+                json_event("job", format!("{}:{}", job.id, job.version), &job)
+            })
+        }),
+    ))
 }
 
 /// Query of `GET /api/v1/events`.
@@ -175,20 +184,21 @@ pub async fn all_events(
         .watch_jobs(pb::WatchJobsRequest { statuses })
         .await?
         .into_inner();
-    Ok(sse(to_events(
-        &st,
-        stream,
-        |m: pb::WatchJobsResponse| match (m.event, m.resync) {
-            (Some(e), _) => {
-                let ev = JobEvent::from(e);
-                Some(json_event(
-                    "transition",
-                    format!("{}:{}", ev.job_id, ev.version),
-                    &ev,
-                ))
+    Ok(sse(
+        "jobs",
+        to_events(&st, stream, |m: pb::WatchJobsResponse| {
+            match (m.event, m.resync) {
+                (Some(e), _) => {
+                    let ev = JobEvent::from(e);
+                    Some(json_event(
+                        "transition",
+                        format!("{}:{}", ev.job_id, ev.version),
+                        &ev,
+                    ))
+                }
+                (None, Some(r)) => Some(resync_event(&Resync::from(r))),
+                (None, None) => None,
             }
-            (None, Some(r)) => Some(resync_event(&Resync::from(r))),
-            (None, None) => None,
-        },
-    )))
+        }),
+    ))
 }

@@ -298,12 +298,18 @@ async fn unknown_paths_are_404() {
     assert_eq!(send(req).await.0, StatusCode::NOT_FOUND);
 }
 
-/// `/metrics` is Prometheus text with request counters by route, and `pfc_core_up 0` without a core.
+/// `/metrics` is OpenMetrics text with request counters by route template; an invented
+/// gRPC-web method is labelled by its service's template, never by its own name.
 #[tokio::test]
 async fn metrics_text() {
     let st = state();
     let router = app(st);
     let _ = router.clone().oneshot(get("/healthz")).await.unwrap();
+    let invented = Request::post("/pfc.jobs.v1.JobService/NoSuchMethodXyz")
+        .header("content-type", "application/grpc-web+proto")
+        .body(Body::empty())
+        .unwrap();
+    let _ = router.clone().oneshot(invented).await.unwrap();
     let resp = router.oneshot(get("/metrics")).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     let text = String::from_utf8(
@@ -315,14 +321,26 @@ async fn metrics_text() {
             .to_vec(),
     )
     .unwrap();
+    // other tests of this binary share the process registry: look for the series, not counts
     assert!(
         text.contains(
-            "pfc_gateway_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 1"
+            "pfc_gateway_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"}"
         ),
         "{text}"
     );
-    assert!(text.contains("pfc_gateway_http_request_duration_seconds_bucket{method=\"GET\",route=\"/healthz\",status=\"200\",le=\"+Inf\"} 1"));
-    assert!(text.contains("pfc_core_up 0"));
+    assert!(text.contains(
+        "pfc_gateway_http_request_duration_seconds_bucket{le=\"+Inf\",method=\"GET\",route=\"/healthz\"}"
+    ));
+    assert!(
+        text.contains("route=\"/pfc.jobs.v1.JobService/{method}\""),
+        "{text}"
+    );
+    assert!(!text.contains("NoSuchMethodXyz"), "{text}");
+    assert!(
+        text.contains("pfc_gateway_sse_streams{stream=\"job\"}"),
+        "{text}"
+    );
+    assert!(text.ends_with("# EOF\n"));
 }
 
 /// CORS is closed by default: no `access-control-allow-origin` for a foreign origin.

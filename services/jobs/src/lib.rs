@@ -11,6 +11,7 @@
 //!   the `WatchJob`/`WatchJobs` streams that want it.
 //! - `worker_service`: `pfc.worker.v1.WorkerService` ([`Workers`]), the worker protocol.
 //! - `schedule_service`: `pfc.jobs.v1.ScheduleService` ([`Schedules`]) and the scheduler duty.
+//! - `metrics`: the core's Prometheus metrics (jobs submitted and finished, queue gauges).
 //! - `server`: [`Config`], [`run`] (the `pfc jobs` role), [`background`] duties.
 //! - `validate`: the stateless rules of a submit (kind names, content types).
 //! - `convert`: store model ↔ protobuf.
@@ -19,6 +20,7 @@
 pub mod convert;
 pub mod error;
 pub mod hub;
+pub mod metrics;
 pub mod schedule_service;
 pub mod server;
 pub mod service;

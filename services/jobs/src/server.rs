@@ -105,6 +105,7 @@ pub fn service(
 /// A JobService over an existing [`Jobs`] (shared with the ScheduleService), with the decode
 /// limit of [`service`].
 pub fn job_server(jobs: Jobs) -> JobServiceServer<Jobs> {
+    crate::metrics::init();
     let max = decode_limit(jobs.limits());
     JobServiceServer::new(jobs).max_decoding_message_size(max)
 }
@@ -116,9 +117,13 @@ pub fn decode_limit(limits: &Limits) -> usize {
     (limits.max_text_bytes.max(limits.max_payload_bytes) + 64 * 1024).max(4 * 1024 * 1024)
 }
 
+/// Ticks of [`background`] (500 ms each) between two reads of the store's gauges.
+const GAUGE_TICKS: u64 = (crate::metrics::GAUGE_REFRESH.as_millis() / 500) as u64;
+
 /// Background duties of a jobs server: health follows store connectivity (checked every
-/// second), and housekeeping (due scheduled jobs, expired leases, index sweep) runs every
-/// 500 ms so recovery never waits for an idle worker. Ends when `shutdown` resolves.
+/// second), housekeeping (due scheduled jobs, expired leases, index sweep) runs every
+/// 500 ms so recovery never waits for an idle worker, and the queue gauges of the metrics are
+/// read every [`crate::metrics::GAUGE_REFRESH`]. Ends when `shutdown` resolves.
 pub async fn background(
     store: Arc<dyn JobStore>,
     reporter: HealthReporter,
@@ -160,6 +165,9 @@ pub async fn background(
             if let Err(e) = store.maintain().await {
                 tracing::debug!(error = %e, "housekeeping failed");
             }
+            if n % GAUGE_TICKS == 1 {
+                crate::metrics::refresh_gauges(store.as_ref()).await;
+            }
         }
     }
 }
@@ -197,6 +205,7 @@ pub async fn run(
         services.clone(),
         stop.wait(),
     ));
+
     let workers = Workers::new(
         store.clone(),
         config.store.lease,

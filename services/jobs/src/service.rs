@@ -4,7 +4,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use pfc_processors::Registry;
 use pfc_proto::jobs::v1 as pb;
 use pfc_proto::jobs::v1::job_service_server::JobService;
@@ -240,6 +240,18 @@ impl Jobs {
     }
 }
 
+/// `stream`, counted in `pfc_jobs_watch_streams{rpc}` for as long as it is open.
+fn counted<S: Stream + Send + 'static>(
+    rpc: &'static str,
+    stream: S,
+) -> impl Stream<Item = S::Item> {
+    let open = crate::metrics::watch_stream(rpc);
+    stream.map(move |item| {
+        let _ = &open; // the guard lives (and counts) as long as the stream
+        item
+    })
+}
+
 /// Continues the caller's trace when the request carries a W3C `traceparent` header.
 fn adopt_trace<T>(req: &Request<T>) {
     if let Some(tp) = req
@@ -263,6 +275,9 @@ impl JobService for Jobs {
         new.traceparent = pfc_telemetry::current_traceparent();
         tracing::Span::current().record("kind", new.kind.as_str());
         let sub = self.store.submit(new).await.map_err(JobError::from)?;
+        if sub.created {
+            crate::metrics::submitted(&sub.job.queue, &sub.job.kind);
+        }
         tracing::Span::current().record("job_id", sub.job.id.as_str());
         tracing::debug!(created = sub.created, "job submitted");
         Ok(Response::new(pb::SubmitJobResponse {
@@ -343,7 +358,7 @@ impl JobService for Jobs {
             return Err(JobError::InvalidArgument("job_id must not be empty".into()).into());
         }
         let stream = self.hub.watch_job(&id).await?;
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(Box::pin(counted("WatchJob", stream))))
     }
 
     type WatchJobsStream = EventStream<pb::WatchJobsResponse>;
@@ -363,7 +378,10 @@ impl JobService for Jobs {
                 })?;
             wanted.push(st);
         }
-        Ok(Response::new(Box::pin(self.hub.watch_jobs(wanted))))
+        Ok(Response::new(Box::pin(counted(
+            "WatchJobs",
+            self.hub.watch_jobs(wanted),
+        ))))
     }
 
     #[tracing::instrument(name = "ListJobs", skip_all)]
@@ -427,6 +445,14 @@ impl JobService for Jobs {
             return Err(JobError::InvalidArgument("job_id must not be empty".into()).into());
         }
         let job = self.store.cancel(id).await.map_err(JobError::from)?;
+        crate::metrics::finished(
+            Some(&crate::metrics::JobLabels {
+                queue: job.queue.clone(),
+                kind: job.kind.clone(),
+                max_attempts: job.max_attempts,
+            }),
+            "cancelled",
+        );
         Ok(Response::new(pb::CancelJobResponse {
             job: Some(job_to_pb(job)),
         }))

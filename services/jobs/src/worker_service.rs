@@ -40,6 +40,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
+use crate::metrics::JobLabels;
+
 /// The gRPC service name, as health checks and reflection know it.
 pub const WORKER_SERVICE_NAME: &str = "pfc.worker.v1.WorkerService";
 
@@ -347,6 +349,8 @@ enum Op {
     Complete {
         completion: Completion,
         rejected: Option<String>,
+        /// For `pfc_jobs_finished_total`.
+        labels: Option<Arc<JobLabels>>,
     },
     /// A release; `silent`: the worker never saw the job (taken after a Drain), no ack.
     Release { lease: LeaseRef, silent: bool },
@@ -379,12 +383,15 @@ type Tx = mpsc::Sender<Result<pb::WorkResponse, Status>>;
 type TakeRx = mpsc::Receiver<Result<Vec<Job>, ()>>;
 
 /// A lease the stream holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 struct Held {
     delivery: u64,
     /// The store's attempt number of the delivery (sets the retry backoff).
     attempt: u32,
     state: State,
+    /// Queue, kind and attempts of the job for the metrics (`None` for a lease the worker
+    /// resumed after reconnecting: the core has not seen that job).
+    labels: Option<Arc<JobLabels>>,
 }
 
 struct Session {
@@ -542,11 +549,13 @@ impl Workers {
             tx,
             ops: ops_tx,
         };
+        let _connected = crate::metrics::worker_session();
         for (l, attempt) in hello.held {
             let held = Held {
                 delivery: l.delivery,
                 attempt,
                 state: State::Running,
+                labels: None,
             };
             s.held.insert(l.job_id, held);
             s.running += 1;
@@ -771,6 +780,11 @@ impl Workers {
                 delivery: job.delivery,
                 attempt: job.attempts,
                 state: State::Running,
+                labels: Some(Arc::new(JobLabels {
+                    queue: job.queue.clone(),
+                    kind: job.kind.clone(),
+                    max_attempts: job.max_attempts,
+                })),
             };
             if s.draining {
                 held.state = State::Reporting;
@@ -881,7 +895,7 @@ impl Workers {
             }
             Some(In::Release(r)) => {
                 for job_id in r.job_ids {
-                    match s.held.get(&job_id).copied() {
+                    match s.held.get(&job_id).cloned() {
                         Some(Held {
                             delivery,
                             state: State::Running,
@@ -910,6 +924,7 @@ impl Workers {
 
     fn report(&self, s: &mut Session, lease: LeaseRef, outcome: Outcome, rejected: Option<String>) {
         let attempt = s.answered(&lease.job_id);
+        let labels = s.held.get(&lease.job_id).and_then(|h| h.labels.clone());
         let completion = Completion {
             job_id: lease.job_id,
             attempt,
@@ -920,6 +935,7 @@ impl Workers {
         let _ = s.ops.send(Op::Complete {
             completion,
             rejected,
+            labels,
         });
     }
 }
@@ -1052,6 +1068,23 @@ async fn give_back(store: &dyn JobStore, worker: &str, leases: &[LeaseRef], grac
     }
 }
 
+/// Counts an applied report in `pfc_jobs_finished_total`: a failure with attempts left (and
+/// not permanent) is `retried`, as the store then schedules another delivery.
+fn count_finished(labels: Option<&JobLabels>, c: &Completion) {
+    let status = match &c.outcome {
+        Outcome::Done(_) | Outcome::DonePayload(_) => "done",
+        Outcome::Failed { retryable, .. } => {
+            let left = labels.is_some_and(|l| c.attempt < l.max_attempts);
+            if *retryable && left {
+                "retried"
+            } else {
+                "failed"
+            }
+        }
+    };
+    crate::metrics::finished(labels, status);
+}
+
 /// Applies answers in batches (one round trip for many), in order, retrying while the store
 /// is unavailable (the heartbeat keeps their leases meanwhile). Ends when the session drops
 /// its sender and everything sent was applied (or 60 s of failures).
@@ -1065,15 +1098,18 @@ async fn reporter(
     while rx.recv_many(&mut batch, 256).await > 0 {
         let mut completions = Vec::new();
         let mut rejected = Vec::new();
+        let mut labels = Vec::new();
         let mut releases = Vec::new();
         for op in batch.drain(..) {
             match op {
                 Op::Complete {
                     completion,
                     rejected: r,
+                    labels: l,
                 } => {
                     completions.push(completion);
                     rejected.push(r);
+                    labels.push(l);
                 }
                 Op::Release { lease, silent } => releases.push((lease, silent)),
             }
@@ -1089,6 +1125,9 @@ async fn reporter(
                     // never applied (store down for a minute): the lease expires
                     (None, _) => (pb::ReportOutcome::Stale, String::new()),
                 };
+                if result == Some(CompletionResult::Applied) {
+                    count_finished(labels[i].as_deref(), &c);
+                }
                 if outcome == pb::ReportOutcome::Stale {
                     tracing::debug!(worker = %worker, job_id = %c.job_id, delivery = c.delivery, "report ignored: lease was lost");
                 }

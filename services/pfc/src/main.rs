@@ -31,6 +31,11 @@ struct Cli {
     /// reconnect and spread over new replicas behind a Service, e.g. `2m` (0: never).
     #[arg(long, env = "PFC_GRPC_MAX_CONNECTION_AGE", default_value = "0s", value_parser = parse_duration, global = true)]
     grpc_max_connection_age: Duration,
+    /// Serve Prometheus metrics (`GET /metrics`, OpenMetrics text) on this address, e.g.
+    /// `0.0.0.0:9090`; unset: no metrics listener (the gateway still serves `/metrics` on
+    /// its HTTP port). See docs/operations.md for the metrics of each role.
+    #[arg(long, env = "PFC_METRICS_ADDR", global = true)]
+    metrics_addr: Option<std::net::SocketAddr>,
     #[command(subcommand)]
     command: Command,
 }
@@ -151,6 +156,15 @@ async fn main() -> anyhow::Result<()> {
         max_connection_age: (!cli.grpc_max_connection_age.is_zero())
             .then_some(cli.grpc_max_connection_age),
     });
+    if let Some(addr) = cli.metrics_addr {
+        let l = pfc_runtime::bind(addr).await.context("metrics listener")?;
+        // lives as long as the process: scrapes keep working while the role drains
+        tokio::spawn(async move {
+            if let Err(e) = pfc_metrics::serve(l, std::future::pending()).await {
+                tracing::error!(error = %e, "metrics listener failed");
+            }
+        });
+    }
     let shutdown = pfc_runtime::shutdown_signal();
     let password_file = "failed to read the Redis password file (PFC_REDIS_PASSWORD_FILE)";
     let result = match cli.command {

@@ -100,18 +100,18 @@ impl StoreArgs {
 
     /// Opens the Redis store, or the in-memory one when no URL is set and `memory_ok`.
     pub fn open(&self, memory_ok: bool) -> Result<Arc<dyn JobStore>> {
-        match self.effective_redis_url() {
-            Some(url) => Ok(RedisStore::open(
-                &url,
-                self.store_config(),
-                &self.redis_mode(),
-            )?),
-            None if memory_ok => Ok(Arc::new(MemoryStore::new(self.store_config()))),
-            None => Ok(RedisStore::new(
-                "redis://127.0.0.1:6379",
-                self.store_config(),
-            )?),
-        }
+        let (store, backend): (Arc<dyn JobStore>, _) = match self.effective_redis_url() {
+            Some(url) => (
+                RedisStore::open(&url, self.store_config(), &self.redis_mode())?,
+                "redis",
+            ),
+            None if memory_ok => (Arc::new(MemoryStore::new(self.store_config())), "memory"),
+            None => (
+                RedisStore::new("redis://127.0.0.1:6379", self.store_config())?,
+                "redis",
+            ),
+        };
+        Ok(crate::metered::Metered::wrap(store, backend))
     }
 }
 

@@ -12,13 +12,15 @@
 //! - `error`: [`StoreError`].
 //! - `memory`: [`MemoryStore`].
 //! - `redis_store`: [`RedisStore`] and its Lua scripts (`src/lua/*.lua`).
-//! - `config`: [`StoreArgs`], the command-line/env settings that open a store.
+//! - `config`: [`StoreArgs`], the command-line/env settings that open a store (timed by
+//!   `metered`: [`metered::Metered`] wraps every store it opens).
 //! - `contract`: the behaviour both stores must have, as reusable async checks.
 
 pub mod config;
 pub mod contract;
 pub mod error;
 pub mod memory;
+pub mod metered;
 pub mod model;
 pub mod queues;
 pub mod redis_store;

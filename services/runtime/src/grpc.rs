@@ -1,7 +1,8 @@
 //! Serving gRPC the same way in every role: health, reflection (v1 and v1alpha, so grpcurl
 //! and `buf curl` work without .proto files), TCP_NODELAY, `RESOURCE_EXHAUSTED` for request
 //! messages over the size limit ([`crate::message_limit`]), and a shutdown that first turns
-//! health to `NOT_SERVING` so load balancers stop sending new calls, then drains.
+//! health to `NOT_SERVING` so load balancers stop sending new calls, then drains; every call
+//! is counted and timed by [`pfc_metrics::grpc`].
 
 use std::future::Future;
 
@@ -109,7 +110,10 @@ pub async fn serve_with(
     if let Some(age) = settings.max_connection_age {
         server = server.max_connection_age(age);
     }
+    pfc_metrics::grpc::init();
     server
+        // outermost: the metrics see the status the client gets (after the rewrite below)
+        .layer(pfc_metrics::grpc::GrpcMetricsLayer)
         .layer(crate::message_limit::MessageLimitLayer)
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .add_routes(routes)

@@ -32,10 +32,12 @@
 //! - `worker`: [`Worker`] and its run loop (streams, reconnects, resume, shutdown).
 //! - `job`: what handlers get and give: [`Job`], [`Output`], [`HandlerError`], [`ResultExt`].
 //! - `error`: [`Error`].
+//! - `metrics`: the worker's Prometheus metrics (run times, slots, leases lost).
 
 mod client;
 mod error;
 mod job;
+mod metrics;
 mod worker;
 
 pub use client::{Client, JobInfo, JobStatus, Submit};

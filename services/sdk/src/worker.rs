@@ -212,6 +212,7 @@ impl Worker {
     /// Runs until `shutdown` resolves, then shuts down gracefully.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), Error> {
         self.validate()?;
+        let _slots = crate::metrics::Slots::new(self.concurrency);
         let mut r = Runner::new(self);
         tokio::pin!(shutdown);
         let result = r.run(shutdown).await;
@@ -305,6 +306,17 @@ struct Running {
     delivery: u64,
     attempt: u32,
     abort: AbortHandle,
+    /// The `kind` label of its run time (a handler kind, or `other`).
+    kind: String,
+    started: std::time::Instant,
+}
+
+impl Drop for Running {
+    /// A slot is busy exactly as long as its `Running` entry exists (finished, revoked or
+    /// aborted alike).
+    fn drop(&mut self) {
+        crate::metrics::METRICS.busy.dec();
+    }
 }
 
 /// How a session (one stream) ended.
@@ -468,6 +480,15 @@ impl Runner {
             return None;
         }
         let worker = self.worker_id.clone().unwrap_or_default();
+        let outcome = match &result {
+            Ok(_) => "done",
+            Err(e) if e.is_permanent() => "failed",
+            Err(_) => "retry",
+        };
+        crate::metrics::METRICS
+            .run
+            .get_or_create(&[("kind", run.kind.clone()), ("outcome", outcome.to_owned())])
+            .observe(run.started.elapsed().as_secs_f64());
         let (msg, label) = match result {
             Ok(output) => {
                 let (result, content_type) = output.into_wire();
@@ -500,6 +521,11 @@ impl Runner {
 
     fn start(&mut self, a: pb::JobAssignment) {
         let handler = self.cfg.handlers.get(&a.kind).cloned();
+        let kind_label = if handler.is_some() {
+            a.kind.clone()
+        } else {
+            pfc_metrics::labels::OTHER.to_owned()
+        };
         let created_at = a
             .created_at
             .as_ref()
@@ -543,12 +569,15 @@ impl Runner {
             }
             .instrument(span),
         );
+        crate::metrics::METRICS.busy.inc();
         self.running.insert(
             a.job_id,
             Running {
                 delivery,
                 attempt: a.attempt,
                 abort,
+                kind: kind_label,
+                started: std::time::Instant::now(),
             },
         );
     }
@@ -700,6 +729,7 @@ impl Runner {
                 }
                 _ = tick.tick() => {
                     if s.last_sent.elapsed() >= beat / 2 {
+                        crate::metrics::METRICS.heartbeats.inc();
                         s.send(In::Heartbeat(pb::Heartbeat {})).await
                     } else {
                         true
@@ -778,6 +808,7 @@ impl Runner {
                 }
                 match pb::ReportOutcome::try_from(ack.outcome) {
                     Ok(pb::ReportOutcome::Stale) => {
+                        crate::metrics::METRICS.leases_lost.inc();
                         tracing::warn!(job_id = %ack.job_id, delivery = ack.delivery, "report ignored: lease was lost")
                     }
                     Ok(pb::ReportOutcome::Rejected) => {
@@ -790,6 +821,7 @@ impl Runner {
             Some(Out::Revoked(r)) => {
                 if let Some(run) = self.running.get(&r.job_id) {
                     if run.delivery == r.delivery {
+                        crate::metrics::METRICS.leases_lost.inc();
                         tracing::warn!(job_id = %r.job_id, delivery = r.delivery, "job revoked (its lease was lost); handler aborted");
                         run.abort.abort();
                         self.running.remove(&r.job_id);
