@@ -12,6 +12,7 @@
 //! - [`model`]: JSON shapes converted from the protobuf messages.
 //! - [`rest`]: REST handlers (origin-compatible and `/api/v1`).
 //! - [`queues`]: REST for named queues (`/api/v1/queues`).
+//! - [`schedules`]: REST for schedules (`/api/v1/schedules`).
 //! - [`sse`]: Server-Sent Events from `WatchJob` / `WatchJobs`.
 //! - [`grpc_web`]: the generic gRPC-web → gRPC proxy.
 //! - [`metrics`]: request and SSE metrics, and `/metrics` (the process registry).
@@ -32,6 +33,7 @@ pub mod model;
 pub mod openapi;
 pub mod queues;
 pub mod rest;
+pub mod schedules;
 pub mod sse;
 
 use std::future::Future;
@@ -268,6 +270,16 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/stats", get(rest::stats))
         .route("/api/v1/kinds", get(rest::kinds))
         .route("/api/v1/queues", get(queues::list))
+        .route(
+            "/api/v1/schedules",
+            post(schedules::create).get(schedules::list),
+        )
+        .route(
+            "/api/v1/schedules/{name}",
+            get(schedules::get).delete(schedules::delete),
+        )
+        .route("/api/v1/schedules/{name}/pause", post(schedules::pause))
+        .route("/api/v1/schedules/{name}/resume", post(schedules::resume))
         .route("/api", any(rest::api_not_found))
         .route("/api/{*rest}", any(rest::api_not_found))
         .route("/healthz", get(healthz))

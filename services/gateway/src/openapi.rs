@@ -20,6 +20,8 @@ use crate::{error, model, rest, sse};
         rest::origin_submit, rest::origin_get,
         rest::submit, rest::submit_batch, rest::list, rest::get, rest::cancel, rest::stats, rest::kinds,
         crate::queues::list,
+        crate::schedules::create, crate::schedules::list, crate::schedules::get,
+        crate::schedules::pause, crate::schedules::resume, crate::schedules::delete,
         sse::job_events, sse::all_events,
         crate::healthz, crate::readyz, crate::readyz_local, crate::metrics::metrics,
     ),
@@ -29,11 +31,14 @@ use crate::{error, model, rest, sse};
         model::Submitted, model::SubmitJobs, model::SubmittedBatch, model::BatchResult,
         model::JobPage, model::Stats, model::Worker, model::Kind, model::Kinds,
         model::Health, crate::queues::Queue, crate::queues::Queues,
+        crate::schedules::CreateSchedule, crate::schedules::Schedule, crate::schedules::Schedules,
+        crate::schedules::ScheduleJob, crate::schedules::CatchUp,
     )),
     tags(
         (name = "origin", description = "Routes compatible with the original FastAPI service"),
         (name = "jobs", description = "The full jobs API"),
         (name = "queues", description = "Named queues"),
+        (name = "schedules", description = "Periodic jobs (cron or interval), each tick fired once"),
         (name = "events", description = "Server-Sent Events"),
         (name = "ops", description = "Health and metrics"),
     )

@@ -158,7 +158,7 @@ const MAX_DELAY_MS: u64 = 30 * 24 * 3600 * 1000;
 
 /// The payload bytes and content type of a submit body (both empty for a text job), checked
 /// for what the gateway can tell alone; the core checks the rest (JSON, size, kind).
-fn payload_of(body: &SubmitJob) -> Result<(Vec<u8>, String), ApiError> {
+pub(crate) fn payload_of(body: &SubmitJob) -> Result<(Vec<u8>, String), ApiError> {
     let invalid = |m: &str| Err(ApiError::InvalidArgument(m.into()));
     match (&body.payload, &body.payload_base64) {
         (Some(_), Some(_)) => invalid("send payload (JSON) or payload_base64 (bytes), not both"),

@@ -61,11 +61,17 @@ async fn start_core() -> Core {
         default_max_attempts: 3,
         ..Default::default()
     };
-    let routes = tonic::service::Routes::new(pfc_jobs::service(
+    let jobs = pfc_jobs::Jobs::new(store.clone(), Registry::builtin(), limits);
+    let (schedules, _scheduler) = pfc_jobs::schedule_service::start(
+        &store_args(),
+        &Default::default(),
         store.clone(),
-        Registry::builtin(),
-        limits,
-    ));
+        jobs.clone(),
+        stop.wait(),
+    )
+    .unwrap();
+    let routes = tonic::service::Routes::new(pfc_jobs::server::job_server(jobs))
+        .add_service(schedules.into_server(4 << 20));
     let chat = pfc_chat::embedded(
         None,
         pfc_chat::Limits::default(),

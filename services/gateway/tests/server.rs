@@ -59,12 +59,18 @@ async fn start() -> Stack {
     };
     let workers =
         pfc_jobs::Workers::new(store.clone(), args.lease, Default::default(), stop.clone());
-    let routes = tonic::service::Routes::new(pfc_jobs::service(
+    let jobs = pfc_jobs::Jobs::new(store.clone(), Registry::builtin(), limits);
+    let (schedules, _scheduler) = pfc_jobs::schedule_service::start(
+        &args,
+        &Default::default(),
         store.clone(),
-        Registry::builtin(),
-        limits,
-    ))
-    .add_service(workers.into_server());
+        jobs.clone(),
+        stop.wait(),
+    )
+    .unwrap();
+    let routes = tonic::service::Routes::new(pfc_jobs::server::job_server(jobs))
+        .add_service(workers.into_server())
+        .add_service(schedules.into_server(4 << 20));
     let routes = pfc_runtime::grpc::with_health_and_reflection(routes, health).unwrap();
     tokio::spawn(pfc_jobs::background(
         store.clone(),
@@ -340,6 +346,78 @@ async fn v1_api() {
     assert_eq!(st, 200);
     assert!(stats["submitted_total"].as_u64().unwrap() >= 2, "{stats}");
     assert!(stats["live_workers"].as_u64().unwrap() >= 1, "{stats}");
+}
+
+/// Schedules over REST: create (201, with its next fire), bad cron / zone / job fields are
+/// 422s whose message names the field, a duplicate is 409; the schedule fires (its last job
+/// and that job's status show), pause clears the next fire, resume sets it, delete is 204 and
+/// then 404.
+#[tokio::test]
+async fn schedules_rest() {
+    let s = start().await;
+    let body = json!({"name": "tick", "every_ms": 1000, "job": {"text": "tock"}});
+    let (st, b) = s.ok("POST", "/api/v1/schedules", Some(body.clone())).await;
+    assert_eq!(st, 201, "{b}");
+    assert_eq!(b["every_ms"], 1000);
+    assert_eq!(b["source"], "api");
+    assert!(b["next_fire_at"].is_string(), "{b}");
+    let (st, b) = s.ok("POST", "/api/v1/schedules", Some(body)).await;
+    assert_error(st, &b, 409, "failed_precondition");
+    for (bad, field) in [
+        (
+            json!({"name": "x", "cron": "61 * * * *", "job": {"text": "a"}}),
+            "cron",
+        ),
+        (
+            json!({"name": "x", "cron": "0 3 * * *", "time_zone": "Mars/Olympus", "job": {"text": "a"}}),
+            "time_zone",
+        ),
+        (
+            json!({"name": "x", "every_ms": 5, "job": {"text": "a"}}),
+            "every",
+        ),
+        (
+            json!({"name": "x", "every_ms": 5000, "job": {"text": "a", "idempotency_key": "k"}}),
+            "job.idempotency_key",
+        ),
+        (
+            json!({"name": "x", "every_ms": 5000, "job": {"kind": "UP", "text": "a"}}),
+            "job.kind",
+        ),
+    ] {
+        let (st, b) = s.ok("POST", "/api/v1/schedules", Some(bad.clone())).await;
+        assert_error(st, &b, 422, "invalid_argument");
+        let msg = b["error"]["message"].as_str().unwrap();
+        assert!(msg.starts_with(field), "{field}: {msg}");
+    }
+    let fired = s
+        .poll("/api/v1/schedules/tick", |b| {
+            b["last_job_status"].is_string()
+        })
+        .await;
+    let job_id = fired["last_job_id"].as_str().unwrap();
+    let (st, job) = s.ok("GET", &format!("/api/v1/jobs/{job_id}"), None).await;
+    assert_eq!(st, 200, "{job}");
+    assert!(
+        job["idempotency_key"]
+            .as_str()
+            .unwrap()
+            .starts_with("schedule:tick:"),
+        "{job}"
+    );
+    let (st, b) = s.ok("GET", "/api/v1/schedules", None).await;
+    assert_eq!(st, 200);
+    assert_eq!(b["schedules"][0]["name"], "tick");
+    let (st, b) = s.ok("POST", "/api/v1/schedules/tick/pause", None).await;
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(b["paused"], true);
+    assert!(b["next_fire_at"].is_null(), "{b}");
+    let (_, b) = s.ok("POST", "/api/v1/schedules/tick/resume", None).await;
+    assert!(b["next_fire_at"].is_string(), "{b}");
+    let (st, _) = s.ok("DELETE", "/api/v1/schedules/tick", None).await;
+    assert_eq!(st, 204);
+    let (st, b) = s.ok("GET", "/api/v1/schedules/tick", None).await;
+    assert_error(st, &b, 404, "not_found");
 }
 
 /// A delayed job is scheduled and can be cancelled once (then 409).
