@@ -166,9 +166,18 @@ impl From<pb::Schedule> for Schedule {
     }
 }
 
+type Client = ScheduleServiceClient<
+    tonic::service::interceptor::InterceptedService<
+        tonic::transport::Channel,
+        crate::access::Forward,
+    >,
+>;
+
 impl AppState {
-    fn schedules(&self) -> ScheduleServiceClient<tonic::transport::Channel> {
-        ScheduleServiceClient::new(self.jobs_channel.clone())
+    /// A ScheduleService client on the jobs channel that forwards the caller's credential
+    /// (the core's method table decides the scope: reads jobs:read, changes jobs:admin).
+    fn schedules(&self) -> Client {
+        ScheduleServiceClient::with_interceptor(self.jobs_channel.clone(), crate::access::Forward)
     }
 }
 
