@@ -540,3 +540,15 @@ maxmemory-policy noeviction
 {{ . }}
 {{- end }}
 {{- end }}
+
+{{/*
+The metrics container port of every role (PFC_METRICS_ADDR comes from the shared ConfigMap);
+nothing when metrics are off.
+*/}}
+{{- define "pfc.metricsPort" -}}
+{{- if .Values.metrics.enabled }}
+- name: metrics
+  containerPort: {{ .Values.metrics.port }}
+  protocol: TCP
+{{- end }}
+{{- end }}

@@ -72,8 +72,10 @@ impl Metered {
             .duration
             .get_or_create(&labels)
             .observe(start.elapsed().as_secs_f64());
+        // created at 0 on the first call, so rates read 0 rather than "no data"
+        let errors = METRICS.errors.get_or_create(&labels);
         if out.is_err() {
-            METRICS.errors.get_or_create(&labels).inc();
+            errors.inc();
         }
         out
     }
