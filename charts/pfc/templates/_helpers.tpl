@@ -391,6 +391,9 @@ metadata:
     {{- end }}
   annotations:
     checksum/config: {{ include (print .ctx.Template.BasePath "/configmap.yaml") .ctx | sha256sum }}
+    {{- if and (eq .component "jobs") .ctx.Values.jobs.schedules }}
+    checksum/schedules: {{ include (print .ctx.Template.BasePath "/jobs-schedules.yaml") .ctx | sha256sum }}
+    {{- end }}
     {{- if has .component (list "jobs" "chat") }}
     checksum/secret: {{ include "pfc.secretChecksum" (dict "ctx" .ctx "what" "redis") }}
     {{- else if eq .component "auth" }}
