@@ -15,6 +15,7 @@
 //!   extensions for the services (e.g. the kinds a worker key may run).
 //! - [`Authenticator`] (`authenticator.rs`): bearer value → [`Caller`] (JWT or API key).
 //! - [`apikeys`]: API keys (`pfc_<id>_<secret>`), hashed, in memory or Redis.
+//! - [`ApiKeyGrpc`] (`grpc.rs`): `pfc.jobs.v1.ApiKeyService` (create, list, revoke).
 //! - [`GuardLayer`] (`guard.rs`): the tower layer in front of the gRPC routes.
 
 pub mod apikeys;
@@ -22,6 +23,7 @@ mod authenticator;
 mod caller;
 mod config;
 mod error;
+mod grpc;
 mod guard;
 pub mod policy;
 
@@ -30,5 +32,6 @@ pub use authenticator::{bearer_of, require, Authenticator};
 pub use caller::{Caller, Credential};
 pub use config::AccessArgs;
 pub use error::AccessError;
+pub use grpc::{ApiKeyGrpc, MAX_KINDS};
 pub use guard::{guard_routes, Guard, GuardLayer};
 pub use pfc_auth::{Scope, Scopes};

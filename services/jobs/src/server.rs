@@ -221,9 +221,11 @@ pub async fn run(
         jobs.clone(),
         stop.wait(),
     )?;
+    let key_store = api_keys(&config.store)?;
     let routes = tonic::service::Routes::new(job_server(jobs))
         .add_service(workers.into_server())
-        .add_service(schedules.into_server(limit));
+        .add_service(schedules.into_server(limit))
+        .add_service(pfc_access::ApiKeyGrpc::new(key_store.clone()).into_server());
     let auth = if config.access.auth_required {
         let keys = pfc_auth::Keys::remote(
             config.access.auth_url.clone(),
@@ -231,10 +233,7 @@ pub async fn run(
             stop.wait(),
         );
         tracing::info!(auth_url = %config.access.auth_url, "access control on: every JobService and WorkerService call needs a credential");
-        Some(pfc_access::Authenticator::new(
-            keys,
-            Some(api_keys(&config.store)?),
-        ))
+        Some(pfc_access::Authenticator::new(keys, Some(key_store)))
     } else {
         tracing::warn!("access control off (--auth-required not set): anyone who reaches this port can submit, read and cancel jobs and run as a worker");
         None

@@ -45,7 +45,8 @@ async fn serve(issuer: &Issuer, keys: Arc<ApiKeys>) -> String {
         Registry::builtin(),
         Default::default(),
     ))
-    .add_service(workers.into_server());
+    .add_service(workers.into_server())
+    .add_service(pfc_access::ApiKeyGrpc::new(keys.clone()).into_server());
     let auth = Authenticator::new(Keys::fixed(issuer.verifier()), Some(keys));
     let routes = pfc_jobs::guarded(routes, Some(auth));
     let routes = pfc_runtime::grpc::with_health_and_reflection(routes, health).unwrap();
@@ -365,4 +366,84 @@ async fn workers_need_a_worker_key() {
     assert_eq!(done.result.as_deref(), Some("HI"));
     stop.trigger();
     run.await.unwrap().unwrap();
+}
+
+/// ApiKeyService: jobs:admin only; bad input is INVALID_ARGUMENT naming the field; an unknown
+/// id is NOT_FOUND; a created key works at once and the listing never holds its secret.
+#[tokio::test]
+async fn api_key_service_over_grpc() {
+    use pfc_proto::jobs::v1::api_key_service_client::ApiKeyServiceClient;
+    let issuer = issuer();
+    let url = serve(&issuer, memory_keys()).await;
+    let mut jobs = client(&url).await;
+    let channel = tonic::transport::Endpoint::from_shared(url)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut keys = ApiKeyServiceClient::new(channel);
+    let admin = scoped(&issuer, &[Scope::JobsAdmin]);
+    let write = scoped(&issuer, &[Scope::JobsWrite]);
+    let create = |name: &str, scopes: &[&str], kinds: &[&str]| pb::CreateApiKeyRequest {
+        name: name.into(),
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        kinds: kinds.iter().map(|s| s.to_string()).collect(),
+    };
+    let err = keys
+        .create_api_key(with(Some(&write), create("ci", &["jobs:write"], &[])))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    for (req, field) in [
+        (create("", &["jobs:write"], &[]), "name"),
+        (create("a b", &["jobs:write"], &[]), "name"),
+        (create("ci", &[], &[]), "scopes"),
+        (create("ci", &["root"], &[]), "scopes"),
+        (create("ci", &["jobs:write"], &["uppercase"]), "kinds"),
+        (create("ci", &["worker"], &["Bad Kind"]), "kinds"),
+    ] {
+        let err = keys
+            .create_api_key(with(Some(&admin), req))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{field}");
+        assert!(
+            err.message().starts_with(field),
+            "{field}: {}",
+            err.message()
+        );
+    }
+    let created = keys
+        .create_api_key(with(Some(&admin), create("ci", &["jobs:write"], &[])))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(submit_code(&mut jobs, Some(&created.key)).await, Code::Ok);
+    let listed = keys
+        .list_api_keys(with(Some(&admin), pb::ListApiKeysRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.api_keys.len(), 1);
+    assert_eq!(listed.api_keys[0].scopes, ["jobs:write"]);
+    assert!(
+        !format!("{listed:?}").contains(&created.key[21..]),
+        "no secret listed"
+    );
+    let err = keys
+        .revoke_api_key(with(
+            Some(&admin),
+            pb::RevokeApiKeyRequest { id: "nope".into() },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let id = created.api_key.unwrap().id;
+    keys.revoke_api_key(with(Some(&admin), pb::RevokeApiKeyRequest { id }))
+        .await
+        .unwrap();
+    assert_eq!(
+        submit_code(&mut jobs, Some(&created.key)).await,
+        Code::Unauthenticated
+    );
 }

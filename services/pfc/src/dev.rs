@@ -97,9 +97,11 @@ pub async fn run(
         jobs.clone(),
         stop.wait(),
     )?;
+    let api_keys = pfc_jobs::api_keys(&config.store)?;
     let routes = tonic::service::Routes::new(pfc_jobs::server::job_server(jobs))
         .add_service(workers.into_server())
-        .add_service(schedules.into_server(limit));
+        .add_service(schedules.into_server(limit))
+        .add_service(pfc_access::ApiKeyGrpc::new(api_keys.clone()).into_server());
     // auth + chat (issue 5): ephemeral signing key, chat store in memory or on --redis-url.
     let chat_redis = config
         .store
@@ -125,7 +127,7 @@ pub async fn run(
     let issuer = chat.issuer.clone();
     let (auth, worker_token) = if config.auth_required {
         let keys = pfc_auth::Keys::fixed(issuer.verifier());
-        let auth = pfc_access::Authenticator::new(keys, Some(pfc_jobs::api_keys(&config.store)?));
+        let auth = pfc_access::Authenticator::new(keys, Some(api_keys));
         let now = pfc_auth::now_secs();
         let (token, _) = issuer
             .issue_scoped(

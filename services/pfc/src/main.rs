@@ -2,6 +2,7 @@
 //! process) and tools (`probe`, `bench`). Each role's logic lives in its own crate; this file
 //! only parses flags, sets up telemetry and hands over. See `docs/roles.md`.
 
+mod apikey;
 mod dev;
 mod probe;
 
@@ -113,6 +114,8 @@ enum Command {
     Probe(probe::ProbeArgs),
     /// Load generator: submits jobs over gRPC and reports throughput, latency, CPU and memory.
     Bench(pfc_bench::Args),
+    /// API keys for programs, CI and workers: create (printed once), list, revoke.
+    Apikey(apikey::ApiKeyArgs),
 }
 
 impl Command {
@@ -126,6 +129,7 @@ impl Command {
             Command::Gateway(_) => "gateway",
             Command::Probe(_) => "probe",
             Command::Bench(_) => "bench",
+            Command::Apikey(_) => "apikey",
         }
     }
 }
@@ -148,6 +152,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Probe(args) => return probe::run(args).await,
         Command::Bench(args) => return pfc_bench::run(args).await.map(|_| ()),
+        Command::Apikey(args) => return apikey::run(args).await,
         _ => {}
     }
     let telemetry = pfc_telemetry::init(cli.command.role(), cli.log_format, &cli.log_filter)?;
@@ -207,7 +212,9 @@ async fn main() -> anyhow::Result<()> {
             let l = pfc_runtime::bind(c.http_addr).await?;
             pfc_gateway::run(l, c, shutdown).await
         }
-        Command::Probe(_) | Command::Bench(_) => unreachable!("handled above"),
+        Command::Probe(_) | Command::Bench(_) | Command::Apikey(_) => {
+            unreachable!("handled above")
+        }
     };
     telemetry.shutdown();
     if let Err(e) = &result {

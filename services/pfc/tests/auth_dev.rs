@@ -120,4 +120,108 @@ async fn dev_with_auth_required() {
     jobs.cancel_job(with(&ops, cancel()))
         .await
         .expect("an admin cancels");
+
+    // API keys through the CLI: an admin creates them, a user without jobs:admin cannot.
+    let cli = |token: &str, args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_pfc"))
+            .arg("apikey")
+            .args(args)
+            .args(["--jobs-url", &url])
+            .env("PFC_TOKEN", token)
+            .env("PFC_LOG", "warn")
+            .output()
+            .expect("run pfc apikey");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, _, err) = cli(
+        &alice.token,
+        &["create", "--scope", "jobs:write", "--name", "ci"],
+    );
+    assert!(!ok && err.contains("PermissionDenied"), "{err}");
+    let (ok, ci, err) = cli(&ops, &["create", "--scope", "jobs:write", "--name", "ci"]);
+    assert!(ok && ci.starts_with("pfc_"), "{ci} {err}");
+    let (ok, worker_key, err) = cli(
+        &ops,
+        &[
+            "create",
+            "--scope",
+            "worker",
+            "--kind",
+            "uppercase",
+            "--name",
+            "w1",
+        ],
+    );
+    assert!(ok, "{err}");
+    let (ok, list, _) = cli(&ops, &["list"]);
+    assert!(
+        ok && list.contains(" ci ") && list.contains("uppercase"),
+        "{list}"
+    );
+    assert!(!list.contains(&ci[21..]), "list never shows a secret");
+    jobs.submit_job(with(&ci, submit()))
+        .await
+        .expect("the CI key submits");
+    let err = jobs
+        .submit_job(with(&worker_key, submit()))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        Code::PermissionDenied,
+        "a worker key cannot submit"
+    );
+    let id = ci[4..20].to_string();
+    let (ok, _, err) = cli(&ops, &["revoke", &id]);
+    assert!(ok, "{err}");
+    let err = jobs.submit_job(with(&ci, submit())).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "revoked");
+
+    // `pfc worker` without a key, or with a key limited to `uppercase` (it declares every
+    // built-in kind), stops with the reason; with an unrestricted worker key it connects.
+    for (token, reason) in [
+        (None, "missing credentials"),
+        (Some(&worker_key), "may run only"),
+    ] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pfc"));
+        cmd.args(["worker", "--jobs-url", &url, "--grpc-addr", "127.0.0.1:0"])
+            .env_remove("PFC_TOKEN")
+            .env("PFC_LOG", "warn");
+        if let Some(t) = token {
+            cmd.env("PFC_TOKEN", t);
+        }
+        let out = cmd.output().expect("run pfc worker");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(reason), "{stderr}");
+    }
+    let (ok, worker_key, err) = cli(&ops, &["create", "--scope", "worker", "--name", "w2"]);
+    assert!(ok, "{err}");
+    let _keyed = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_pfc"))
+            .args(["worker", "--jobs-url", &url, "--grpc-addr", "127.0.0.1:0"])
+            .args(["--name", "keyed"])
+            .env("PFC_TOKEN", &worker_key)
+            .env("PFC_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn pfc worker"),
+    );
+    pfc_testkit::wait_until("keyed worker connected", Duration::from_secs(20), || {
+        let mut jobs = jobs.clone();
+        let req = with(&ops, pb::GetStatsRequest {});
+        async move {
+            let stats = jobs.get_stats(req).await.ok()?.into_inner();
+            stats
+                .workers
+                .iter()
+                .any(|w| w.id.starts_with("keyed"))
+                .then_some(())
+        }
+    })
+    .await;
 }

@@ -182,13 +182,17 @@ impl ApiKeys {
                 "kinds: only a key with the worker scope can be limited to kinds".into(),
             ));
         }
-        let mut rng = rand::rng();
-        const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-        let id: String = (0..ID_LEN)
-            .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
-            .collect();
-        let secret: [u8; 32] = rng.random();
-        let salt: [u8; 16] = rng.random();
+        // The thread-local generator is not Send: draw everything before the first await.
+        let (id, secret, salt) = {
+            let mut rng = rand::rng();
+            const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+            let id: String = (0..ID_LEN)
+                .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+                .collect();
+            let secret: [u8; 32] = rng.random();
+            let salt: [u8; 16] = rng.random();
+            (id, secret, salt)
+        };
         let secret = URL_SAFE_NO_PAD.encode(secret);
         let record = KeyRecord {
             id: id.clone(),
