@@ -12,6 +12,9 @@ if ! command -v redis-server >/dev/null; then
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends redis-server >/dev/null
 fi
 cargo test --workspace --locked "$@"
+# Every role of a split stack scraped by a real Prometheus; each query of the shipped Grafana
+# dashboard must return data (docs/operations.md).
+scripts/test-metrics.sh
 # Browser end-to-end tests of the web UI in headless Chromium against `pfc dev` (docs/gateway.md).
 scripts/test-web.sh
 # Python and TypeScript SDKs: unit, protocol and end-to-end tests with real worker processes (docs/workers.md).
