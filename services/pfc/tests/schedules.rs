@@ -349,3 +349,92 @@ async fn bad_input_names_the_field() {
         assert_eq!(e.code(), Code::NotFound, "{e:?}");
     }
 }
+
+/// Schedules declared in a file (the JSON the chart renders from `jobs.schedules`) exist after
+/// a fresh start, once however many replicas apply the file, with `source = CONFIG`; a pause
+/// set through the API survives a restart that applies the file again; a bad file fails the
+/// start naming the schedule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_schedules_exist_after_a_fresh_start() {
+    let dir = std::env::temp_dir().join(format!("pfc-schedules-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("schedules.json");
+    std::fs::write(
+        &file,
+        r#"{"schedules": [
+          {"name": "nightly-report", "cron": "0 3 * * *", "time_zone": "Europe/Berlin",
+           "catch_up": "skip", "job": {"kind": "report", "payload": {"scope": "all"}}},
+          {"name": "heartbeat", "every": "1h", "job": {"text": "still here"}}]}"#,
+    )
+    .unwrap();
+    let redis = RedisServer::start();
+    let args = store_args(Some(redis.url()));
+    let with_file = pfc_jobs::ScheduleArgs {
+        schedules_file: Some(file.clone()),
+    };
+    let a = JobsServer::start_with(args.clone(), with_file.clone()).await;
+    let b = JobsServer::start_with(args.clone(), with_file.clone()).await;
+    let mut c = schedules(b.addr).await;
+    let list = pfc_testkit::wait_until("declared schedules", Duration::from_secs(10), || {
+        let mut c = c.clone();
+        async move {
+            let l = c
+                .list_schedules(pb::ListSchedulesRequest {})
+                .await
+                .ok()?
+                .into_inner()
+                .schedules;
+            (l.len() == 2).then_some(l)
+        }
+    })
+    .await;
+    assert_eq!(list[0].name, "heartbeat");
+    assert_eq!(list[1].name, "nightly-report");
+    assert_eq!(list[1].time_zone, "Europe/Berlin");
+    assert_eq!(list[1].catch_up(), pb::CatchUp::Skip);
+    assert!(list
+        .iter()
+        .all(|s| s.source() == pb::ScheduleSource::Config));
+    c.update_schedule(pb::UpdateScheduleRequest {
+        name: "heartbeat".into(),
+        paused: Some(true),
+    })
+    .await
+    .unwrap();
+    a.stop.trigger();
+    a.task.await.unwrap().unwrap();
+    let _a = JobsServer::start_with(args.clone(), with_file).await;
+    let hb = c
+        .get_schedule(pb::GetScheduleRequest {
+            name: "heartbeat".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .schedule
+        .unwrap();
+    assert!(hb.paused, "the pause survives re-applying the file");
+    std::fs::write(
+        &file,
+        r#"{"schedules": [{"name": "bad", "cron": "0 3 * * *", "time_zone": "Mars/Olympus", "job": {"text": "x"}}]}"#,
+    )
+    .unwrap();
+    let mut config: pfc_jobs::Config = {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct A {
+            #[command(flatten)]
+            c: pfc_jobs::Config,
+        }
+        A::parse_from(["t"]).c
+    };
+    config.store = args;
+    config.schedules.schedules_file = Some(file);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let err = pfc_jobs::run(listener, config, std::future::pending())
+        .await
+        .unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(msg.contains("bad") && msg.contains("time_zone"), "{msg}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

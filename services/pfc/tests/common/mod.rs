@@ -36,6 +36,12 @@ pub struct JobsServer {
 impl JobsServer {
     /// Starts `pfc jobs` on 127.0.0.1:0 against `store`.
     pub async fn start(store: StoreArgs) -> Self {
+        Self::start_with(store, Default::default()).await
+    }
+
+    /// Starts `pfc jobs` on 127.0.0.1:0 against `store` with schedule settings (a schedules
+    /// file).
+    pub async fn start_with(store: StoreArgs, schedules: pfc_jobs::ScheduleArgs) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let config = pfc_jobs::Config {
@@ -48,7 +54,7 @@ impl JobsServer {
                 max_attempts: 3,
             },
             workers: Default::default(),
-            schedules: Default::default(),
+            schedules,
         };
         let stop = pfc_runtime::Shutdown::new();
         let task = tokio::spawn(pfc_jobs::run(listener, config, stop.wait()));
