@@ -29,49 +29,46 @@ impl RedisCluster {
         static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let _one = STARTING.lock().unwrap_or_else(|p| p.into_inner());
         let n = masters * (1 + replicas);
-        let held: Vec<std::net::TcpListener> = (0..n)
-            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("free port"))
-            .collect();
-        let ports: Vec<u16> = held
-            .iter()
-            .map(|l| l.local_addr().expect("port").port())
-            .collect();
-        drop(held);
-        let dir = std::env::temp_dir().join(format!(
-            "pfc-redis-cluster-{}-{}",
-            std::process::id(),
-            free_port()
-        ));
-        std::fs::create_dir_all(&dir).expect("create cluster dir");
-        let mut c = Self {
-            nodes: ports
-                .into_iter()
-                .map(|port| Node { port, child: None })
-                .collect(),
-            dir,
+        let mut attempt = 0;
+        let c = loop {
+            attempt += 1;
+            match Self::spawn_nodes(n) {
+                Ok(c) => break c,
+                // a port was taken between choosing and binding (by another test's server,
+                // or an outgoing connection): new ports, a few times
+                Err(e) if attempt < 4 => eprintln!("redis cluster nodes: {e}; retrying"),
+                Err(e) => panic!("redis cluster nodes did not start: {e}"),
+            }
         };
-        for i in 0..n {
-            c.spawn(i);
-        }
-        for node in &c.nodes {
-            wait_for(Duration::from_secs(10), || crate::ping(node.port));
-        }
         let mut create = Command::new("redis-cli");
         create.arg("--cluster").arg("create");
         for node in &c.nodes {
             create.arg(format!("127.0.0.1:{}", node.port));
         }
-        let out = create
+        let mut child = create
             .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .output()
+            .stderr(Stdio::null())
+            .spawn()
             .expect("redis-cli not found: install redis-tools (apt-get install redis-server)");
-        assert!(
-            out.status.success(),
-            "redis-cli --cluster create failed: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
+        // `--cluster create` waits forever for nodes that never join: bounded here
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("redis-cli") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("redis-cli --cluster create did not finish within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut out = String::new();
+        if let Some(mut o) = child.stdout.take() {
+            let _ = std::io::Read::read_to_string(&mut o, &mut out);
+        }
+        assert!(status.success(), "redis-cli --cluster create failed: {out}");
         for node in &c.nodes {
             let port = node.port;
             wait_for(Duration::from_secs(20), || {
@@ -89,6 +86,56 @@ impl RedisCluster {
             });
         }
         c
+    }
+
+    /// Starts `n` cluster-mode nodes on fresh ports and checks each is ours and alive (a port
+    /// taken by someone else between choosing and binding would otherwise answer `PING` for
+    /// a server that exited, and `--cluster create` would wait for it forever).
+    fn spawn_nodes(n: usize) -> Result<Self, String> {
+        let mut ports: Vec<u16> = Vec::with_capacity(n);
+        while ports.len() < n {
+            let p = cluster_port();
+            if !ports.contains(&p) {
+                ports.push(p);
+            }
+        }
+        let dir = std::env::temp_dir().join(format!(
+            "pfc-redis-cluster-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("create cluster dir: {e}"))?;
+        let mut c = Self {
+            nodes: ports
+                .into_iter()
+                .map(|port| Node { port, child: None })
+                .collect(),
+            dir,
+        };
+        for i in 0..n {
+            c.spawn(i);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for i in 0..n {
+            let port = c.nodes[i].port;
+            loop {
+                let exited = c.nodes[i]
+                    .child
+                    .as_mut()
+                    .is_none_or(|ch| ch.try_wait().ok().flatten().is_some());
+                if exited {
+                    return Err(format!("the node on port {port} exited (port taken?)"));
+                }
+                if cli(port, &["CLUSTER", "MYID"]).trim().len() == 40 {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(format!("the node on port {port} did not answer"));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Ok(c)
     }
 
     fn spawn(&mut self, i: usize) {
@@ -239,6 +286,31 @@ fn cli(port: u16, args: &[&str]) -> String {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default()
+}
+
+/// A port for a cluster node such that it and its cluster bus port (+10000) are free and both
+/// lie below the kernel's ephemeral range, so no outgoing connection can take either while a
+/// node is down for a restart.
+fn cluster_port() -> u16 {
+    let lo = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    let (from, to) = (10_000u32, lo.saturating_sub(10_000).max(10_001));
+    let mut x = std::process::id().wrapping_mul(2_654_435_761)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+    for _ in 0..1000 {
+        x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        let port = from + (x >> 8) % (to - from);
+        let free = |p: u32| std::net::TcpListener::bind(("127.0.0.1", p as u16)).is_ok();
+        if free(port) && free(port + 10_000) {
+            return port as u16;
+        }
+    }
+    free_port()
 }
 
 fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) {
