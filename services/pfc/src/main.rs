@@ -5,6 +5,7 @@
 mod apikey;
 mod dev;
 mod probe;
+mod schedule;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -116,6 +117,9 @@ enum Command {
     Bench(pfc_bench::Args),
     /// API keys for programs, CI and workers: create (printed once), list, revoke.
     Apikey(apikey::ApiKeyArgs),
+    /// Schedules (cron or interval jobs, each tick fired once): list, get, create, pause,
+    /// resume, delete.
+    Schedule(schedule::ScheduleCliArgs),
 }
 
 impl Command {
@@ -130,6 +134,7 @@ impl Command {
             Command::Probe(_) => "probe",
             Command::Bench(_) => "bench",
             Command::Apikey(_) => "apikey",
+            Command::Schedule(_) => "schedule",
         }
     }
 }
@@ -153,6 +158,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Probe(args) => return probe::run(args).await,
         Command::Bench(args) => return pfc_bench::run(args).await.map(|_| ()),
         Command::Apikey(args) => return apikey::run(args).await,
+        Command::Schedule(args) => return schedule::run(args).await,
         _ => {}
     }
     let telemetry = pfc_telemetry::init(cli.command.role(), cli.log_format, &cli.log_filter)?;
@@ -212,7 +218,7 @@ async fn main() -> anyhow::Result<()> {
             let l = pfc_runtime::bind(c.http_addr).await?;
             pfc_gateway::run(l, c, shutdown).await
         }
-        Command::Probe(_) | Command::Bench(_) | Command::Apikey(_) => {
+        Command::Probe(_) | Command::Bench(_) | Command::Apikey(_) | Command::Schedule(_) => {
             unreachable!("handled above")
         }
     };

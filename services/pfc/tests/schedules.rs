@@ -438,3 +438,63 @@ async fn declared_schedules_exist_after_a_fresh_start() {
     assert!(msg.contains("bad") && msg.contains("time_zone"), "{msg}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `pfc schedule` (the binary) against a jobs server: create, list, pause, delete; a bad cron
+/// exits non-zero with INVALID_ARGUMENT naming the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_manages_schedules() {
+    let redis = RedisServer::start();
+    let server = JobsServer::start(store_args(Some(redis.url()))).await;
+    let url = server.url();
+    let pfc = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_pfc"))
+            .arg("schedule")
+            .args(args)
+            .args(["--jobs-url", &url])
+            .env_remove("PFC_TOKEN")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = pfc(&["create", "tick", "--every", "1h", "--text", "hi"]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("tick") && out.contains("every 1h") && out.contains("active"),
+        "{out}"
+    );
+    let (ok, out, err) = pfc(&[
+        "create",
+        "nightly",
+        "--cron",
+        "0 3 * * *",
+        "--time-zone",
+        "Europe/Berlin",
+        "--kind",
+        "report",
+        "--payload",
+        r#"{"scope":"all"}"#,
+    ]);
+    assert!(ok, "{out}{err}");
+    let (ok, out, _) = pfc(&["list"]);
+    assert!(ok);
+    assert!(
+        out.contains("nightly") && out.contains("0 3 * * * (Europe/Berlin)"),
+        "{out}"
+    );
+    let (ok, out, _) = pfc(&["pause", "tick"]);
+    assert!(ok && out.contains("paused"), "{out}");
+    let (ok, _, err) = pfc(&["delete", "tick"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = pfc(&["create", "bad", "--cron", "61 * * * *", "--text", "x"]);
+    assert!(!ok);
+    assert!(
+        err.contains("InvalidArgument") && err.contains("cron"),
+        "{err}"
+    );
+    let (ok, _, err) = pfc(&["get", "tick"]);
+    assert!(!ok && err.contains("NotFound"), "{err}");
+}
