@@ -19,7 +19,7 @@ use crate::{error, model, rest, sse};
     paths(
         rest::origin_submit, rest::origin_get,
         rest::submit, rest::submit_batch, rest::list, rest::get, rest::cancel, rest::stats, rest::kinds,
-        crate::queues::list,
+        crate::queues::list, crate::queues::pause, crate::queues::resume,
         crate::schedules::create, crate::schedules::list, crate::schedules::get,
         crate::schedules::pause, crate::schedules::resume, crate::schedules::delete,
         sse::job_events, sse::all_events,

@@ -1,7 +1,7 @@
 //! REST for named queues (`/api/v1/queues…`): their JSON shapes and handlers, each one
 //! `JobService` call. The behaviour (names, limits, what pausing means) is the core's.
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::Json;
 use pfc_proto::jobs::v1 as pb;
 use serde::{Deserialize, Serialize};
@@ -32,6 +32,8 @@ pub struct Queue {
     pub cancelled_total: u64,
     /// Deliveries that failed and were retried (monotonic counter).
     pub retried_total: u64,
+    /// Paused: accepts submits, leases nothing.
+    pub paused: bool,
 }
 
 impl From<pb::Queue> for Queue {
@@ -46,6 +48,7 @@ impl From<pb::Queue> for Queue {
             failed_total: q.failed_total,
             cancelled_total: q.cancelled_total,
             retried_total: q.retried_total,
+            paused: q.paused,
         }
     }
 }
@@ -76,4 +79,57 @@ pub async fn list(State(st): State<AppState>) -> Result<Json<Queues>, ApiError> 
     Ok(Json(Queues {
         queues: resp.queues.into_iter().map(Queue::from).collect(),
     }))
+}
+
+/// Pause a queue: it still accepts submits, leases nothing; jobs in flight finish and
+/// scheduled jobs keep their due times.
+#[utoipa::path(
+    post, path = "/api/v1/queues/{name}/pause", tag = "queues",
+    params(("name" = String, Path, description = "Queue name")),
+    responses(
+        (status = 200, description = "The queue, now paused", body = Queue),
+        (status = 404, description = "No such queue", body = ErrorBody),
+        (status = 422, description = "Malformed queue name", body = ErrorBody),
+        (status = 503, description = "Core unavailable", body = ErrorBody),
+    )
+)]
+pub async fn pause(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Queue>, ApiError> {
+    let resp = st
+        .jobs
+        .clone()
+        .pause_queue(st.call(pb::PauseQueueRequest { name }))
+        .await?
+        .into_inner();
+    resp.queue
+        .map(|q| Json(Queue::from(q)))
+        .ok_or_else(|| ApiError::Internal("PauseQueue answered without a queue".into()))
+}
+
+/// Resume a paused queue: waiting workers are served at once.
+#[utoipa::path(
+    post, path = "/api/v1/queues/{name}/resume", tag = "queues",
+    params(("name" = String, Path, description = "Queue name")),
+    responses(
+        (status = 200, description = "The queue, now running", body = Queue),
+        (status = 404, description = "No such queue", body = ErrorBody),
+        (status = 422, description = "Malformed queue name", body = ErrorBody),
+        (status = 503, description = "Core unavailable", body = ErrorBody),
+    )
+)]
+pub async fn resume(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Queue>, ApiError> {
+    let resp = st
+        .jobs
+        .clone()
+        .resume_queue(st.call(pb::ResumeQueueRequest { name }))
+        .await?
+        .into_inner();
+    resp.queue
+        .map(|q| Json(Queue::from(q)))
+        .ok_or_else(|| ApiError::Internal("ResumeQueue answered without a queue".into()))
 }

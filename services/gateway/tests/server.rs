@@ -759,4 +759,57 @@ async fn batch_submit() {
         doc["paths"]["/api/v1/jobs:batch"]["post"].is_object(),
         "documented"
     );
+/// Named queues over REST: submit to a queue (the id names it), list by queue, the queues
+/// with their counts, pause and resume (404 for an unknown queue, 422 for a malformed name),
+/// a priority out of range is 422.
+#[tokio::test]
+async fn queues_over_rest() {
+    let s = start().await;
+    let (st, b) = s
+        .ok(
+            "POST",
+            "/api/v1/jobs",
+            Some(json!({"text": "abc", "kind": "reverse", "queue": "mail", "priority": 3})),
+        )
+        .await;
+    assert_eq!(st, 201, "{b}");
+    let id = b["job_id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("mail."), "{id}");
+    let (_, job) = s.ok("GET", &format!("/api/v1/jobs/{id}"), None).await;
+    assert_eq!(
+        (job["queue"].as_str(), job["priority"].as_i64()),
+        (Some("mail"), Some(3))
+    );
+    let (st, b) = s
+        .ok(
+            "POST",
+            "/api/v1/jobs",
+            Some(json!({"text": "abc", "priority": 11})),
+        )
+        .await;
+    assert_error(st, &b, 422, "invalid_argument");
+    let (st, page) = s.ok("GET", "/api/v1/jobs?queue=mail", None).await;
+    assert_eq!(st, 200);
+    assert!(page["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|j| j["queue"] == "mail"));
+    let (st, qs) = s.ok("GET", "/api/v1/queues", None).await;
+    assert_eq!(st, 200);
+    let names: Vec<&str> = qs["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["default", "mail"]);
+    let (st, q) = s.ok("POST", "/api/v1/queues/mail/pause", None).await;
+    assert_eq!((st, q["paused"].as_bool()), (200, Some(true)), "{q}");
+    let (st, q) = s.ok("POST", "/api/v1/queues/mail/resume", None).await;
+    assert_eq!((st, q["paused"].as_bool()), (200, Some(false)), "{q}");
+    let (st, b) = s.ok("POST", "/api/v1/queues/nope/pause", None).await;
+    assert_error(st, &b, 404, "not_found");
+    let (st, b) = s.ok("POST", "/api/v1/queues/Bad%20Name/pause", None).await;
+    assert_error(st, &b, 422, "invalid_argument");
 }

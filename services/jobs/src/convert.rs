@@ -120,6 +120,7 @@ pub fn queue_to_pb(q: pfc_queue::QueueInfo) -> pb::Queue {
         failed_total: q.failed_total,
         cancelled_total: q.cancelled_total,
         retried_total: q.retried_total,
+        paused: q.paused,
     }
 }
 

@@ -21,6 +21,9 @@ pub enum JobError {
     /// Unknown or expired job.
     #[error("job {0} not found (unknown id, or expired after its retention time)")]
     NotFound(String),
+    /// Unknown queue.
+    #[error("queue {0:?} not found (a queue exists from its first job on)")]
+    QueueNotFound(String),
     /// The job's state forbids the operation.
     #[error("{0}")]
     FailedPrecondition(String),
@@ -33,6 +36,7 @@ impl From<StoreError> for JobError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound(id) => JobError::NotFound(id),
+            StoreError::QueueNotFound(q) => JobError::QueueNotFound(q),
             e @ StoreError::InvalidState { .. } => JobError::FailedPrecondition(e.to_string()),
             e => JobError::Store(e),
         }
@@ -44,7 +48,9 @@ impl From<JobError> for Status {
         match e {
             JobError::InvalidArgument(m) => Status::invalid_argument(m),
             e @ JobError::PayloadTooLarge { .. } => Status::resource_exhausted(e.to_string()),
-            e @ JobError::NotFound(_) => Status::not_found(e.to_string()),
+            e @ (JobError::NotFound(_) | JobError::QueueNotFound(_)) => {
+                Status::not_found(e.to_string())
+            }
             JobError::FailedPrecondition(m) => Status::failed_precondition(m),
             JobError::Store(e) if e.is_unavailable() => {
                 tracing::warn!(error = %e, "job store unavailable");

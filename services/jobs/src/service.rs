@@ -229,6 +229,14 @@ impl Jobs {
         })
     }
 
+    /// Pauses or resumes the queue `name` (checked: a well-formed name of a queue that exists).
+    async fn set_paused(&self, name: &str, paused: bool) -> Result<pb::Queue, JobError> {
+        check_queue("name", name)?;
+        let q = self.store.set_paused(name, paused).await?;
+        tracing::info!(queue = name, paused, "queue paused or resumed");
+        Ok(queue_to_pb(q))
+    }
+
     async fn get_job(&self, id: &str) -> Result<pb::Job, JobError> {
         if id.is_empty() {
             return Err(JobError::InvalidArgument("job_id must not be empty".into()));
@@ -477,6 +485,26 @@ impl JobService for Jobs {
         let stats = self.store.stats().await.map_err(JobError::from)?;
         Ok(Response::new(pb::ListKindsResponse {
             kinds: crate::worker_service::kinds(&self.registry, &stats.workers),
+        }))
+    }
+
+    #[tracing::instrument(name = "PauseQueue", skip_all, fields(queue = %req.get_ref().name))]
+    async fn pause_queue(
+        &self,
+        req: Request<pb::PauseQueueRequest>,
+    ) -> Result<Response<pb::PauseQueueResponse>, Status> {
+        let queue = self.set_paused(&req.get_ref().name, true).await?;
+        Ok(Response::new(pb::PauseQueueResponse { queue: Some(queue) }))
+    }
+
+    #[tracing::instrument(name = "ResumeQueue", skip_all, fields(queue = %req.get_ref().name))]
+    async fn resume_queue(
+        &self,
+        req: Request<pb::ResumeQueueRequest>,
+    ) -> Result<Response<pb::ResumeQueueResponse>, Status> {
+        let queue = self.set_paused(&req.get_ref().name, false).await?;
+        Ok(Response::new(pb::ResumeQueueResponse {
+            queue: Some(queue),
         }))
     }
 

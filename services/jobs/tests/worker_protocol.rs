@@ -892,3 +892,53 @@ async fn one_slot_runs_by_priority() {
     }
     assert_eq!(order, [5, 2, 4, 1, 3]);
 }
+
+/// PauseQueue/ResumeQueue over gRPC: NOT_FOUND for an unknown queue, INVALID_ARGUMENT for a
+/// malformed name; a worker is assigned nothing from a paused queue (which still accepts
+/// submits) and gets its jobs as soon as it is resumed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_queue_assigns_nothing() {
+    let server = Server::start(&[]).await;
+    let mut jobs = server.jobs().await;
+    let st = jobs
+        .pause_queue(jpb::PauseQueueRequest {
+            name: "nope".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(st.code(), Code::NotFound, "{st:?}");
+    let st = jobs
+        .pause_queue(jpb::PauseQueueRequest { name: "A B".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(st.code(), Code::InvalidArgument, "{st:?}");
+    let submit = || jpb::SubmitJobRequest {
+        kind: "q".into(),
+        payload: b"1".to_vec(),
+        queue: "p".into(),
+        ..Default::default()
+    };
+    jobs.submit_job(submit()).await.unwrap();
+    let q = jobs
+        .pause_queue(jpb::PauseQueueRequest { name: "p".into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .queue
+        .unwrap();
+    assert!(q.paused);
+    let id = jobs.submit_job(submit()).await.unwrap().into_inner().job_id;
+    let mut w = Raw::connect(&server, hello(&["q"], 4)).await;
+    w.quiet(Duration::from_millis(800)).await;
+    let q = jobs
+        .resume_queue(jpb::ResumeQueueRequest { name: "p".into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .queue
+        .unwrap();
+    assert!(!q.paused);
+    let first = w.assignment().await;
+    let second = w.assignment().await;
+    assert_eq!(second.job_id, id, "FIFO after resume ({})", first.job_id);
+}

@@ -862,3 +862,63 @@ pub async fn priorities(s: &dyn JobStore) {
         .unwrap()
         .is_empty());
 }
+
+/// Pause and resume: a paused queue accepts submits and leases nothing, while other queues
+/// keep running; a job in flight finishes; a delayed job still comes due (queued, not run);
+/// resume releases everything; an unknown queue is `QueueNotFound`.
+pub async fn pause_and_resume(s: &dyn JobStore) {
+    assert!(matches!(
+        s.set_paused("never-used", true).await,
+        Err(crate::StoreError::QueueNotFound(_))
+    ));
+    let running = s.submit(in_queue("p", "running")).await.unwrap().job;
+    let held = s
+        .take("w", &kinds(), 1, Duration::ZERO)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(held.id, running.id);
+    let info = s.set_paused("p", true).await.unwrap();
+    assert!(info.paused);
+    assert!(s
+        .queues()
+        .await
+        .unwrap()
+        .iter()
+        .any(|q| q.name == "p" && q.paused));
+    let waiting = s.submit(in_queue("p", "waiting")).await.unwrap().job;
+    assert_eq!(waiting.status, Status::Queued);
+    s.submit(NewJob {
+        run_at: Some(now_ms() + 100),
+        ..in_queue("p", "delayed")
+    })
+    .await
+    .unwrap();
+    let other = s.submit(new_job("other")).await.unwrap().job;
+    let got = s
+        .take("w", &kinds(), 10, Duration::from_millis(400))
+        .await
+        .unwrap();
+    assert_eq!(names(&got), ["other"], "only the running queue serves");
+    assert_eq!(got[0].id, other.id);
+    assert!(s
+        .take_from("w", &["p".into()], &kinds(), 10, Duration::from_millis(300))
+        .await
+        .unwrap()
+        .is_empty());
+    // the job in flight finishes; the delayed one came due but waits queued
+    assert_eq!(
+        s.complete(&[done(&held, "w", "R")]).await.unwrap(),
+        [CompletionResult::Applied]
+    );
+    let q = s.set_paused("p", true).await.unwrap();
+    assert_eq!((q.queued, q.scheduled, q.processing), (2, 0, 0));
+    // resume: a waiting worker is served at once, FIFO
+    let resumed = s.set_paused("p", false).await.unwrap();
+    assert!(!resumed.paused);
+    let got = s
+        .take_from("w", &["p".into()], &kinds(), 10, Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(names(&got), ["waiting", "delayed"]);
+}

@@ -6,6 +6,9 @@ pub enum StoreError {
     /// No such job (never existed, or expired after its retention).
     #[error("job {0} not found")]
     NotFound(String),
+    /// No such queue (no job was ever submitted to it).
+    #[error("queue {0:?} not found (a queue exists from its first job on)")]
+    QueueNotFound(String),
     /// The job is not in a state that allows the operation (e.g. cancel of a running job).
     #[error("job {id} is {status}; {action} needs it to be queued or scheduled")]
     InvalidState {

@@ -97,6 +97,11 @@ pub trait JobStore: Send + Sync + 'static {
     /// Every queue that ever had a job (and the default queue), by name.
     async fn queues(&self) -> Result<Vec<QueueInfo>>;
 
+    /// Pauses (`true`) or resumes a queue. A paused queue accepts submits and leases nothing;
+    /// jobs in flight finish and report as usual; scheduled jobs and retries keep their due
+    /// times. [`StoreError::QueueNotFound`] for a queue that never had a job.
+    async fn set_paused(&self, queue: &str, paused: bool) -> Result<QueueInfo>;
+
     /// Records the progress (0–100) of a job `worker` holds; false when it no longer holds
     /// that delivery. Watchers see it as a new version of the job.
     async fn progress(&self, worker: &str, lease: &LeaseRef, progress: u32) -> Result<bool>;

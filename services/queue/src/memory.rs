@@ -430,6 +430,23 @@ impl JobStore for MemoryStore {
         })
     }
 
+    async fn set_paused(&self, queue: &str, paused: bool) -> Result<QueueInfo> {
+        {
+            let mut g = self.lock();
+            let q = g
+                .queues
+                .get_mut(queue)
+                .ok_or_else(|| StoreError::QueueNotFound(queue.to_owned()))?;
+            q.paused = paused;
+        }
+        self.wake.notify_waiters();
+        self.queues()
+            .await?
+            .into_iter()
+            .find(|q| q.name == queue)
+            .ok_or_else(|| StoreError::QueueNotFound(queue.to_owned()))
+    }
+
     async fn queues(&self) -> Result<Vec<QueueInfo>> {
         let mut g = self.lock();
         g.q(DEFAULT_QUEUE);
@@ -494,7 +511,9 @@ impl JobStore for MemoryStore {
                     0
                 };
                 for q in order {
-                    while taken.len() < max {
+                    // a paused queue leases nothing (housekeeping above still ran)
+                    let paused = g.queues.get(&q).is_some_and(|i| i.paused);
+                    while !paused && taken.len() < max {
                         let band = |g: &Inner, k: &String| {
                             g.ready
                                 .get(&(q.clone(), k.clone()))

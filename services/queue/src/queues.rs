@@ -87,6 +87,9 @@ pub struct QueueInfo {
     pub cancelled_total: u64,
     /// Counter: deliveries retried.
     pub retried_total: u64,
+    /// Paused: accepts submits, leases nothing (in-flight jobs finish; scheduled jobs keep
+    /// their due times and become queued).
+    pub paused: bool,
 }
 
 #[cfg(test)]

@@ -68,6 +68,7 @@ async fn contract_passes_on_a_cluster() {
         payloads_and_progress => |s| contract::payloads_and_progress(&*s);
         named_queues => |s| contract::named_queues(&*s);
         priorities => |s| contract::priorities(&*s);
+        pause_and_resume => |s| contract::pause_and_resume(&*s);
     }
 }
 

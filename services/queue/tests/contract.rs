@@ -77,4 +77,5 @@ contract_tests! {
     named_queues => |s| contract::named_queues(&*s);
     named_queue_events => |s| contract::named_queue_events(&*s);
     priorities => |s| contract::priorities(&*s);
+    pause_and_resume => |s| contract::pause_and_resume(&*s);
 }

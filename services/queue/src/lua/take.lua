@@ -1,7 +1,7 @@
 -- ARGV: channel, kinds (the worker's kinds first, then every other known kind), worker,
 --       number of the worker's kinds, max jobs, lease ms, retention ms, clock gap ms,
 --       request id ('' = none)
--- KEYS[19]: this take's receipt, so a retried take (its reply was lost to a timeout or a
+-- KEYS[20]: this take's receipt, so a retried take (its reply was lost to a timeout or a
 -- broken connection) gets the same batch instead of stranding it.
 -- Housekeeping first (due scheduled jobs join their kind's list, expired leases are
 -- redelivered or failed), then leases up to `max` jobs of the worker's kinds.
@@ -11,7 +11,7 @@ local ret, gap, rid = ARGV[7], ARGV[8], ARGV[9]
 local out = {}
 
 if rid ~= '' then
-  local receipt = redis.call('GET', KEYS[19])
+  local receipt = redis.call('GET', KEYS[20])
   if receipt then
     for _, e in ipairs(cjson.decode(receipt)) do
       local j = load(e[1])
@@ -86,6 +86,11 @@ local rr = 0
 if #lists > 1 then
   rr = tonumber(string.sub(tostring(now), -3)) % #lists
 end
+-- a paused queue leases nothing (housekeeping above still runs: due jobs become queued,
+-- expired leases are redelivered into the queue)
+if redis.call('HGET', K.conf, 'paused') == '1' then
+  max = 0
+end
 while #receipt < max do
   local best = nil
   for i = 1, #lists do
@@ -127,7 +132,7 @@ while #receipt < max do
   end
 end
 if rid ~= '' and #receipt > 0 then
-  redis.call('SET', KEYS[19], cjson.encode(receipt), 'PX', math.max(lease * 3, 10000))
+  redis.call('SET', KEYS[20], cjson.encode(receipt), 'PX', math.max(lease * 3, 10000))
 end
 
 local next_due = -1

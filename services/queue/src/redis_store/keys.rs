@@ -11,7 +11,7 @@ pub(crate) struct Keys {
 }
 
 /// Key suffixes in `KEYS` order (must match `K` in `lua/prelude.lua`).
-const SUFFIXES: [&str; 18] = [
+const SUFFIXES: [&str; 19] = [
     "jobs",
     "input",
     "output",
@@ -30,6 +30,7 @@ const SUFFIXES: [&str; 18] = [
     "status:done",
     "status:failed",
     "status:cancelled",
+    "conf",
 ];
 
 impl Keys {
@@ -69,12 +70,12 @@ impl Keys {
         format!("{}{suffix}", self.prefix)
     }
 
-    /// The receipt of a take request (`KEYS[19]` of `take.lua`).
+    /// The receipt of a take request (`KEYS[20]` of `take.lua`).
     pub(crate) fn take_receipt(&self, request: &str) -> String {
         format!("{}take:{request}", self.prefix)
     }
 
-    /// `KEYS[19]` of calls that have no key of their own.
+    /// `KEYS[20]` of calls that have no key of their own.
     pub(crate) fn placeholder(&self) -> String {
         format!("{}-", self.prefix)
     }

@@ -63,6 +63,7 @@ pub(crate) struct Scripts {
     sweep: Script,
     progress: Script,
     lead: Script,
+    configure: Script,
 }
 
 impl Scripts {
@@ -78,11 +79,13 @@ impl Scripts {
             sweep: script!(sharded, "sweep.lua"),
             progress: script!(sharded, "progress.lua"),
             lead: script!(sharded, "lead.lua"),
+            configure: script!(sharded, "configure.lua"),
         }
     }
 
-    fn all(&self) -> [&Script; 10] {
+    fn all(&self) -> [&Script; 11] {
         [
+            &self.configure,
             &self.lead,
             &self.abandon,
             &self.progress,
@@ -261,7 +264,7 @@ impl RedisStore {
         d.as_millis() as u64
     }
 
-    /// A script invocation with the queue's keys, `own` (`KEYS[19]`, or a placeholder), the
+    /// A script invocation with the queue's keys, `own` (`KEYS[20]`, or a placeholder), the
     /// lists of `kinds` and the events channel already in place.
     fn call<'a>(
         &self,

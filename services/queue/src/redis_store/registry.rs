@@ -94,6 +94,11 @@ impl Registry {
         names
     }
 
+    /// Drops the cached listing: the next one reads the registry set.
+    pub(crate) fn forget_listing(&self) {
+        *self.listed.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
     /// The cached list of queues, when still fresh.
     pub(crate) fn cached(&self) -> Option<Vec<String>> {
         let g = self.listed.lock().unwrap_or_else(|p| p.into_inner());

@@ -34,16 +34,44 @@ impl RedisStore {
         groups
     }
 
+    /// The queue `name` when it exists (is in the registry).
+    async fn existing_queue(&self, name: &str) -> Result<Arc<Queue>> {
+        let mut names = self.queue_names().await?;
+        if !names.iter().any(|n| n == name) {
+            // created by another process within the cache's lifetime?
+            self.registry.forget_listing();
+            names = self.queue_names().await?;
+        }
+        if names.iter().any(|n| n == name) {
+            Ok(self.registry.get(name))
+        } else {
+            Err(StoreError::QueueNotFound(name.to_owned()))
+        }
+    }
+
+    /// Sets settings of queue `q` (`conf`; an empty value deletes) and wakes its workers.
+    async fn configure(&self, q: &Queue, fields: &[(&str, &str)]) -> Result<()> {
+        let kinds = self.known_kinds(q, true).await?;
+        let mut inv = self.call(q, &self.scripts.configure, None, &kinds);
+        for (f, v) in fields {
+            inv.arg(*f).arg(*v);
+        }
+        let _: Vec<String> = self.invoke_durable(q, &inv).await?;
+        Ok(())
+    }
+
     /// Depth, in-flight work and counters of one queue, and its kinds.
     async fn queue_info(&self, conn: &mut Conn, q: &Queue) -> Result<(QueueInfo, Vec<String>)> {
         let k = &q.keys;
-        let (queued, scheduled, processing, counters, kinds): (
+        type Read = (
             u64,
             u64,
             u64,
             HashMap<String, u64>,
             Vec<String>,
-        ) = self.conns.check(
+            HashMap<String, String>,
+        );
+        let (queued, scheduled, processing, counters, kinds, conf): Read = self.conns.check(
             redis::pipe()
                 .cmd("ZCARD")
                 .arg(k.key("status:queued"))
@@ -55,6 +83,8 @@ impl RedisStore {
                 .arg(k.key("stats"))
                 .cmd("SMEMBERS")
                 .arg(k.key("kinds"))
+                .cmd("HGETALL")
+                .arg(k.key("conf"))
                 .query_async(conn)
                 .await,
         )?;
@@ -70,6 +100,7 @@ impl RedisStore {
                 failed_total: c("failed"),
                 cancelled_total: c("cancelled"),
                 retried_total: c("retried"),
+                paused: conf.get("paused").is_some_and(|p| p == "1"),
             },
             kinds,
         ))
@@ -313,6 +344,14 @@ impl JobStore for RedisStore {
             out.push(self.queue_info(&mut conn, q).await?.0);
         }
         Ok(out)
+    }
+
+    async fn set_paused(&self, queue: &str, paused: bool) -> Result<QueueInfo> {
+        let q = self.existing_queue(queue).await?;
+        self.configure(&q, &[("paused", if paused { "1" } else { "" })])
+            .await?;
+        let mut conn = self.conns.get().await?;
+        Ok(self.queue_info(&mut conn, &q).await?.0)
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Feed> {
