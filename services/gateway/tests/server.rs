@@ -759,6 +759,8 @@ async fn batch_submit() {
         doc["paths"]["/api/v1/jobs:batch"]["post"].is_object(),
         "documented"
     );
+}
+
 /// Named queues over REST: submit to a queue (the id names it), list by queue, the queues
 /// with their counts, pause and resume (404 for an unknown queue, 422 for a malformed name),
 /// a priority out of range is 422.
