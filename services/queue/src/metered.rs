@@ -128,6 +128,10 @@ impl JobStore for Metered {
     async fn queues(&self) -> Result<Vec<QueueInfo>> {
         self.timed("queues", self.inner.queues()).await
     }
+    async fn set_paused(&self, queue: &str, paused: bool) -> Result<QueueInfo> {
+        self.timed("set_paused", self.inner.set_paused(queue, paused))
+            .await
+    }
     async fn progress(&self, worker: &str, lease: &LeaseRef, progress: u32) -> Result<bool> {
         self.timed("progress", self.inner.progress(worker, lease, progress))
             .await
