@@ -3,12 +3,14 @@ import "./style.css";
 import { pages, registerPage, type Page } from "./pages.js";
 import { jobsPage } from "./jobs.js";
 import { statsPage } from "./stats.js";
+import { schedulesPage } from "./schedules.js";
 import { chatPage } from "./chat/index.js";
 import { store } from "./store.js";
 import { h } from "./util.js";
 
 registerPage(jobsPage);
 registerPage(statsPage);
+registerPage(schedulesPage);
 // Extension pages go in the separated "ext" nav slot (the Chat page lives in src/chat/):
 registerPage(chatPage);
 
