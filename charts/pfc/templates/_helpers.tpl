@@ -549,9 +549,48 @@ The metrics container port of every role (PFC_METRICS_ADDR comes from the shared
 nothing when metrics are off.
 */}}
 {{- define "pfc.metricsPort" -}}
-{{- if .Values.metrics.enabled }}
+{{- if .Values.metrics.enabled -}}
 - name: metrics
   containerPort: {{ .Values.metrics.port }}
   protocol: TCP
+{{- end }}
+{{- end }}
+
+{{/*
+pfc.workerKeySecretName: the Secret holding the workers' pre-shared key (access.required).
+*/}}
+{{- define "pfc.workerKeySecretName" -}}
+{{- default (printf "%s-worker-key" (include "pfc.componentFullname" (dict "ctx" . "component" "worker"))) .Values.access.workerKey.existingSecret }}
+{{- end }}
+
+{{/*
+pfc.workerKey: the generated worker key (`pfc_<16>_<43>` random characters): the live Secret's,
+else a new one; memoized like pfc.signingKey. Only without access.workerKey.existingSecret.
+*/}}
+{{- define "pfc.workerKey" -}}
+{{- if not (hasKey .Values "__pfcWorkerKey") }}
+{{- $live := lookup "v1" "Secret" .Release.Namespace (include "pfc.workerKeySecretName" .) }}
+{{- $key := "" }}
+{{- if and $live $live.data (hasKey $live.data .Values.access.workerKey.secretKey) }}
+{{- $key = index $live.data .Values.access.workerKey.secretKey | b64dec }}
+{{- else }}
+{{- $key = printf "pfc_%s_%s" (randAlphaNum 16 | lower) (randAlphaNum 43) }}
+{{- end }}
+{{- $_ := set .Values "__pfcWorkerKey" $key }}
+{{- end }}
+{{- index .Values "__pfcWorkerKey" }}
+{{- end }}
+
+{{/*
+pfc.workerKeyEnv: `name` (PFC_WORKER_KEY on jobs, PFC_TOKEN on workers) from the worker key
+Secret, when access control is on. Call with (dict "ctx" $ "name" "PFC_TOKEN").
+*/}}
+{{- define "pfc.workerKeyEnv" -}}
+{{- if .ctx.Values.access.required }}
+- name: {{ .name }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "pfc.workerKeySecretName" .ctx }}
+      key: {{ .ctx.Values.access.workerKey.secretKey }}
 {{- end }}
 {{- end }}

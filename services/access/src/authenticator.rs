@@ -13,6 +13,9 @@ use crate::{AccessError, Caller, Credential};
 pub struct Authenticator {
     keys: Keys,
     api_keys: Option<Arc<crate::apikeys::ApiKeys>>,
+    /// Pre-shared credentials (the chart's generated worker key): SHA-256 of the key, and
+    /// who it is.
+    preshared: Vec<([u8; 32], Caller)>,
 }
 
 /// The credential in `authorization: Bearer <credential>` (scheme case-insensitive), if any.
@@ -26,7 +29,32 @@ pub fn bearer_of(headers: &HeaderMap) -> Option<&str> {
 impl Authenticator {
     /// Verifies JWTs with `keys`, and API keys with `api_keys` when given.
     pub fn new(keys: Keys, api_keys: Option<Arc<crate::apikeys::ApiKeys>>) -> Self {
-        Self { keys, api_keys }
+        Self {
+            keys,
+            api_keys,
+            preshared: Vec::new(),
+        }
+    }
+
+    /// Also accepts `key` (at least 32 characters), a pre-shared credential given to this
+    /// process (`--worker-key`), as a `worker` caller named `name`. Compared in constant time.
+    pub fn with_worker_key(mut self, key: &str, name: &str) -> Result<Self, AccessError> {
+        let key = key.trim();
+        if key.len() < 32 {
+            return Err(AccessError::InvalidArgument(
+                "worker key: at least 32 characters".into(),
+            ));
+        }
+        let caller = Caller {
+            subject: name.to_string(),
+            scopes: pfc_auth::Scopes::of(&[Scope::Worker]),
+            kinds: None,
+            credential: Credential::ApiKey {
+                id: "preshared".into(),
+            },
+        };
+        self.preshared.push((digest(key), caller));
+        Ok(self)
     }
 
     /// The API keys, if this authenticator checks them.
@@ -36,6 +64,15 @@ impl Authenticator {
 
     /// Who `credential` (a JWT or an API key) says is calling.
     pub async fn authenticate(&self, credential: &str) -> Result<Caller, AccessError> {
+        if !self.preshared.is_empty() {
+            use subtle::ConstantTimeEq as _;
+            let presented = digest(credential);
+            for (want, caller) in &self.preshared {
+                if bool::from(presented.ct_eq(want)) {
+                    return Ok(caller.clone());
+                }
+            }
+        }
         if credential.starts_with(crate::apikeys::PREFIX) {
             return match &self.api_keys {
                 Some(keys) => keys.verify(credential).await,
@@ -64,6 +101,11 @@ impl Authenticator {
     }
 }
 
+fn digest(s: &str) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(s.as_bytes()).into()
+}
+
 /// `Denied` unless `caller` holds `scope`; the message names the scope and what it holds.
 pub fn require(caller: &Caller, scope: Scope) -> Result<(), AccessError> {
     if caller.allows(scope) {
@@ -77,4 +119,32 @@ pub fn require(caller: &Caller, scope: Scope) -> Result<(), AccessError> {
     Err(AccessError::Denied(format!(
         "permission denied: this call needs scope {scope}; the credential has {held}"
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth() -> Authenticator {
+        let issuer = pfc_auth::Issuer::new(
+            pfc_auth::SigningKey::generate(),
+            std::time::Duration::from_secs(60),
+            "pfc-auth",
+            "pfc",
+        );
+        Authenticator::new(Keys::fixed(issuer.verifier()), None)
+    }
+
+    /// The pre-shared worker key is a `worker` caller (nothing more); anything else, including
+    /// a prefix of it, is refused; a short key is a configuration error.
+    #[tokio::test]
+    async fn preshared_worker_key() {
+        let key = "pfc_chartgenerated0_abcdefghijklmnopqrstuvwxyz0123456789";
+        let a = auth().with_worker_key(key, "w").unwrap();
+        let caller = a.authenticate(key).await.unwrap();
+        assert!(caller.allows(Scope::Worker) && !caller.allows(Scope::JobsRead));
+        assert!(a.authenticate(&key[..40]).await.is_err());
+        assert!(a.authenticate("eyJ.x.y").await.is_err());
+        assert!(auth().with_worker_key("short", "w").is_err());
+    }
 }

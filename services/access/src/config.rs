@@ -20,6 +20,10 @@ pub struct AccessArgs {
     /// How often the verification keys are re-fetched from auth (key rotation).
     #[arg(long = "auth-keys-refresh", env = "PFC_AUTH_KEYS_REFRESH", default_value = "5m", value_parser = humantime::parse_duration)]
     pub keys_refresh: Duration,
+    /// A pre-shared worker credential (at least 32 characters) accepted with the `worker`
+    /// scope besides API keys: the chart generates one into a Secret for its worker pods.
+    #[arg(long = "worker-key", env = "PFC_WORKER_KEY", hide_env_values = true)]
+    pub worker_key: Option<String>,
 }
 
 impl Default for AccessArgs {
@@ -28,6 +32,7 @@ impl Default for AccessArgs {
             auth_required: false,
             auth_url: "http://127.0.0.1:50052".into(),
             keys_refresh: Duration::from_secs(300),
+            worker_key: None,
         }
     }
 }

@@ -233,7 +233,18 @@ pub async fn run(
             stop.wait(),
         );
         tracing::info!(auth_url = %config.access.auth_url, "access control on: every JobService and WorkerService call needs a credential");
-        Some(pfc_access::Authenticator::new(keys, Some(key_store)))
+        let mut auth = pfc_access::Authenticator::new(keys, Some(key_store));
+        if let Some(key) = config
+            .access
+            .worker_key
+            .as_deref()
+            .filter(|k| !k.is_empty())
+        {
+            auth = auth
+                .with_worker_key(key, "preshared-worker")
+                .context("invalid PFC_WORKER_KEY")?;
+        }
+        Some(auth)
     } else {
         tracing::warn!("access control off (--auth-required not set): anyone who reaches this port can submit, read and cancel jobs and run as a worker");
         None
