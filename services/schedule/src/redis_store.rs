@@ -23,6 +23,7 @@ fn key(name: &str) -> String {
 
 /// The store's scripts (redis-rs loads them after a `NOSCRIPT`).
 struct Scripts {
+    now: Script,
     lead: Script,
     create: Script,
     replace: Script,
@@ -42,6 +43,7 @@ impl RedisScheduleStore {
         Self {
             conns,
             scripts: Scripts {
+                now: Script::new(include_str!("lua/now.lua")),
                 lead: Script::new(include_str!("lua/lead.lua")),
                 create: Script::new(include_str!("lua/create.lua")),
                 replace: Script::new(include_str!("lua/replace.lua")),
@@ -78,12 +80,12 @@ fn state(name: &str, def: &str, next: Option<&str>, last: Option<&str>) -> Resul
 
 #[async_trait]
 impl ScheduleStore for RedisScheduleStore {
+    /// The time of the schedules slot's master (a bare `TIME` would go to any cluster node,
+    /// whose clock may differ from the one `lead` reads).
     async fn now(&self) -> Result<i64> {
-        let mut conn = self.conns.get().await?;
-        let (s, us): (i64, i64) = self
-            .conns
-            .check(redis::cmd("TIME").query_async(&mut conn).await)?;
-        Ok(s * 1000 + us / 1000)
+        let mut inv = self.scripts.now.prepare_invoke();
+        inv.key(key("leader"));
+        self.run(&inv).await
     }
 
     async fn lead(&self, instance: &str, term: Duration) -> Result<Option<i64>> {
