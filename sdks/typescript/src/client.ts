@@ -51,8 +51,12 @@ export class Client {
   /** Deadline of each unary call, in ms (0: none). */
   timeoutMs: number;
 
-  constructor(url: string = "http://localhost:50051", options: { transport?: Transport; timeoutMs?: number } = {}) {
-    this.rpc = createClient(JobService, options.transport ?? grpcTransport(url));
+  /** `token`: an API key or Login token sent on every call (default: PFC_TOKEN). */
+  constructor(
+    url: string = "http://localhost:50051",
+    options: { transport?: Transport; timeoutMs?: number; token?: string } = {},
+  ) {
+    this.rpc = createClient(JobService, options.transport ?? grpcTransport(url, options.token));
     this.timeoutMs = options.timeoutMs ?? 30_000;
   }
 

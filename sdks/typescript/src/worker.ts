@@ -80,6 +80,8 @@ export interface WorkerOptions {
   handleSignals?: boolean;
   /** A transport of your own (TLS, interceptors); default: gRPC over HTTP/2 to `url`. */
   transport?: Transport;
+  /** A worker API key (scope `worker`) for a server with --auth-required; default PFC_TOKEN. */
+  token?: string;
   logger?: Logger;
 }
 
@@ -189,7 +191,7 @@ export class Worker {
     this.drainTimeoutMs = options.drainTimeoutMs ?? 30_000;
     this.handleSignals = options.handleSignals ?? true;
     this.log = options.logger ?? defaultLogger;
-    this.rpc = createClient(WorkerService, options.transport ?? grpcTransport(url));
+    this.rpc = createClient(WorkerService, options.transport ?? grpcTransport(url, options.token));
   }
 
   /** Registers `handler` for jobs of `kind` (`[a-z0-9][a-z0-9._-]{0,63}`). */

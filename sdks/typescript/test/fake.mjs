@@ -69,8 +69,9 @@ export async function startFake() {
   const handler = connectNodeAdapter({
     routes(router) {
       router.service(WorkerService, {
-        async *work(requests) {
+        async *work(requests, ctx) {
           const stream = new Stream();
+          stream.authorization = ctx.requestHeader.get("authorization");
           streams.push(stream);
           (async () => {
             try {

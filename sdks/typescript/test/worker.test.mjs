@@ -27,6 +27,28 @@ async function finish({ fake, worker, run }, stream) {
   fake.close();
 }
 
+test("a token (option or PFC_TOKEN) is sent as authorization: Bearer on the Work stream", async () => {
+  const t = await setup({ resize: () => 1 }, { token: "pfc_0123456789abcdef_secret" });
+  const [stream] = await t.fake.welcome();
+  assert.equal(stream.authorization, "Bearer pfc_0123456789abcdef_secret");
+  await finish(t, stream);
+  const saved = process.env.PFC_TOKEN;
+  process.env.PFC_TOKEN = "from-env";
+  try {
+    const u = await setup({ resize: () => 1 });
+    const [s2] = await u.fake.welcome();
+    assert.equal(s2.authorization, "Bearer from-env");
+    await finish(u, s2);
+  } finally {
+    if (saved === undefined) delete process.env.PFC_TOKEN;
+    else process.env.PFC_TOKEN = saved;
+  }
+  const v = await setup({ resize: () => 1 });
+  const [s3] = await v.fake.welcome();
+  assert.equal(s3.authorization, null, "no token, no header");
+  await finish(v, s3);
+});
+
 test("Hello declares name, sorted kinds, concurrency and SDK", async () => {
   const t = await setup({ resize: () => 1, "crop.v2": () => 2 }, { concurrency: 5, name: "resizer" });
   const [stream, hello] = await t.fake.welcome("resizer-abc");

@@ -56,3 +56,23 @@ def aio_channel(addr: str, credentials: Optional[grpc.ChannelCredentials]) -> gr
     if creds is None:
         return grpc.aio.insecure_channel(tgt, options=OPTIONS)
     return grpc.aio.secure_channel(tgt, creds, options=OPTIONS)
+
+
+def bearer(token: "Optional[str]") -> "tuple[tuple[str, str], ...]":
+    """The call metadata carrying `token` (an API key or Login token), or none.
+
+    `token` defaults to the PFC_TOKEN environment variable when None is passed by callers
+    that resolved it with `token_from_env`.
+    """
+    if not token:
+        return ()
+    return (("authorization", f"Bearer {token.strip()}"),)
+
+
+def token_from_env(token: "Optional[str]") -> "Optional[str]":
+    """`token` if given, else PFC_TOKEN from the environment (empty: none)."""
+    import os
+
+    if token is None:
+        token = os.environ.get("PFC_TOKEN")
+    return token.strip() or None if token else None

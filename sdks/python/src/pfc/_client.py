@@ -38,7 +38,11 @@ class Client:
         *,
         credentials: Optional[grpc.ChannelCredentials] = None,
         timeout: Optional[float] = 30.0,
+        token: Optional[str] = None,
     ) -> None:
+        # Sent as `authorization: Bearer …` on every call (a jobs server with
+        # --auth-required needs it); default: the PFC_TOKEN environment variable.
+        self._metadata = _channel.bearer(_channel.token_from_env(token))
         self._channel = _channel.sync_channel(addr, credentials)
         self._stub = jobs_pb2_grpc.JobServiceStub(self._channel)
         #: Deadline of each unary call, in seconds (None: no deadline).
@@ -120,7 +124,9 @@ class Client:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
                 stream = self._stub.WatchJob(
-                    jobs_pb2.WatchJobRequest(job_id=job_id), timeout=remaining
+                    jobs_pb2.WatchJobRequest(job_id=job_id),
+                    timeout=remaining,
+                    metadata=self._metadata,
                 )
                 for resp in stream:
                     failures = 0
@@ -159,7 +165,7 @@ class Client:
 
     def _call(self, method: Any, req: Any) -> Any:
         try:
-            return method(req, timeout=self.timeout)
+            return method(req, timeout=self.timeout, metadata=self._metadata)
         except grpc.RpcError as e:
             raise from_rpc(e) from None
 

@@ -190,6 +190,7 @@ class Worker:
         name: Optional[str] = None,
         credentials: Optional[grpc.ChannelCredentials] = None,
         drain_timeout: float = 30.0,
+        token: Optional[str] = None,
     ) -> None:
         if not 1 <= concurrency <= MAX_CONCURRENCY:
             raise ValueError(f"concurrency must be 1..={MAX_CONCURRENCY}, not {concurrency}")
@@ -198,6 +199,9 @@ class Worker:
         self.name = name or _default_name()
         self.drain_timeout = drain_timeout
         self._credentials = credentials
+        # A worker API key (scope `worker`) for a jobs server with --auth-required, sent as
+        # `authorization: Bearer …`; default: the PFC_TOKEN environment variable.
+        self._metadata = _channel.bearer(_channel.token_from_env(token))
         self._handlers: Dict[str, Tuple[Handler, bool]] = {}
         self._held: Dict[str, _Slot] = {}
         self._session: Optional[_Session] = None
@@ -339,7 +343,7 @@ class Worker:
             )
         )
         self._session = s
-        call = stub.Work(s.requests())
+        call = stub.Work(s.requests(), metadata=self._metadata)
         tasks: List[asyncio.Future] = []
         try:
             async for resp in call:
