@@ -225,3 +225,95 @@ async fn dev_with_auth_required() {
     })
     .await;
 }
+
+/// The chart's path: `pfc jobs --auth-required` on Redis with a pre-shared `PFC_WORKER_KEY`
+/// (auth itself unreachable: key checks need no call to it). `pfc worker` presenting that key
+/// connects; the key is no use for anything but the worker protocol; without a key the
+/// worker stops.
+#[tokio::test]
+async fn jobs_with_a_preshared_worker_key() {
+    let redis = pfc_testkit::RedisServer::start();
+    let grpc = pfc_testkit::free_port();
+    let key = "pfc_chartgenerated00_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQ";
+    let _jobs = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_pfc"))
+            .args(["jobs", "--auth-required"])
+            .args(["--grpc-addr", &format!("127.0.0.1:{grpc}")])
+            .args([
+                "--auth-url",
+                &format!("http://127.0.0.1:{}", pfc_testkit::free_port()),
+            ])
+            .env("PFC_REDIS_URL", redis.url())
+            .env("PFC_WORKER_KEY", key)
+            .env("PFC_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn pfc jobs"),
+    );
+    let url = format!("http://127.0.0.1:{grpc}");
+    let channel = pfc_testkit::wait_until("pfc jobs up", Duration::from_secs(30), || {
+        let url = url.clone();
+        async move {
+            tonic::transport::Endpoint::from_shared(url)
+                .ok()?
+                .connect()
+                .await
+                .ok()
+        }
+    })
+    .await;
+    let mut jobs = pb::job_service_client::JobServiceClient::new(channel);
+    let err = jobs
+        .get_stats(with(key, pb::GetStatsRequest {}))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        Code::PermissionDenied,
+        "the worker key only runs jobs"
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_pfc"))
+        .args(["worker", "--jobs-url", &url, "--grpc-addr", "127.0.0.1:0"])
+        .env_remove("PFC_TOKEN")
+        .env("PFC_LOG", "warn")
+        .output()
+        .expect("run pfc worker");
+    assert!(!out.status.success(), "no key: the worker exits");
+
+    let health = pfc_testkit::free_port();
+    let _worker = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_pfc"))
+            .args(["worker", "--jobs-url", &url])
+            .args(["--grpc-addr", &format!("127.0.0.1:{health}")])
+            .env("PFC_TOKEN", key)
+            .env("PFC_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn pfc worker"),
+    );
+    // The worker's health turns SERVING once its Work stream is welcomed.
+    let health_url = format!("http://127.0.0.1:{health}");
+    pfc_testkit::wait_until("keyed worker welcomed", Duration::from_secs(30), || {
+        let url = health_url.clone();
+        async move {
+            let ch = tonic::transport::Endpoint::from_shared(url)
+                .ok()?
+                .connect()
+                .await
+                .ok()?;
+            let r = tonic_health::pb::health_client::HealthClient::new(ch)
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+                .ok()?
+                .into_inner();
+            (r.status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32)
+                .then_some(())
+        }
+    })
+    .await;
+}
