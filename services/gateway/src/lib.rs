@@ -282,6 +282,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/schedules/{name}/resume", post(schedules::resume))
         .route("/api/v1/queues/{name}/pause", post(queues::pause))
         .route("/api/v1/queues/{name}/resume", post(queues::resume))
+        .route("/api/v1/queues/{name}/limits", post(queues::limits))
         .route("/api", any(rest::api_not_found))
         .route("/api/{*rest}", any(rest::api_not_found))
         .route("/healthz", get(healthz))

@@ -19,7 +19,7 @@ use crate::{error, model, rest, sse};
     paths(
         rest::origin_submit, rest::origin_get,
         rest::submit, rest::submit_batch, rest::list, rest::get, rest::cancel, rest::stats, rest::kinds,
-        crate::queues::list, crate::queues::pause, crate::queues::resume,
+        crate::queues::list, crate::queues::pause, crate::queues::resume, crate::queues::limits,
         crate::schedules::create, crate::schedules::list, crate::schedules::get,
         crate::schedules::pause, crate::schedules::resume, crate::schedules::delete,
         sse::job_events, sse::all_events,
@@ -30,7 +30,7 @@ use crate::{error, model, rest, sse};
         model::OriginSubmit, model::OriginSubmitted, model::OriginJob, model::SubmitJob,
         model::Submitted, model::SubmitJobs, model::SubmittedBatch, model::BatchResult,
         model::JobPage, model::Stats, model::Worker, model::Kind, model::Kinds,
-        model::Health, crate::queues::Queue, crate::queues::Queues,
+        model::Health, crate::queues::Queue, crate::queues::Queues, crate::queues::Limits,
         crate::schedules::CreateSchedule, crate::schedules::Schedule, crate::schedules::Schedules,
         crate::schedules::ScheduleJob, crate::schedules::CatchUp,
     )),

@@ -34,6 +34,12 @@ pub struct Queue {
     pub retried_total: u64,
     /// Paused: accepts submits, leases nothing.
     pub paused: bool,
+    /// At most this many jobs of the queue processing at once; 0 = no limit.
+    pub concurrency_limit: u32,
+    /// At most this many job starts per `rate_period_ms`; 0 = no limit.
+    pub rate_limit: u32,
+    /// The rate limit's window in ms (0 without a rate limit).
+    pub rate_period_ms: u64,
 }
 
 impl From<pb::Queue> for Queue {
@@ -49,6 +55,11 @@ impl From<pb::Queue> for Queue {
             cancelled_total: q.cancelled_total,
             retried_total: q.retried_total,
             paused: q.paused,
+            concurrency_limit: q.concurrency_limit,
+            rate_limit: q.rate_limit,
+            rate_period_ms: q.rate_period.map_or(0, |d| {
+                (d.seconds.max(0) as u64) * 1000 + (d.nanos.max(0) as u64) / 1_000_000
+            }),
         }
     }
 }
@@ -132,4 +143,59 @@ pub async fn resume(
     resp.queue
         .map(|q| Json(Queue::from(q)))
         .ok_or_else(|| ApiError::Internal("ResumeQueue answered without a queue".into()))
+}
+
+/// Body of `POST /api/v1/queues/{name}/limits`: every limit at once (absent or 0 = none).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// At most this many jobs of the queue processing at once, 0..=100000.
+    #[serde(default)]
+    #[schema(maximum = 100000, example = 2)]
+    pub concurrency_limit: u32,
+    /// At most this many job starts per `rate_period_ms`, 0..=1000000.
+    #[serde(default)]
+    #[schema(maximum = 1000000, example = 5)]
+    pub rate_limit: u32,
+    /// The rate limit's window in ms, 1..=3600000; required with a rate limit.
+    #[serde(default)]
+    #[schema(maximum = 3600000, example = 1000)]
+    pub rate_period_ms: u64,
+}
+
+/// Set a queue's limits (enforced atomically by every take, across all workers and servers).
+#[utoipa::path(
+    post, path = "/api/v1/queues/{name}/limits", tag = "queues",
+    params(("name" = String, Path, description = "Queue name")),
+    request_body = Limits,
+    responses(
+        (status = 200, description = "The queue with its new limits", body = Queue),
+        (status = 404, description = "No such queue", body = ErrorBody),
+        (status = 422, description = "Malformed name or a limit out of range", body = ErrorBody),
+        (status = 503, description = "Core unavailable", body = ErrorBody),
+    )
+)]
+pub async fn limits(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    crate::rest::JsonBody(body): crate::rest::JsonBody<Limits>,
+) -> Result<Json<Queue>, ApiError> {
+    let period = body.rate_period_ms;
+    let resp = st
+        .jobs
+        .clone()
+        .update_queue(st.call(pb::UpdateQueueRequest {
+            name,
+            concurrency_limit: body.concurrency_limit,
+            rate_limit: body.rate_limit,
+            rate_period: (period > 0).then(|| prost_types::Duration {
+                seconds: (period / 1000).min(i64::MAX as u64) as i64,
+                nanos: ((period % 1000) * 1_000_000) as i32,
+            }),
+        }))
+        .await?
+        .into_inner();
+    resp.queue
+        .map(|q| Json(Queue::from(q)))
+        .ok_or_else(|| ApiError::Internal("UpdateQueue answered without a queue".into()))
 }

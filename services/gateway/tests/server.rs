@@ -815,3 +815,52 @@ async fn queues_over_rest() {
     let (st, b) = s.ok("POST", "/api/v1/queues/Bad%20Name/pause", None).await;
     assert_error(st, &b, 422, "invalid_argument");
 }
+
+/// Queue limits over REST: set and shown by the queues list; out of range or a rate without
+/// a period is 422; an unknown queue 404.
+#[tokio::test]
+async fn queue_limits_over_rest() {
+    let s = start().await;
+    let (st, _) = s
+        .ok(
+            "POST",
+            "/api/v1/jobs",
+            Some(json!({"text": "a", "queue": "lim"})),
+        )
+        .await;
+    assert_eq!(st, 201);
+    let body = json!({"concurrency_limit": 2, "rate_limit": 5, "rate_period_ms": 1000});
+    let (st, q) = s.ok("POST", "/api/v1/queues/lim/limits", Some(body)).await;
+    assert_eq!(st, 200, "{q}");
+    assert_eq!(
+        (
+            q["concurrency_limit"].as_u64(),
+            q["rate_limit"].as_u64(),
+            q["rate_period_ms"].as_u64()
+        ),
+        (Some(2), Some(5), Some(1000))
+    );
+    let (_, qs) = s.ok("GET", "/api/v1/queues", None).await;
+    let lim = qs["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["name"] == "lim")
+        .unwrap()
+        .clone();
+    assert_eq!(lim["concurrency_limit"], 2);
+    for bad in [
+        json!({"concurrency_limit": 100001}),
+        json!({"rate_limit": 5}),
+        json!({"rate_limit": 5, "rate_period_ms": 3600001}),
+    ] {
+        let (st, b) = s
+            .ok("POST", "/api/v1/queues/lim/limits", Some(bad.clone()))
+            .await;
+        assert_error(st, &b, 422, "invalid_argument");
+    }
+    let (st, b) = s
+        .ok("POST", "/api/v1/queues/nope/limits", Some(json!({})))
+        .await;
+    assert_error(st, &b, 404, "not_found");
+}

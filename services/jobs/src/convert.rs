@@ -121,6 +121,12 @@ pub fn queue_to_pb(q: pfc_queue::QueueInfo) -> pb::Queue {
         cancelled_total: q.cancelled_total,
         retried_total: q.retried_total,
         paused: q.paused,
+        concurrency_limit: q.limits.concurrency,
+        rate_limit: q.limits.rate,
+        rate_period: (q.limits.rate_period_ms > 0).then(|| prost_types::Duration {
+            seconds: (q.limits.rate_period_ms / 1000) as i64,
+            nanos: ((q.limits.rate_period_ms % 1000) * 1_000_000) as i32,
+        }),
     }
 }
 

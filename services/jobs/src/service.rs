@@ -260,6 +260,50 @@ fn counted<S: Stream + Send + 'static>(
     })
 }
 
+/// Largest per-queue concurrency limit.
+pub const MAX_CONCURRENCY_LIMIT: u32 = 100_000;
+/// Largest per-queue rate limit (starts per period).
+pub const MAX_RATE_LIMIT: u32 = 1_000_000;
+/// Longest rate-limit window.
+pub const MAX_RATE_PERIOD: Duration = Duration::from_secs(3600);
+
+/// The limits of an UpdateQueue, checked: each in its range, a rate limit with its period.
+fn validate_limits(r: &pb::UpdateQueueRequest) -> Result<pfc_queue::QueueLimits, JobError> {
+    if r.concurrency_limit > MAX_CONCURRENCY_LIMIT {
+        return Err(JobError::InvalidArgument(format!(
+            "concurrency_limit is {}; it must be 0 (none) to {MAX_CONCURRENCY_LIMIT}",
+            r.concurrency_limit
+        )));
+    }
+    if r.rate_limit > MAX_RATE_LIMIT {
+        return Err(JobError::InvalidArgument(format!(
+            "rate_limit is {}; it must be 0 (none) to {MAX_RATE_LIMIT}",
+            r.rate_limit
+        )));
+    }
+    let period_ms = match &r.rate_period {
+        None => 0,
+        Some(d) if d.seconds < 0 || d.nanos < 0 => {
+            return Err(JobError::InvalidArgument(
+                "rate_period must not be negative".into(),
+            ))
+        }
+        Some(d) => (d.seconds as u64)
+            .saturating_mul(1000)
+            .saturating_add(d.nanos as u64 / 1_000_000),
+    };
+    if r.rate_limit > 0 && !(1..=MAX_RATE_PERIOD.as_millis() as u64).contains(&period_ms) {
+        return Err(JobError::InvalidArgument(
+            "rate_period must be 1 ms to 1 h when rate_limit is set".into(),
+        ));
+    }
+    Ok(pfc_queue::QueueLimits {
+        concurrency: r.concurrency_limit,
+        rate: r.rate_limit,
+        rate_period_ms: if r.rate_limit > 0 { period_ms } else { 0 },
+    })
+}
+
 /// Continues the caller's trace when the request carries a W3C `traceparent` header.
 fn adopt_trace<T>(req: &Request<T>) {
     if let Some(tp) = req
@@ -505,6 +549,25 @@ impl JobService for Jobs {
         let queue = self.set_paused(&req.get_ref().name, false).await?;
         Ok(Response::new(pb::ResumeQueueResponse {
             queue: Some(queue),
+        }))
+    }
+
+    #[tracing::instrument(name = "UpdateQueue", skip_all, fields(queue = %req.get_ref().name))]
+    async fn update_queue(
+        &self,
+        req: Request<pb::UpdateQueueRequest>,
+    ) -> Result<Response<pb::UpdateQueueResponse>, Status> {
+        let r = req.into_inner();
+        check_queue("name", &r.name)?;
+        let limits = validate_limits(&r)?;
+        let q = self
+            .store
+            .set_limits(&r.name, limits)
+            .await
+            .map_err(JobError::from)?;
+        tracing::info!(queue = %r.name, ?limits, "queue limits set");
+        Ok(Response::new(pb::UpdateQueueResponse {
+            queue: Some(queue_to_pb(q)),
         }))
     }
 

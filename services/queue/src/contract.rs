@@ -922,3 +922,101 @@ pub async fn pause_and_resume(s: &dyn JobStore) {
         .unwrap();
     assert_eq!(names(&got), ["waiting", "delayed"]);
 }
+
+/// A concurrency limit of 2 holds across several takers asking for 8 each (sampled after
+/// every take), and a finished job frees its slot; unknown queues are `QueueNotFound`.
+pub async fn concurrency_limit(s: std::sync::Arc<dyn JobStore>) {
+    use crate::QueueLimits;
+    assert!(matches!(
+        s.set_limits("never-used", QueueLimits::default()).await,
+        Err(crate::StoreError::QueueNotFound(_))
+    ));
+    for i in 0..12 {
+        s.submit(in_queue("lim", &format!("j{i}"))).await.unwrap();
+    }
+    let limits = QueueLimits {
+        concurrency: 2,
+        ..Default::default()
+    };
+    assert_eq!(s.set_limits("lim", limits).await.unwrap().limits, limits);
+    let mut done_count = 0;
+    while done_count < 12 {
+        // three workers × 8 slots take at once
+        let takes = (0..3).map(|w| {
+            let s = s.clone();
+            async move {
+                s.take(&format!("w{w}"), &kinds(), 8, Duration::from_millis(20))
+                    .await
+                    .unwrap()
+            }
+        });
+        let got: Vec<Job> = futures::future::join_all(takes)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        let busy = s
+            .queues()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|q| q.name == "lim")
+            .unwrap()
+            .processing;
+        assert!(busy <= 2, "{busy} processing with a limit of 2");
+        assert!(got.len() <= 2, "{} leased at once", got.len());
+        let c: Vec<Completion> = got
+            .iter()
+            .map(|j| done(j, j.worker_id.as_deref().unwrap_or(""), "x"))
+            .collect();
+        done_count += c.len();
+        s.complete(&c).await.unwrap();
+    }
+    let q = s.set_limits("lim", QueueLimits::default()).await.unwrap();
+    assert_eq!((q.limits, q.done_total), (QueueLimits::default(), 12));
+}
+
+/// A rate limit of 5 starts per second: at most 5 start in the first window, and the 20th
+/// start comes at least 3 s after the first (windows at 0, 1, 2 and 3 s; any 1 s window holds
+/// at most 5 starts — a sliding log, not fixed buckets, so no burst of 10 across a boundary).
+pub async fn rate_limit(s: &dyn JobStore) {
+    use crate::QueueLimits;
+    for i in 0..20 {
+        s.submit(in_queue("rated", &format!("j{i}"))).await.unwrap();
+    }
+    s.set_limits(
+        "rated",
+        QueueLimits {
+            rate: 5,
+            rate_period_ms: 1000,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let start = std::time::Instant::now();
+    let mut started = 0;
+    let mut first_window = 0;
+    while started < 20 {
+        let got = s
+            .take("w", &kinds(), 20, Duration::from_secs(2))
+            .await
+            .unwrap();
+        if start.elapsed() < Duration::from_millis(900) {
+            first_window += got.len();
+        }
+        started += got.len();
+        let c: Vec<Completion> = got.iter().map(|j| done(j, "w", "x")).collect();
+        s.complete(&c).await.unwrap();
+    }
+    assert!(
+        first_window <= 5,
+        "{first_window} started in the first window"
+    );
+    // 20 starts at 5 per second: windows 0, 1, 2, 3 s; the last starts no earlier than 3 s
+    assert!(
+        start.elapsed() >= Duration::from_millis(2900),
+        "20 jobs at 5/s took {:?}",
+        start.elapsed()
+    );
+}

@@ -102,6 +102,10 @@ pub trait JobStore: Send + Sync + 'static {
     /// times. [`StoreError::QueueNotFound`] for a queue that never had a job.
     async fn set_paused(&self, queue: &str, paused: bool) -> Result<QueueInfo>;
 
+    /// Sets a queue's limits (validated by the caller; 0 = none); the next take obeys them.
+    /// [`StoreError::QueueNotFound`] for a queue that never had a job.
+    async fn set_limits(&self, queue: &str, limits: QueueLimits) -> Result<QueueInfo>;
+
     /// Records the progress (0–100) of a job `worker` holds; false when it no longer holds
     /// that delivery. Watchers see it as a new version of the job.
     async fn progress(&self, worker: &str, lease: &LeaseRef, progress: u32) -> Result<bool>;

@@ -41,6 +41,8 @@ struct Inner {
     ready: HashMap<(String, String), BTreeSet<(i64, String)>>,
     /// sequence numbers of ready jobs: submits count up, jobs put back in front count down
     seq: (i64, i64),
+    /// queue -> start times of recent deliveries (the rate limit's log)
+    starts: HashMap<String, Vec<i64>>,
     /// every queue that had a job (and the default one), with its counters
     queues: BTreeMap<String, QueueInfo>,
     /// every kind ever submitted
@@ -430,6 +432,23 @@ impl JobStore for MemoryStore {
         })
     }
 
+    async fn set_limits(&self, queue: &str, limits: QueueLimits) -> Result<QueueInfo> {
+        {
+            let mut g = self.lock();
+            let q = g
+                .queues
+                .get_mut(queue)
+                .ok_or_else(|| StoreError::QueueNotFound(queue.to_owned()))?;
+            q.limits = limits;
+        }
+        self.wake.notify_waiters();
+        self.queues()
+            .await?
+            .into_iter()
+            .find(|q| q.name == queue)
+            .ok_or_else(|| StoreError::QueueNotFound(queue.to_owned()))
+    }
+
     async fn set_paused(&self, queue: &str, paused: bool) -> Result<QueueInfo> {
         {
             let mut g = self.lock();
@@ -505,15 +524,36 @@ impl JobStore for MemoryStore {
                 for qi in 0..qs.len() {
                     order.push(qs[(qstart + qi) % qs.len()].clone());
                 }
+                let mut rate_due: Option<i64> = None;
                 let mut rr = if kinds.len() > 1 {
                     rand::random_range(0..kinds.len())
                 } else {
                     0
                 };
                 for q in order {
-                    // a paused queue leases nothing (housekeeping above still ran)
-                    let paused = g.queues.get(&q).is_some_and(|i| i.paused);
-                    while !paused && taken.len() < max {
+                    // a paused queue leases nothing (housekeeping above still ran); limits
+                    // cap what it leases, as in the Redis take script
+                    let info = g.queues.get(&q).cloned().unwrap_or_default();
+                    let mut allowed = if info.paused { 0 } else { max };
+                    let l = info.limits;
+                    if l.concurrency > 0 {
+                        let busy = g.leases.iter().filter(|(_, id)| queue_of(id) == q).count();
+                        allowed = allowed.min((l.concurrency as usize).saturating_sub(busy));
+                    }
+                    let rated = l.rate > 0 && l.rate_period_ms > 0;
+                    if rated {
+                        let since = now - l.rate_period_ms as i64;
+                        let log = g.starts.entry(q.clone()).or_default();
+                        log.retain(|t| *t > since);
+                        if log.len() >= l.rate as usize {
+                            let free_at =
+                                log.first().copied().unwrap_or(now) + l.rate_period_ms as i64;
+                            rate_due = Some(rate_due.map_or(free_at, |d: i64| d.min(free_at)));
+                        }
+                        allowed = allowed.min((l.rate as usize).saturating_sub(log.len()));
+                    }
+                    let mut leased = 0;
+                    while leased < allowed && taken.len() < max {
                         let band = |g: &Inner, k: &String| {
                             g.ready
                                 .get(&(q.clone(), k.clone()))
@@ -551,6 +591,10 @@ impl JobStore for MemoryStore {
                         g.leases.insert((lease_until, id.clone()));
                         g.lease_of.insert(id, lease_until);
                         taken.push(job);
+                        leased += 1;
+                        if rated {
+                            g.starts.entry(q.clone()).or_default().push(now);
+                        }
                     }
                 }
                 let next_due = g
@@ -559,6 +603,7 @@ impl JobStore for MemoryStore {
                     .map(|(t, _)| *t)
                     .into_iter()
                     .chain(g.leases.first().map(|(t, _)| *t))
+                    .chain(rate_due)
                     .min();
                 (taken, changed, next_due)
             };

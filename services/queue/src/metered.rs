@@ -128,6 +128,10 @@ impl JobStore for Metered {
     async fn queues(&self) -> Result<Vec<QueueInfo>> {
         self.timed("queues", self.inner.queues()).await
     }
+    async fn set_limits(&self, queue: &str, limits: crate::QueueLimits) -> Result<QueueInfo> {
+        self.timed("set_limits", self.inner.set_limits(queue, limits))
+            .await
+    }
     async fn set_paused(&self, queue: &str, paused: bool) -> Result<QueueInfo> {
         self.timed("set_paused", self.inner.set_paused(queue, paused))
             .await

@@ -90,6 +90,20 @@ pub struct QueueInfo {
     /// Paused: accepts submits, leases nothing (in-flight jobs finish; scheduled jobs keep
     /// their due times and become queued).
     pub paused: bool,
+    /// The queue's limits.
+    pub limits: QueueLimits,
+}
+
+/// Limits of one queue, enforced by the take itself (on Redis inside the take script), so
+/// they hold across any number of workers and jobs servers. 0 means no limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueLimits {
+    /// At most this many of the queue's jobs processing at once.
+    pub concurrency: u32,
+    /// At most this many job starts (deliveries) in any window of `rate_period_ms`.
+    pub rate: u32,
+    /// The rate limit's window, in ms (0 when there is no rate limit).
+    pub rate_period_ms: u64,
 }
 
 #[cfg(test)]

@@ -69,6 +69,8 @@ async fn contract_passes_on_a_cluster() {
         named_queues => |s| contract::named_queues(&*s);
         priorities => |s| contract::priorities(&*s);
         pause_and_resume => |s| contract::pause_and_resume(&*s);
+        concurrency_limit => |s| contract::concurrency_limit(s.clone());
+        rate_limit => |s| contract::rate_limit(&*s);
     }
 }
 

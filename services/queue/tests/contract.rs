@@ -78,4 +78,6 @@ contract_tests! {
     named_queue_events => |s| contract::named_queue_events(&*s);
     priorities => |s| contract::priorities(&*s);
     pause_and_resume => |s| contract::pause_and_resume(&*s);
+    concurrency_limit => |s| contract::concurrency_limit(s.clone());
+    rate_limit => |s| contract::rate_limit(&*s);
 }

@@ -5,7 +5,7 @@
 -- Dragonfly see every key up front, and all of them carry the queue's hash tag `{queue}`,
 -- so they live in one slot. A job is not a key of its own: its record is a field of the
 -- queue's `jobs` hash (JSON), its input a field of `input`, its result a field of `output`.
--- KEYS[20] is the call's own key (a take's receipt; a placeholder otherwise). KEYS[21...] are
+-- KEYS[21] is the call's own key (a take's receipt; a placeholder otherwise). KEYS[22...] are
 -- two keys per kind named, in the same order, by the JSON array ARGV[2]: the kind's ready list
 -- and its wake list (one list per kind, so a worker is only handed — and woken for — the kinds
 -- it declared).
@@ -15,7 +15,7 @@ local K = {
   leases = KEYS[6], all = KEYS[7], expiring = KEYS[8], idem = KEYS[9], stats = KEYS[10],
   kinds = KEYS[11], clock = KEYS[12], workers = KEYS[13], winfo = KEYS[14],
   scheduled_idx = KEYS[15], done = KEYS[16], failed = KEYS[17], cancelled = KEYS[18],
-  conf = KEYS[19],
+  conf = KEYS[19], starts = KEYS[20],
 }
 -- status -> its index (ListJobs). PROCESSING is listed from `leases`.
 local INDEX = { queued = K.queued_idx, scheduled = K.scheduled_idx, done = K.done,
@@ -25,8 +25,8 @@ local KINDS = cjson.decode(ARGV[2])
 -- kind -> its ready list (only for the kinds this call declared)
 local READY, WAKE = {}, {}
 for i, kind in ipairs(KINDS) do
-  READY[kind] = KEYS[19 + 2 * i]
-  WAKE[kind] = KEYS[20 + 2 * i]
+  READY[kind] = KEYS[20 + 2 * i]
+  WAKE[kind] = KEYS[21 + 2 * i]
 end
 -- Set when a job's kind had no declared list: the caller refreshes its kinds and calls again.
 local missing = 0

@@ -1,7 +1,7 @@
 -- ARGV: channel, kinds (the worker's kinds first, then every other known kind), worker,
 --       number of the worker's kinds, max jobs, lease ms, retention ms, clock gap ms,
 --       request id ('' = none)
--- KEYS[20]: this take's receipt, so a retried take (its reply was lost to a timeout or a
+-- KEYS[21]: this take's receipt, so a retried take (its reply was lost to a timeout or a
 -- broken connection) gets the same batch instead of stranding it.
 -- Housekeeping first (due scheduled jobs join their kind's list, expired leases are
 -- redelivered or failed), then leases up to `max` jobs of the worker's kinds.
@@ -11,7 +11,7 @@ local ret, gap, rid = ARGV[7], ARGV[8], ARGV[9]
 local out = {}
 
 if rid ~= '' then
-  local receipt = redis.call('GET', KEYS[20])
+  local receipt = redis.call('GET', KEYS[21])
   if receipt then
     for _, e in ipairs(cjson.decode(receipt)) do
       local j = load(e[1])
@@ -87,9 +87,30 @@ if #lists > 1 then
   rr = tonumber(string.sub(tostring(now), -3)) % #lists
 end
 -- a paused queue leases nothing (housekeeping above still runs: due jobs become queued,
--- expired leases are redelivered into the queue)
-if redis.call('HGET', K.conf, 'paused') == '1' then
+-- expired leases are redelivered into the queue); limits cap the batch in the same script,
+-- so they hold across any number of workers and servers
+local conf = redis.call('HMGET', K.conf, 'paused', 'concurrency', 'rate', 'period')
+if conf[1] == '1' then
   max = 0
+end
+local climit = tonumber(conf[2])
+if climit then
+  -- at most `concurrency` of the queue's jobs leased at once
+  max = math.min(max, math.max(0, climit - redis.call('ZCARD', K.leases)))
+end
+local rate, period = tonumber(conf[3]), tonumber(conf[4])
+local limited = -1
+if rate and period then
+  -- at most `rate` starts in any window of `period` ms (a log of recent starts)
+  redis.call('ZREMRANGEBYSCORE', K.starts, '-inf', now - period)
+  local used = redis.call('ZCARD', K.starts)
+  if used >= rate then
+    local o = redis.call('ZRANGE', K.starts, 0, 0, 'WITHSCORES')
+    if o[2] then
+      limited = tonumber(o[2]) + period
+    end
+  end
+  max = math.min(max, math.max(0, rate - used))
 end
 while #receipt < max do
   local best = nil
@@ -127,12 +148,15 @@ while #receipt < max do
       out[#out + 1] = cjson.encode(j)
       out[#out + 1] = redis.call('HGET', K.input, id) or ''
       receipt[#receipt + 1] = {id, j.d}
+      if rate and period then
+        redis.call('ZADD', K.starts, now, id .. ':' .. j.d)
+      end
       emit(j)
     end
   end
 end
 if rid ~= '' and #receipt > 0 then
-  redis.call('SET', KEYS[20], cjson.encode(receipt), 'PX', math.max(lease * 3, 10000))
+  redis.call('SET', KEYS[21], cjson.encode(receipt), 'PX', math.max(lease * 3, 10000))
 end
 
 local next_due = -1
@@ -143,5 +167,8 @@ end
 local l = redis.call('ZRANGE', K.leases, 0, 0, 'WITHSCORES')
 if l[2] and (next_due < 0 or tonumber(l[2]) < next_due) then
   next_due = tonumber(l[2])
+end
+if limited > 0 and (next_due < 0 or limited < next_due) then
+  next_due = limited
 end
 return {now, next_due, out, missing}

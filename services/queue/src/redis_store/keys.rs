@@ -11,7 +11,7 @@ pub(crate) struct Keys {
 }
 
 /// Key suffixes in `KEYS` order (must match `K` in `lua/prelude.lua`).
-const SUFFIXES: [&str; 19] = [
+const SUFFIXES: [&str; 20] = [
     "jobs",
     "input",
     "output",
@@ -31,6 +31,7 @@ const SUFFIXES: [&str; 19] = [
     "status:failed",
     "status:cancelled",
     "conf",
+    "starts",
 ];
 
 impl Keys {
@@ -70,12 +71,12 @@ impl Keys {
         format!("{}{suffix}", self.prefix)
     }
 
-    /// The receipt of a take request (`KEYS[20]` of `take.lua`).
+    /// The receipt of a take request (`KEYS[21]` of `take.lua`).
     pub(crate) fn take_receipt(&self, request: &str) -> String {
         format!("{}take:{request}", self.prefix)
     }
 
-    /// `KEYS[20]` of calls that have no key of their own.
+    /// `KEYS[21]` of calls that have no key of their own.
     pub(crate) fn placeholder(&self) -> String {
         format!("{}-", self.prefix)
     }

@@ -264,7 +264,7 @@ impl RedisStore {
         d.as_millis() as u64
     }
 
-    /// A script invocation with the queue's keys, `own` (`KEYS[20]`, or a placeholder), the
+    /// A script invocation with the queue's keys, `own` (`KEYS[21]`, or a placeholder), the
     /// lists of `kinds` and the events channel already in place.
     fn call<'a>(
         &self,

@@ -16,7 +16,7 @@ use super::record::{self, corrupt};
 use super::registry::Queue;
 use super::{submit, RedisStore, SWEEP_BATCH, SWEEP_ROUNDS};
 use crate::model::*;
-use crate::queues::{queue_or_default, sort_key, QueueInfo, DEFAULT_QUEUE};
+use crate::queues::{queue_or_default, sort_key, QueueInfo, QueueLimits, DEFAULT_QUEUE};
 use crate::{JobStore, Result, StoreError};
 
 impl RedisStore {
@@ -101,6 +101,14 @@ impl RedisStore {
                 cancelled_total: c("cancelled"),
                 retried_total: c("retried"),
                 paused: conf.get("paused").is_some_and(|p| p == "1"),
+                limits: QueueLimits {
+                    concurrency: conf
+                        .get("concurrency")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0),
+                    rate: conf.get("rate").and_then(|v| v.parse().ok()).unwrap_or(0),
+                    rate_period_ms: conf.get("period").and_then(|v| v.parse().ok()).unwrap_or(0),
+                },
             },
             kinds,
         ))
@@ -350,6 +358,28 @@ impl JobStore for RedisStore {
         let q = self.existing_queue(queue).await?;
         self.configure(&q, &[("paused", if paused { "1" } else { "" })])
             .await?;
+        let mut conn = self.conns.get().await?;
+        Ok(self.queue_info(&mut conn, &q).await?.0)
+    }
+
+    async fn set_limits(&self, queue: &str, limits: QueueLimits) -> Result<QueueInfo> {
+        let q = self.existing_queue(queue).await?;
+        let opt = |v: u64| if v == 0 { String::new() } else { v.to_string() };
+        let (rate, period) = if limits.rate == 0 || limits.rate_period_ms == 0 {
+            (String::new(), String::new())
+        } else {
+            (opt(limits.rate.into()), opt(limits.rate_period_ms))
+        };
+        let concurrency = opt(limits.concurrency.into());
+        self.configure(
+            &q,
+            &[
+                ("concurrency", &concurrency),
+                ("rate", &rate),
+                ("period", &period),
+            ],
+        )
+        .await?;
         let mut conn = self.conns.get().await?;
         Ok(self.queue_info(&mut conn, &q).await?.0)
     }
