@@ -32,7 +32,8 @@ tokio::task_local! {
     static CREDENTIAL: Option<Arc<str>>;
 }
 
-/// Adds the current request's credential (if any) as `authorization: Bearer …` to every
+/// Adds the current request's credential (if any) as `authorization: Bearer …`, and the current
+/// trace context as `traceparent`, to every
 /// call of the client it is installed on.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Forward;
@@ -45,6 +46,10 @@ impl Interceptor for Forward {
                 .parse()
                 .map_err(|_| tonic::Status::unauthenticated("credential is not printable ASCII"))?;
             req.metadata_mut().insert("authorization", value);
+        }
+        // the trace of the HTTP request goes on into the core (pfc_runtime continues it)
+        if let Some(tp) = pfc_telemetry::current_traceparent().and_then(|t| t.parse().ok()) {
+            req.metadata_mut().insert("traceparent", tp);
         }
         Ok(req)
     }

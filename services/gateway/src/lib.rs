@@ -246,14 +246,25 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
     )
 }
 
-/// The request span: method and route template only. Never the raw URI: the chat SSE route
+/// The request span, continuing the request's W3C `traceparent` when it has one: method
+/// and route template only. Never the raw URI: the chat SSE route
 /// carries the caller's token in its query string, and ids would explode cardinality.
 fn http_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
     let route = req
         .extensions()
         .get::<axum::extract::MatchedPath>()
         .map_or("other", |p| p.as_str());
-    tracing::info_span!("http", method = %req.method(), route)
+    let span = tracing::info_span!("http", method = %req.method(), route);
+    // continue the browser's (or any client's) trace; the calls to the core carry it on
+    // (`access::Forward` sends the current traceparent with each one)
+    if let Some(tp) = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+    {
+        pfc_telemetry::set_parent(&span, tp);
+    }
+    span
 }
 
 /// The whole HTTP surface. Tests drive it with `tower::ServiceExt::oneshot`.

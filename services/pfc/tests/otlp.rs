@@ -159,3 +159,96 @@ async fn submit_and_job_spans_share_a_trace() {
         "SubmitJob and job spans are in one trace"
     );
 }
+
+/// A REST submit through the gateway is one trace from the HTTP request to the worker's job
+/// span: the gateway continues the client's `traceparent`, sends it to the core, which
+/// continues it, stores it with the job, and the worker's span joins it.
+#[tokio::test]
+async fn rest_request_and_job_span_share_the_callers_trace() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let otlp = listener.local_addr().unwrap();
+    let seen: Seen = Arc::default();
+    tokio::spawn(receiver(listener, seen.clone()));
+
+    let grpc = pfc_testkit::free_port();
+    let http = pfc_testkit::free_port();
+    let _child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_pfc"))
+            .args(["dev", "--grpc-addr", &format!("127.0.0.1:{grpc}")])
+            .args(["--http-addr", &format!("127.0.0.1:{http}")])
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}"))
+            .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+            .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+            .env("PFC_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn pfc dev"),
+    );
+
+    // the caller's trace (a browser's, say): every span below must carry this id
+    let trace_hex = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let traceparent = format!("00-{trace_hex}-00f067aa0ba902b7-01");
+    let body = r#"{"kind":"uppercase","text":"trace me over rest"}"#;
+    let request = format!(
+        "POST /api/v1/jobs HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+         traceparent: {traceparent}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let answer = pfc_testkit::wait_until("REST submit", Duration::from_secs(20), || {
+        let request = request.clone();
+        async move {
+            let mut s = tokio::net::TcpStream::connect(("127.0.0.1", http))
+                .await
+                .ok()?;
+            s.write_all(request.as_bytes()).await.ok()?;
+            let mut out = String::new();
+            s.read_to_string(&mut out).await.ok()?;
+            out.starts_with("HTTP/1.1 20").then_some(out)
+        }
+    })
+    .await;
+    assert!(answer.contains("\"id\""), "{answer}");
+
+    let want: Vec<u8> = (0..16)
+        .map(|i| u8::from_str_radix(&trace_hex[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    // the gateway's request span, the core's gRPC span and SubmitJob, and the worker's job
+    for name in ["http", "grpc", "SubmitJob", "job"] {
+        let want = want.clone();
+        let seen = seen.clone();
+        pfc_testkit::wait_until(
+            &format!("a {name} span in the caller's trace"),
+            Duration::from_secs(20),
+            || {
+                let (want, seen) = (want.clone(), seen.clone());
+                async move {
+                    let s = seen.lock().unwrap();
+                    s.get(name)?.contains(&want).then_some(())
+                }
+            },
+        )
+        .await;
+    }
+}
+
+/// A protocol pfc does not speak is refused at startup, naming the variable, instead of
+/// sending OTLP/HTTP to a port that expects gRPC.
+#[test]
+fn unsupported_otlp_protocol_is_refused() {
+    let out = Command::new(env!("CARGO_BIN_EXE_pfc"))
+        .args([
+            "dev",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+        ])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317")
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+        .output()
+        .expect("run pfc dev");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("OTEL_EXPORTER_OTLP_PROTOCOL"), "{err}");
+}

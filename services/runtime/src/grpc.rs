@@ -114,6 +114,7 @@ pub async fn serve_with(
     server
         // outermost: the metrics see the status the client gets (after the rewrite below)
         .layer(pfc_metrics::grpc::GrpcMetricsLayer)
+        .layer(crate::trace_context::TraceContextLayer)
         .layer(crate::message_limit::MessageLimitLayer)
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .add_routes(routes)

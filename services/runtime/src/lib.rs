@@ -10,12 +10,14 @@
 //! - [`bind`]: binds a TCP listener with a useful error message; [`bind_default`] for a
 //!   default address that may be taken, which falls back to an ephemeral port.
 //! - [`grpc`]: serves a set of tonic services with health, reflection and graceful shutdown.
+//! - [`trace_context`]: every gRPC call continues the caller's W3C trace context.
 //! - [`message_limit`]: a request message over the size limit answers `RESOURCE_EXHAUSTED`.
 //! - [`ServeSettings`]: process-wide serving settings (lame-duck delay, gRPC connection age)
 //!   set once at startup by the `pfc` binary; [`lame_duck`] waits out the delay.
 
 pub mod grpc;
 pub mod message_limit;
+pub mod trace_context;
 
 use std::future::Future;
 use std::net::SocketAddr;

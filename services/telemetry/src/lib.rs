@@ -4,7 +4,12 @@
 //! filter from `PFC_LOG` (default `info`), and — only when `OTEL_EXPORTER_OTLP_ENDPOINT` (or
 //! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set — OpenTelemetry export over OTLP/HTTP
 //! (protobuf), honouring the standard `OTEL_*` variables (`OTEL_SERVICE_NAME`, headers,
-//! timeouts). Export is off by default so a laptop run needs no collector.
+//! timeouts; `OTEL_EXPORTER_OTLP_PROTOCOL` must be `http/protobuf` or unset — another protocol
+//! is refused at startup). Export is off by default so a laptop run needs no collector.
+//!
+//! Incoming trace context: [`set_parent`] continues a `traceparent` a request carries (the
+//! gateway per HTTP request, every gRPC server per call through `pfc_runtime`), and
+//! [`current_traceparent`] is what outgoing calls send on.
 //!
 //! Trace context crosses the queue as a W3C `traceparent` string stored with the job:
 //! [`current_traceparent`] captures it where the job is submitted, [`set_parent`] makes the
@@ -106,6 +111,32 @@ fn otlp_configured() -> bool {
     .any(|k| std::env::var(k).is_ok_and(|v| !v.trim().is_empty()))
 }
 
+/// The OTLP protocol asked for: `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`, else
+/// `OTEL_EXPORTER_OTLP_PROTOCOL`, else the default `http/protobuf`.
+fn otlp_protocol() -> String {
+    [
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+    ]
+    .iter()
+    .find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
+    .map_or_else(|| "http/protobuf".to_owned(), |v| v.trim().to_owned())
+}
+
+/// pfc exports OTLP over HTTP with protobuf bodies only (`http/protobuf`, the collectors'
+/// port 4318). Another protocol asked for is refused at startup rather than ignored: sending
+/// HTTP to a collector's gRPC port (4317) would lose every span without a word.
+fn check_protocol() -> Result<(), TelemetryError> {
+    match otlp_protocol().as_str() {
+        "http/protobuf" => Ok(()),
+        other => Err(TelemetryError::Exporter(format!(
+            "OTEL_EXPORTER_OTLP_PROTOCOL={other:?} is not supported: pfc exports OTLP over \
+             HTTP (http/protobuf); point OTEL_EXPORTER_OTLP_ENDPOINT at the collector's OTLP/HTTP \
+             port (4318) and unset the protocol or set it to http/protobuf"
+        ))),
+    }
+}
+
 /// Installs the global subscriber for a role. `service` names the role in exported traces
 /// unless `OTEL_SERVICE_NAME` says otherwise; `filter` uses `RUST_LOG` syntax.
 pub fn init(service: &str, format: LogFormat, filter: &str) -> Result<Telemetry, TelemetryError> {
@@ -127,6 +158,7 @@ pub fn init(service: &str, format: LogFormat, filter: &str) -> Result<Telemetry,
     }
     .with_filter(filter);
     let provider = if otlp_configured() {
+        check_protocol()?;
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .build()
