@@ -31,10 +31,10 @@ async def started(worker: pfc.Worker):
 
 
 def test_hello_declares_name_kinds_concurrency_and_sdk():
-    """Hello carries the worker's name, its handlers' kinds (sorted), concurrency and SDK."""
+    """Hello carries the worker's name, its handlers' kinds (sorted), queues, concurrency and SDK."""
 
     async def main():
-        w = pfc.Worker("unused", concurrency=5, name="resizer")
+        w = pfc.Worker("unused", concurrency=5, name="resizer", queues=("mail", "a.b"))
         w.handle("resize", lambda job: None)
         w.handle("crop.v2", lambda job: None)
         server, svc, task = await started(w)
@@ -42,6 +42,7 @@ def test_hello_declares_name_kinds_concurrency_and_sdk():
         assert hello.name == "resizer"
         assert list(hello.kinds) == ["crop.v2", "resize"]
         assert hello.concurrency == 5
+        assert list(hello.queues) == ["mail", "a.b"]
         assert hello.sdk == f"pfc-python/{pfc.__version__}"
         for _ in range(50):
             if w.worker_id:
@@ -497,3 +498,12 @@ if os.environ.get("PFC_SDK_DEBUG"):
     import logging
 
     logging.basicConfig(level=logging.DEBUG)
+
+
+def test_queues_are_checked():
+    """A malformed queue name or more than 64 queues is refused before connecting."""
+    with pytest.raises(ValueError):
+        pfc.Worker("unused", queues=("Bad Queue",))
+    with pytest.raises(ValueError):
+        pfc.Worker("unused", queues=tuple(f"q{i}" for i in range(65)))
+    assert pfc.Worker("unused").queues == ()

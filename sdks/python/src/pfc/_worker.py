@@ -191,9 +191,18 @@ class Worker:
         credentials: Optional[grpc.ChannelCredentials] = None,
         drain_timeout: float = 30.0,
         token: Optional[str] = None,
+        queues: Tuple[str, ...] = (),
     ) -> None:
         if not 1 <= concurrency <= MAX_CONCURRENCY:
             raise ValueError(f"concurrency must be 1..={MAX_CONCURRENCY}, not {concurrency}")
+        # Queues to take jobs from (the kind rule, at most 64); none: every queue.
+        queues = tuple(queues)
+        if len(queues) > 64:
+            raise ValueError(f"{len(queues)} queues; a worker names at most 64")
+        for q in queues:
+            if not isinstance(q, str) or not KIND.match(q):
+                raise ValueError(f"invalid queue {q!r}: must match [a-z0-9][a-z0-9._-]{{0,63}}")
+        self.queues = queues
         self.addr = addr
         self.concurrency = concurrency
         self.name = name or _default_name()
@@ -336,6 +345,7 @@ class Worker:
                     name=self.name,
                     kinds=sorted(self._handlers),
                     concurrency=self.concurrency,
+                    queues=list(self.queues),
                     sdk=SDK,
                     worker_id=(self.worker_id or "") if held else "",
                     held=held,
