@@ -74,6 +74,8 @@ export interface WorkerOptions {
   concurrency?: number;
   /** Name shown in pfc (default: the host name); the server adds a unique suffix. */
   name?: string;
+  /** Queues to take jobs from (`[a-z0-9][a-z0-9._-]{0,63}`, at most 64); default: every queue. */
+  queues?: string[];
   /** On stop, how long running jobs may take before they are given back (default 30 s). */
   drainTimeoutMs?: number;
   /** Drain on SIGTERM and SIGINT while run() runs (default true). */
@@ -160,6 +162,8 @@ export class Worker {
   readonly rpc: ConnectClient<typeof WorkerService>;
   readonly concurrency: number;
   readonly name: string;
+  /** Queues it takes jobs from; empty: every queue. */
+  readonly queues: string[];
   /** The id pfc gave this worker, once connected. */
   workerId?: string;
   private readonly handlers = new Map<string, Handler>();
@@ -186,6 +190,12 @@ export class Worker {
       throw new RangeError(`concurrency must be 1..${MAX_CONCURRENCY}, not ${concurrency}`);
     }
     this.concurrency = concurrency;
+    const queues = [...(options.queues ?? [])];
+    if (queues.length > 64) throw new RangeError(`${queues.length} queues; a worker names at most 64`);
+    for (const q of queues) {
+      if (!KIND.test(q)) throw new TypeError(`invalid queue ${JSON.stringify(q)}: must match [a-z0-9][a-z0-9._-]{0,63}`);
+    }
+    this.queues = queues;
     // The host name, cut to what Hello.name allows (1-64 of [A-Za-z0-9._-]).
     this.name = options.name ?? (hostname().replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 64) || "node-worker");
     this.drainTimeoutMs = options.drainTimeoutMs ?? 30_000;
@@ -279,6 +289,7 @@ export class Worker {
           name: this.name,
           kinds: [...this.handlers.keys()].sort(),
           concurrency: this.concurrency,
+          queues: this.queues,
           sdk: SDK,
           workerId: resume.length ? (this.workerId ?? "") : "",
           held: resume,

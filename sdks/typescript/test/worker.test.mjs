@@ -49,11 +49,12 @@ test("a token (option or PFC_TOKEN) is sent as authorization: Bearer on the Work
   await finish(v, s3);
 });
 
-test("Hello declares name, sorted kinds, concurrency and SDK", async () => {
-  const t = await setup({ resize: () => 1, "crop.v2": () => 2 }, { concurrency: 5, name: "resizer" });
+test("Hello declares name, sorted kinds, queues, concurrency and SDK", async () => {
+  const t = await setup({ resize: () => 1, "crop.v2": () => 2 }, { concurrency: 5, name: "resizer", queues: ["mail", "a.b"] });
   const [stream, hello] = await t.fake.welcome("resizer-abc");
   assert.equal(hello.name, "resizer");
   assert.deepEqual(hello.kinds, ["crop.v2", "resize"]);
+  assert.deepEqual(hello.queues, ["mail", "a.b"]);
   assert.equal(hello.concurrency, 5);
   assert.equal(hello.sdk, `pfc-node/${VERSION}`);
   assert.equal(hello.workerId, "");
@@ -312,4 +313,11 @@ test("SIGTERM drains a worker process: Drain, the running job finishes, exit 0",
   assert.equal(code, 0);
   assert.match(out, /exited/);
   fake.close();
+});
+
+test("malformed queue names and more than 64 queues are refused before connecting", () => {
+  assert.throws(() => new Worker("http://127.0.0.1:1", { queues: ["Bad Queue"] }), TypeError);
+  const many = Array.from({ length: 65 }, (_, i) => `q${i}`);
+  assert.throws(() => new Worker("http://127.0.0.1:1", { queues: many }), RangeError);
+  assert.deepEqual(new Worker("http://127.0.0.1:1").queues, []);
 });
