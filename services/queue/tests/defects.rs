@@ -605,7 +605,7 @@ fn scripts_declare_every_key() {
                 let ok = if cmd == "PUBLISH" {
                     arg.starts_with("channel")
                 } else {
-                    // READY/WAKE map declared kinds to their declared lists (KEYS[20...]);
+                    // READY/WAKE map declared kinds to their declared lists (KEYS[22...]);
                     // `list` and `lists[...]` (take's heads) are locals taken from READY
                     [
                         "K.", "INDEX[", "KEYS[", "READY[", "WAKE[", "list,", "list)", "lists[",
