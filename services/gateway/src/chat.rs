@@ -35,7 +35,7 @@ use pfc_proto::chat::v1::presence_service_client::PresenceServiceClient;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
-use crate::error::{ApiError, ErrorBody, ErrorDetail};
+use crate::error::{ApiError, ErrorBody};
 use crate::model::rfc3339;
 use crate::rest::JsonBody;
 use crate::AppState;
@@ -780,20 +780,6 @@ fn room_event(e: pb::RoomEvent) -> Option<Event> {
     Some(Event::default().event(name).data(data.unwrap_or_default()))
 }
 
-fn error_event(status: tonic::Status) -> Event {
-    let err = ApiError::from(status);
-    let (_, code) = err.status_and_code();
-    let body = ErrorBody {
-        error: ErrorDetail {
-            code: code.into(),
-            message: err.to_string(),
-        },
-    };
-    Event::default()
-        .event("error")
-        .data(serde_json::to_string(&body).unwrap_or_default())
-}
-
 /// Live messages and presence of a room (Server-Sent Events).
 ///
 /// `message` events carry a ChatMessage and its id; a reconnecting `EventSource` sends
@@ -848,7 +834,7 @@ pub async fn events(
                 (None, Some(e)) => room_event(e).map(|ev| (false, ev)),
                 (None, None) => None,
             },
-            Err(status) => Some((true, error_event(status))),
+            Err(status) => Some((true, crate::sse::error_event(status))),
         });
     let presence_events = st
         .presence_client()
@@ -865,7 +851,7 @@ pub async fn events(
                 let data = serde_json::to_string(&presence(p.members, p.count)).unwrap_or_default();
                 Some((false, Event::default().event("presence").data(data)))
             }
-            Err(status) => Some((true, error_event(status))),
+            Err(status) => Some((true, crate::sse::error_event(status))),
         });
     let stream = futures::stream::select(messages, presence_events)
         .filter_map(futures::future::ready)

@@ -25,7 +25,9 @@ use crate::error::{ApiError, ErrorBody, ErrorDetail};
 use crate::model::{EventsData, Job, JobEvent, Resync, Status};
 use crate::AppState;
 
-fn error_event(status: tonic::Status) -> Event {
+/// The SSE `error` event ending a stream: the JSON error body of the REST API (same code and
+/// message as the HTTP mapping of `status`). Shared by the job and chat streams.
+pub(crate) fn error_event(status: tonic::Status) -> Event {
     let err = ApiError::from(status);
     let (_, code) = err.status_and_code();
     let body = ErrorBody {
