@@ -213,9 +213,16 @@ def test_kill_9_mid_batch_loses_nothing(server, prefix, tmp_path):
         with pfc.Client(addr) as client, ThreadPoolExecutor(8) as pool:
             # Kill A once it has finished some jobs and holds others.
             end = time.monotonic() + 30
-            while sum(1 for l in _lines(events_a) if l[0] == "done") < 60:
+            # Its jobs run 8 at a time and end together, so "60 done" alone can land between
+            # two batches, A holding none: wait for a start without its done.
+            def held() -> bool:
+                lines = list(_lines(events_a))
+                done = sum(1 for l in lines if l[0] == "done")
+                return done >= 60 and sum(1 for l in lines if l[0] == "start") > done
+
+            while not held():
                 assert time.monotonic() < end, "worker A finished nothing"
-                time.sleep(0.01)
+                time.sleep(0.005)
             a.proc.send_signal(signal.SIGKILL)
             killed_at = time.time()
             a.proc.wait()

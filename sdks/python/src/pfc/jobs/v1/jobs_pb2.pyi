@@ -322,7 +322,7 @@ class ListQueuesRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Queue(_message.Message):
-    __slots__ = ("name", "queued", "scheduled", "processing", "submitted_total", "done_total", "failed_total", "cancelled_total", "retried_total")
+    __slots__ = ("name", "queued", "scheduled", "processing", "submitted_total", "done_total", "failed_total", "cancelled_total", "retried_total", "paused", "concurrency_limit", "rate_limit", "rate_period")
     NAME_FIELD_NUMBER: _ClassVar[int]
     QUEUED_FIELD_NUMBER: _ClassVar[int]
     SCHEDULED_FIELD_NUMBER: _ClassVar[int]
@@ -332,6 +332,10 @@ class Queue(_message.Message):
     FAILED_TOTAL_FIELD_NUMBER: _ClassVar[int]
     CANCELLED_TOTAL_FIELD_NUMBER: _ClassVar[int]
     RETRIED_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    RATE_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    RATE_PERIOD_FIELD_NUMBER: _ClassVar[int]
     name: str
     queued: int
     scheduled: int
@@ -341,10 +345,56 @@ class Queue(_message.Message):
     failed_total: int
     cancelled_total: int
     retried_total: int
-    def __init__(self, name: _Optional[str] = ..., queued: _Optional[int] = ..., scheduled: _Optional[int] = ..., processing: _Optional[int] = ..., submitted_total: _Optional[int] = ..., done_total: _Optional[int] = ..., failed_total: _Optional[int] = ..., cancelled_total: _Optional[int] = ..., retried_total: _Optional[int] = ...) -> None: ...
+    paused: bool
+    concurrency_limit: int
+    rate_limit: int
+    rate_period: _duration_pb2.Duration
+    def __init__(self, name: _Optional[str] = ..., queued: _Optional[int] = ..., scheduled: _Optional[int] = ..., processing: _Optional[int] = ..., submitted_total: _Optional[int] = ..., done_total: _Optional[int] = ..., failed_total: _Optional[int] = ..., cancelled_total: _Optional[int] = ..., retried_total: _Optional[int] = ..., paused: _Optional[bool] = ..., concurrency_limit: _Optional[int] = ..., rate_limit: _Optional[int] = ..., rate_period: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class ListQueuesResponse(_message.Message):
     __slots__ = ("queues",)
     QUEUES_FIELD_NUMBER: _ClassVar[int]
     queues: _containers.RepeatedCompositeFieldContainer[Queue]
     def __init__(self, queues: _Optional[_Iterable[_Union[Queue, _Mapping]]] = ...) -> None: ...
+
+class PauseQueueRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class PauseQueueResponse(_message.Message):
+    __slots__ = ("queue",)
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    queue: Queue
+    def __init__(self, queue: _Optional[_Union[Queue, _Mapping]] = ...) -> None: ...
+
+class ResumeQueueRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ResumeQueueResponse(_message.Message):
+    __slots__ = ("queue",)
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    queue: Queue
+    def __init__(self, queue: _Optional[_Union[Queue, _Mapping]] = ...) -> None: ...
+
+class UpdateQueueRequest(_message.Message):
+    __slots__ = ("name", "concurrency_limit", "rate_limit", "rate_period")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    RATE_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    RATE_PERIOD_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    concurrency_limit: int
+    rate_limit: int
+    rate_period: _duration_pb2.Duration
+    def __init__(self, name: _Optional[str] = ..., concurrency_limit: _Optional[int] = ..., rate_limit: _Optional[int] = ..., rate_period: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class UpdateQueueResponse(_message.Message):
+    __slots__ = ("queue",)
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    queue: Queue
+    def __init__(self, queue: _Optional[_Union[Queue, _Mapping]] = ...) -> None: ...

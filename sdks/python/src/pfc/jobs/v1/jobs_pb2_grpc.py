@@ -89,6 +89,21 @@ class JobServiceStub:
                 request_serializer=pfc_dot_jobs_dot_v1_dot_jobs__pb2.ListQueuesRequest.SerializeToString,
                 response_deserializer=pfc_dot_jobs_dot_v1_dot_jobs__pb2.ListQueuesResponse.FromString,
                 _registered_method=True)
+        self.PauseQueue = channel.unary_unary(
+                '/pfc.jobs.v1.JobService/PauseQueue',
+                request_serializer=pfc_dot_jobs_dot_v1_dot_jobs__pb2.PauseQueueRequest.SerializeToString,
+                response_deserializer=pfc_dot_jobs_dot_v1_dot_jobs__pb2.PauseQueueResponse.FromString,
+                _registered_method=True)
+        self.ResumeQueue = channel.unary_unary(
+                '/pfc.jobs.v1.JobService/ResumeQueue',
+                request_serializer=pfc_dot_jobs_dot_v1_dot_jobs__pb2.ResumeQueueRequest.SerializeToString,
+                response_deserializer=pfc_dot_jobs_dot_v1_dot_jobs__pb2.ResumeQueueResponse.FromString,
+                _registered_method=True)
+        self.UpdateQueue = channel.unary_unary(
+                '/pfc.jobs.v1.JobService/UpdateQueue',
+                request_serializer=pfc_dot_jobs_dot_v1_dot_jobs__pb2.UpdateQueueRequest.SerializeToString,
+                response_deserializer=pfc_dot_jobs_dot_v1_dot_jobs__pb2.UpdateQueueResponse.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -177,6 +192,29 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PauseQueue(self, request, context):
+        """PauseQueue stops a queue from leasing jobs: it still accepts submits, jobs in flight
+        finish, scheduled jobs keep their due times. NOT_FOUND for a queue that never had a job.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeQueue(self, request, context):
+        """ResumeQueue lets a paused queue lease jobs again (waiting workers are woken at once).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateQueue(self, request, context):
+        """UpdateQueue sets a queue's limits (enforced atomically by every take, across all workers
+        and servers). NOT_FOUND for a queue that never had a job.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -229,6 +267,21 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.ListQueues,
                     request_deserializer=pfc_dot_jobs_dot_v1_dot_jobs__pb2.ListQueuesRequest.FromString,
                     response_serializer=pfc_dot_jobs_dot_v1_dot_jobs__pb2.ListQueuesResponse.SerializeToString,
+            ),
+            'PauseQueue': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseQueue,
+                    request_deserializer=pfc_dot_jobs_dot_v1_dot_jobs__pb2.PauseQueueRequest.FromString,
+                    response_serializer=pfc_dot_jobs_dot_v1_dot_jobs__pb2.PauseQueueResponse.SerializeToString,
+            ),
+            'ResumeQueue': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeQueue,
+                    request_deserializer=pfc_dot_jobs_dot_v1_dot_jobs__pb2.ResumeQueueRequest.FromString,
+                    response_serializer=pfc_dot_jobs_dot_v1_dot_jobs__pb2.ResumeQueueResponse.SerializeToString,
+            ),
+            'UpdateQueue': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateQueue,
+                    request_deserializer=pfc_dot_jobs_dot_v1_dot_jobs__pb2.UpdateQueueRequest.FromString,
+                    response_serializer=pfc_dot_jobs_dot_v1_dot_jobs__pb2.UpdateQueueResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -506,6 +559,87 @@ class JobService:
             '/pfc.jobs.v1.JobService/ListQueues',
             pfc_dot_jobs_dot_v1_dot_jobs__pb2.ListQueuesRequest.SerializeToString,
             pfc_dot_jobs_dot_v1_dot_jobs__pb2.ListQueuesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseQueue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pfc.jobs.v1.JobService/PauseQueue',
+            pfc_dot_jobs_dot_v1_dot_jobs__pb2.PauseQueueRequest.SerializeToString,
+            pfc_dot_jobs_dot_v1_dot_jobs__pb2.PauseQueueResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeQueue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pfc.jobs.v1.JobService/ResumeQueue',
+            pfc_dot_jobs_dot_v1_dot_jobs__pb2.ResumeQueueRequest.SerializeToString,
+            pfc_dot_jobs_dot_v1_dot_jobs__pb2.ResumeQueueResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateQueue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pfc.jobs.v1.JobService/UpdateQueue',
+            pfc_dot_jobs_dot_v1_dot_jobs__pb2.UpdateQueueRequest.SerializeToString,
+            pfc_dot_jobs_dot_v1_dot_jobs__pb2.UpdateQueueResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file pfc/jobs/v1/jobs.proto.
  */
 export const file_pfc_jobs_v1_jobs: GenFile = /*@__PURE__*/
-  fileDesc("ChZwZmMvam9icy92MS9qb2JzLnByb3RvEgtwZmMuam9icy52MSKbBQoDSm9iEgoKAmlkGAEgASgJEgwKBGtpbmQYAiABKAkSDQoFcXVldWUYAyABKAkSJgoGc3RhdHVzGAQgASgOMhYucGZjLmpvYnMudjEuSm9iU3RhdHVzEgwKBHRleHQYBSABKAkSEwoGcmVzdWx0GAYgASgJSACIAQESEgoFZXJyb3IYByABKAlIAYgBARIQCghhdHRlbXB0cxgIIAEoDRIUCgxtYXhfYXR0ZW1wdHMYCSABKA0SLgoKY3JlYXRlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKgoGcnVuX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydGVkX2F0GA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPaWRlbXBvdGVuY3lfa2V5GA8gASgJEhEKCXdvcmtlcl9pZBgQIAEoCRIPCgd2ZXJzaW9uGBEgASgEEhMKC3RyYWNlcGFyZW50GBIgASgJEg8KB3BheWxvYWQYEyABKAwSFAoMY29udGVudF90eXBlGBQgASgJEhYKDnJlc3VsdF9wYXlsb2FkGBUgASgMEhsKE3Jlc3VsdF9jb250ZW50X3R5cGUYFiABKAkSFQoIcHJvZ3Jlc3MYFyABKA1IAogBARIQCghwcmlvcml0eRgYIAEoBUIJCgdfcmVzdWx0QggKBl9lcnJvckILCglfcHJvZ3Jlc3Mi4QEKCEpvYkV2ZW50Eg4KBmpvYl9pZBgBIAEoCRImCgZzdGF0dXMYAiABKA4yFi5wZmMuam9icy52MS5Kb2JTdGF0dXMSDwoHdmVyc2lvbhgDIAEoBBIQCghhdHRlbXB0cxgEIAEoDRIMCgRraW5kGAUgASgJEiYKAmF0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVlcnJvchgHIAEoCRIRCgl3b3JrZXJfaWQYCCABKAkSFQoIcHJvZ3Jlc3MYCSABKA1IAIgBAUILCglfcHJvZ3Jlc3Mi+wEKEFN1Ym1pdEpvYlJlcXVlc3QSDAoEdGV4dBgBIAEoCRIMCgRraW5kGAIgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgDIAEoCRIqCgZydW5fYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEigKBWRlbGF5GAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhQKDG1heF9hdHRlbXB0cxgGIAEoDRINCgVxdWV1ZRgHIAEoCRIPCgdwYXlsb2FkGAggASgMEhQKDGNvbnRlbnRfdHlwZRgJIAEoCRIQCghwcmlvcml0eRgKIAEoBSJTChFTdWJtaXRKb2JSZXNwb25zZRIOCgZqb2JfaWQYASABKAkSDwoHY3JlYXRlZBgCIAEoCBIdCgNqb2IYAyABKAsyEC5wZmMuam9icy52MS5Kb2IiQAoRU3VibWl0Sm9ic1JlcXVlc3QSKwoEam9icxgBIAMoCzIdLnBmYy5qb2JzLnYxLlN1Ym1pdEpvYlJlcXVlc3QiQwoSU3VibWl0Sm9ic1Jlc3BvbnNlEi0KB3Jlc3VsdHMYASADKAsyHC5wZmMuam9icy52MS5TdWJtaXRKb2JSZXN1bHQifAoPU3VibWl0Sm9iUmVzdWx0EjMKCXN1Ym1pdHRlZBgBIAEoCzIeLnBmYy5qb2JzLnYxLlN1Ym1pdEpvYlJlc3BvbnNlSAASKQoFZXJyb3IYAiABKAsyGC5wZmMuam9icy52MS5TdWJtaXRFcnJvckgAQgkKB291dGNvbWUiLAoLU3VibWl0RXJyb3ISDAoEY29kZRgBIAEoBRIPCgdtZXNzYWdlGAIgASgJIh8KDUdldEpvYlJlcXVlc3QSDgoGam9iX2lkGAEgASgJIi8KDkdldEpvYlJlc3BvbnNlEh0KA2pvYhgBIAEoCzIQLnBmYy5qb2JzLnYxLkpvYiIhCg9XYXRjaEpvYlJlcXVlc3QSDgoGam9iX2lkGAEgASgJIjEKEFdhdGNoSm9iUmVzcG9uc2USHQoDam9iGAEgASgLMhAucGZjLmpvYnMudjEuSm9iIjwKEFdhdGNoSm9ic1JlcXVlc3QSKAoIc3RhdHVzZXMYASADKA4yFi5wZmMuam9icy52MS5Kb2JTdGF0dXMiXgoRV2F0Y2hKb2JzUmVzcG9uc2USJAoFZXZlbnQYASABKAsyFS5wZmMuam9icy52MS5Kb2JFdmVudBIjCgZyZXN5bmMYAiABKAsyEy5wZmMuam9icy52MS5SZXN5bmMiMwoGUmVzeW5jEikKBnJlYXNvbhgBIAEoDjIZLnBmYy5qb2JzLnYxLlJlc3luY1JlYXNvbiJvCg9MaXN0Sm9ic1JlcXVlc3QSJgoGc3RhdHVzGAEgASgOMhYucGZjLmpvYnMudjEuSm9iU3RhdHVzEhEKCXBhZ2Vfc2l6ZRgCIAEoDRISCgpwYWdlX3Rva2VuGAMgASgJEg0KBXF1ZXVlGAQgASgJIl8KEExpc3RKb2JzUmVzcG9uc2USHgoEam9icxgBIAMoCzIQLnBmYy5qb2JzLnYxLkpvYhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSEgoKdG90YWxfc2l6ZRgDIAEoBCIiChBDYW5jZWxKb2JSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSIyChFDYW5jZWxKb2JSZXNwb25zZRIdCgNqb2IYASABKAsyEC5wZmMuam9icy52MS5Kb2IiEQoPR2V0U3RhdHNSZXF1ZXN0In4KCldvcmtlckluZm8SCgoCaWQYASABKAkSEwoLY29uY3VycmVuY3kYAiABKA0SEQoJaW5fZmxpZ2h0GAMgASgNEi0KCWxhc3Rfc2VlbhgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFa2luZHMYBSADKAki/AEKEEdldFN0YXRzUmVzcG9uc2USDgoGcXVldWVkGAEgASgEEhEKCXNjaGVkdWxlZBgCIAEoBBISCgpwcm9jZXNzaW5nGAMgASgEEhIKCmRvbmVfdG90YWwYBCABKAQSFAoMZmFpbGVkX3RvdGFsGAUgASgEEhcKD2NhbmNlbGxlZF90b3RhbBgGIAEoBBIXCg9zdWJtaXR0ZWRfdG90YWwYByABKAQSFQoNcmV0cmllZF90b3RhbBgIIAEoBBIUCgxsaXZlX3dvcmtlcnMYCSABKA0SKAoHd29ya2VycxgKIAMoCzIXLnBmYy5qb2JzLnYxLldvcmtlckluZm8iEgoQTGlzdEtpbmRzUmVxdWVzdCJgCgRLaW5kEgwKBG5hbWUYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSDwoHYnVpbHRpbhgDIAEoCBIPCgd3b3JrZXJzGAQgASgNEhMKC2NvbmN1cnJlbmN5GAUgASgNIjUKEUxpc3RLaW5kc1Jlc3BvbnNlEiAKBWtpbmRzGAEgAygLMhEucGZjLmpvYnMudjEuS2luZCITChFMaXN0UXVldWVzUmVxdWVzdCK/AQoFUXVldWUSDAoEbmFtZRgBIAEoCRIOCgZxdWV1ZWQYAiABKAQSEQoJc2NoZWR1bGVkGAMgASgEEhIKCnByb2Nlc3NpbmcYBCABKAQSFwoPc3VibWl0dGVkX3RvdGFsGAUgASgEEhIKCmRvbmVfdG90YWwYBiABKAQSFAoMZmFpbGVkX3RvdGFsGAcgASgEEhcKD2NhbmNlbGxlZF90b3RhbBgIIAEoBBIVCg1yZXRyaWVkX3RvdGFsGAkgASgEIjgKEkxpc3RRdWV1ZXNSZXNwb25zZRIiCgZxdWV1ZXMYASADKAsyEi5wZmMuam9icy52MS5RdWV1ZSq5AQoJSm9iU3RhdHVzEhoKFkpPQl9TVEFUVVNfVU5TUEVDSUZJRUQQABIYChRKT0JfU1RBVFVTX1NDSEVEVUxFRBABEhUKEUpPQl9TVEFUVVNfUVVFVUVEEAISGQoVSk9CX1NUQVRVU19QUk9DRVNTSU5HEAMSEwoPSk9CX1NUQVRVU19ET05FEAQSFQoRSk9CX1NUQVRVU19GQUlMRUQQBRIYChRKT0JfU1RBVFVTX0NBTkNFTExFRBAGKmsKDFJlc3luY1JlYXNvbhIdChlSRVNZTkNfUkVBU09OX1VOU1BFQ0lGSUVEEAASHQoZUkVTWU5DX1JFQVNPTl9FVkVOVFNfTE9TVBABEh0KGVJFU1lOQ19SRUFTT05fQ0xJRU5UX1NMT1cQAjL8BQoKSm9iU2VydmljZRJKCglTdWJtaXRKb2ISHS5wZmMuam9icy52MS5TdWJtaXRKb2JSZXF1ZXN0Gh4ucGZjLmpvYnMudjEuU3VibWl0Sm9iUmVzcG9uc2USTQoKU3VibWl0Sm9icxIeLnBmYy5qb2JzLnYxLlN1Ym1pdEpvYnNSZXF1ZXN0Gh8ucGZjLmpvYnMudjEuU3VibWl0Sm9ic1Jlc3BvbnNlEkEKBkdldEpvYhIaLnBmYy5qb2JzLnYxLkdldEpvYlJlcXVlc3QaGy5wZmMuam9icy52MS5HZXRKb2JSZXNwb25zZRJJCghXYXRjaEpvYhIcLnBmYy5qb2JzLnYxLldhdGNoSm9iUmVxdWVzdBodLnBmYy5qb2JzLnYxLldhdGNoSm9iUmVzcG9uc2UwARJMCglXYXRjaEpvYnMSHS5wZmMuam9icy52MS5XYXRjaEpvYnNSZXF1ZXN0Gh4ucGZjLmpvYnMudjEuV2F0Y2hKb2JzUmVzcG9uc2UwARJHCghMaXN0Sm9icxIcLnBmYy5qb2JzLnYxLkxpc3RKb2JzUmVxdWVzdBodLnBmYy5qb2JzLnYxLkxpc3RKb2JzUmVzcG9uc2USSgoJQ2FuY2VsSm9iEh0ucGZjLmpvYnMudjEuQ2FuY2VsSm9iUmVxdWVzdBoeLnBmYy5qb2JzLnYxLkNhbmNlbEpvYlJlc3BvbnNlEkcKCEdldFN0YXRzEhwucGZjLmpvYnMudjEuR2V0U3RhdHNSZXF1ZXN0Gh0ucGZjLmpvYnMudjEuR2V0U3RhdHNSZXNwb25zZRJKCglMaXN0S2luZHMSHS5wZmMuam9icy52MS5MaXN0S2luZHNSZXF1ZXN0Gh4ucGZjLmpvYnMudjEuTGlzdEtpbmRzUmVzcG9uc2USTQoKTGlzdFF1ZXVlcxIeLnBmYy5qb2JzLnYxLkxpc3RRdWV1ZXNSZXF1ZXN0Gh8ucGZjLmpvYnMudjEuTGlzdFF1ZXVlc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChZwZmMvam9icy92MS9qb2JzLnByb3RvEgtwZmMuam9icy52MSKbBQoDSm9iEgoKAmlkGAEgASgJEgwKBGtpbmQYAiABKAkSDQoFcXVldWUYAyABKAkSJgoGc3RhdHVzGAQgASgOMhYucGZjLmpvYnMudjEuSm9iU3RhdHVzEgwKBHRleHQYBSABKAkSEwoGcmVzdWx0GAYgASgJSACIAQESEgoFZXJyb3IYByABKAlIAYgBARIQCghhdHRlbXB0cxgIIAEoDRIUCgxtYXhfYXR0ZW1wdHMYCSABKA0SLgoKY3JlYXRlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKgoGcnVuX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydGVkX2F0GA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPaWRlbXBvdGVuY3lfa2V5GA8gASgJEhEKCXdvcmtlcl9pZBgQIAEoCRIPCgd2ZXJzaW9uGBEgASgEEhMKC3RyYWNlcGFyZW50GBIgASgJEg8KB3BheWxvYWQYEyABKAwSFAoMY29udGVudF90eXBlGBQgASgJEhYKDnJlc3VsdF9wYXlsb2FkGBUgASgMEhsKE3Jlc3VsdF9jb250ZW50X3R5cGUYFiABKAkSFQoIcHJvZ3Jlc3MYFyABKA1IAogBARIQCghwcmlvcml0eRgYIAEoBUIJCgdfcmVzdWx0QggKBl9lcnJvckILCglfcHJvZ3Jlc3Mi4QEKCEpvYkV2ZW50Eg4KBmpvYl9pZBgBIAEoCRImCgZzdGF0dXMYAiABKA4yFi5wZmMuam9icy52MS5Kb2JTdGF0dXMSDwoHdmVyc2lvbhgDIAEoBBIQCghhdHRlbXB0cxgEIAEoDRIMCgRraW5kGAUgASgJEiYKAmF0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVlcnJvchgHIAEoCRIRCgl3b3JrZXJfaWQYCCABKAkSFQoIcHJvZ3Jlc3MYCSABKA1IAIgBAUILCglfcHJvZ3Jlc3Mi+wEKEFN1Ym1pdEpvYlJlcXVlc3QSDAoEdGV4dBgBIAEoCRIMCgRraW5kGAIgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgDIAEoCRIqCgZydW5fYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEigKBWRlbGF5GAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhQKDG1heF9hdHRlbXB0cxgGIAEoDRINCgVxdWV1ZRgHIAEoCRIPCgdwYXlsb2FkGAggASgMEhQKDGNvbnRlbnRfdHlwZRgJIAEoCRIQCghwcmlvcml0eRgKIAEoBSJTChFTdWJtaXRKb2JSZXNwb25zZRIOCgZqb2JfaWQYASABKAkSDwoHY3JlYXRlZBgCIAEoCBIdCgNqb2IYAyABKAsyEC5wZmMuam9icy52MS5Kb2IiQAoRU3VibWl0Sm9ic1JlcXVlc3QSKwoEam9icxgBIAMoCzIdLnBmYy5qb2JzLnYxLlN1Ym1pdEpvYlJlcXVlc3QiQwoSU3VibWl0Sm9ic1Jlc3BvbnNlEi0KB3Jlc3VsdHMYASADKAsyHC5wZmMuam9icy52MS5TdWJtaXRKb2JSZXN1bHQifAoPU3VibWl0Sm9iUmVzdWx0EjMKCXN1Ym1pdHRlZBgBIAEoCzIeLnBmYy5qb2JzLnYxLlN1Ym1pdEpvYlJlc3BvbnNlSAASKQoFZXJyb3IYAiABKAsyGC5wZmMuam9icy52MS5TdWJtaXRFcnJvckgAQgkKB291dGNvbWUiLAoLU3VibWl0RXJyb3ISDAoEY29kZRgBIAEoBRIPCgdtZXNzYWdlGAIgASgJIh8KDUdldEpvYlJlcXVlc3QSDgoGam9iX2lkGAEgASgJIi8KDkdldEpvYlJlc3BvbnNlEh0KA2pvYhgBIAEoCzIQLnBmYy5qb2JzLnYxLkpvYiIhCg9XYXRjaEpvYlJlcXVlc3QSDgoGam9iX2lkGAEgASgJIjEKEFdhdGNoSm9iUmVzcG9uc2USHQoDam9iGAEgASgLMhAucGZjLmpvYnMudjEuSm9iIjwKEFdhdGNoSm9ic1JlcXVlc3QSKAoIc3RhdHVzZXMYASADKA4yFi5wZmMuam9icy52MS5Kb2JTdGF0dXMiXgoRV2F0Y2hKb2JzUmVzcG9uc2USJAoFZXZlbnQYASABKAsyFS5wZmMuam9icy52MS5Kb2JFdmVudBIjCgZyZXN5bmMYAiABKAsyEy5wZmMuam9icy52MS5SZXN5bmMiMwoGUmVzeW5jEikKBnJlYXNvbhgBIAEoDjIZLnBmYy5qb2JzLnYxLlJlc3luY1JlYXNvbiJvCg9MaXN0Sm9ic1JlcXVlc3QSJgoGc3RhdHVzGAEgASgOMhYucGZjLmpvYnMudjEuSm9iU3RhdHVzEhEKCXBhZ2Vfc2l6ZRgCIAEoDRISCgpwYWdlX3Rva2VuGAMgASgJEg0KBXF1ZXVlGAQgASgJIl8KEExpc3RKb2JzUmVzcG9uc2USHgoEam9icxgBIAMoCzIQLnBmYy5qb2JzLnYxLkpvYhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSEgoKdG90YWxfc2l6ZRgDIAEoBCIiChBDYW5jZWxKb2JSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSIyChFDYW5jZWxKb2JSZXNwb25zZRIdCgNqb2IYASABKAsyEC5wZmMuam9icy52MS5Kb2IiEQoPR2V0U3RhdHNSZXF1ZXN0In4KCldvcmtlckluZm8SCgoCaWQYASABKAkSEwoLY29uY3VycmVuY3kYAiABKA0SEQoJaW5fZmxpZ2h0GAMgASgNEi0KCWxhc3Rfc2VlbhgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFa2luZHMYBSADKAki/AEKEEdldFN0YXRzUmVzcG9uc2USDgoGcXVldWVkGAEgASgEEhEKCXNjaGVkdWxlZBgCIAEoBBISCgpwcm9jZXNzaW5nGAMgASgEEhIKCmRvbmVfdG90YWwYBCABKAQSFAoMZmFpbGVkX3RvdGFsGAUgASgEEhcKD2NhbmNlbGxlZF90b3RhbBgGIAEoBBIXCg9zdWJtaXR0ZWRfdG90YWwYByABKAQSFQoNcmV0cmllZF90b3RhbBgIIAEoBBIUCgxsaXZlX3dvcmtlcnMYCSABKA0SKAoHd29ya2VycxgKIAMoCzIXLnBmYy5qb2JzLnYxLldvcmtlckluZm8iEgoQTGlzdEtpbmRzUmVxdWVzdCJgCgRLaW5kEgwKBG5hbWUYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSDwoHYnVpbHRpbhgDIAEoCBIPCgd3b3JrZXJzGAQgASgNEhMKC2NvbmN1cnJlbmN5GAUgASgNIjUKEUxpc3RLaW5kc1Jlc3BvbnNlEiAKBWtpbmRzGAEgAygLMhEucGZjLmpvYnMudjEuS2luZCITChFMaXN0UXVldWVzUmVxdWVzdCKuAgoFUXVldWUSDAoEbmFtZRgBIAEoCRIOCgZxdWV1ZWQYAiABKAQSEQoJc2NoZWR1bGVkGAMgASgEEhIKCnByb2Nlc3NpbmcYBCABKAQSFwoPc3VibWl0dGVkX3RvdGFsGAUgASgEEhIKCmRvbmVfdG90YWwYBiABKAQSFAoMZmFpbGVkX3RvdGFsGAcgASgEEhcKD2NhbmNlbGxlZF90b3RhbBgIIAEoBBIVCg1yZXRyaWVkX3RvdGFsGAkgASgEEg4KBnBhdXNlZBgKIAEoCBIZChFjb25jdXJyZW5jeV9saW1pdBgLIAEoDRISCgpyYXRlX2xpbWl0GAwgASgNEi4KC3JhdGVfcGVyaW9kGA0gASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIjgKEkxpc3RRdWV1ZXNSZXNwb25zZRIiCgZxdWV1ZXMYASADKAsyEi5wZmMuam9icy52MS5RdWV1ZSIhChFQYXVzZVF1ZXVlUmVxdWVzdBIMCgRuYW1lGAEgASgJIjcKElBhdXNlUXVldWVSZXNwb25zZRIhCgVxdWV1ZRgBIAEoCzISLnBmYy5qb2JzLnYxLlF1ZXVlIiIKElJlc3VtZVF1ZXVlUmVxdWVzdBIMCgRuYW1lGAEgASgJIjgKE1Jlc3VtZVF1ZXVlUmVzcG9uc2USIQoFcXVldWUYASABKAsyEi5wZmMuam9icy52MS5RdWV1ZSKBAQoSVXBkYXRlUXVldWVSZXF1ZXN0EgwKBG5hbWUYASABKAkSGQoRY29uY3VycmVuY3lfbGltaXQYAiABKA0SEgoKcmF0ZV9saW1pdBgDIAEoDRIuCgtyYXRlX3BlcmlvZBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiI4ChNVcGRhdGVRdWV1ZVJlc3BvbnNlEiEKBXF1ZXVlGAEgASgLMhIucGZjLmpvYnMudjEuUXVldWUquQEKCUpvYlN0YXR1cxIaChZKT0JfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGAoUSk9CX1NUQVRVU19TQ0hFRFVMRUQQARIVChFKT0JfU1RBVFVTX1FVRVVFRBACEhkKFUpPQl9TVEFUVVNfUFJPQ0VTU0lORxADEhMKD0pPQl9TVEFUVVNfRE9ORRAEEhUKEUpPQl9TVEFUVVNfRkFJTEVEEAUSGAoUSk9CX1NUQVRVU19DQU5DRUxMRUQQBiprCgxSZXN5bmNSZWFzb24SHQoZUkVTWU5DX1JFQVNPTl9VTlNQRUNJRklFRBAAEh0KGVJFU1lOQ19SRUFTT05fRVZFTlRTX0xPU1QQARIdChlSRVNZTkNfUkVBU09OX0NMSUVOVF9TTE9XEAIy7wcKCkpvYlNlcnZpY2USSgoJU3VibWl0Sm9iEh0ucGZjLmpvYnMudjEuU3VibWl0Sm9iUmVxdWVzdBoeLnBmYy5qb2JzLnYxLlN1Ym1pdEpvYlJlc3BvbnNlEk0KClN1Ym1pdEpvYnMSHi5wZmMuam9icy52MS5TdWJtaXRKb2JzUmVxdWVzdBofLnBmYy5qb2JzLnYxLlN1Ym1pdEpvYnNSZXNwb25zZRJBCgZHZXRKb2ISGi5wZmMuam9icy52MS5HZXRKb2JSZXF1ZXN0GhsucGZjLmpvYnMudjEuR2V0Sm9iUmVzcG9uc2USSQoIV2F0Y2hKb2ISHC5wZmMuam9icy52MS5XYXRjaEpvYlJlcXVlc3QaHS5wZmMuam9icy52MS5XYXRjaEpvYlJlc3BvbnNlMAESTAoJV2F0Y2hKb2JzEh0ucGZjLmpvYnMudjEuV2F0Y2hKb2JzUmVxdWVzdBoeLnBmYy5qb2JzLnYxLldhdGNoSm9ic1Jlc3BvbnNlMAESRwoITGlzdEpvYnMSHC5wZmMuam9icy52MS5MaXN0Sm9ic1JlcXVlc3QaHS5wZmMuam9icy52MS5MaXN0Sm9ic1Jlc3BvbnNlEkoKCUNhbmNlbEpvYhIdLnBmYy5qb2JzLnYxLkNhbmNlbEpvYlJlcXVlc3QaHi5wZmMuam9icy52MS5DYW5jZWxKb2JSZXNwb25zZRJHCghHZXRTdGF0cxIcLnBmYy5qb2JzLnYxLkdldFN0YXRzUmVxdWVzdBodLnBmYy5qb2JzLnYxLkdldFN0YXRzUmVzcG9uc2USSgoJTGlzdEtpbmRzEh0ucGZjLmpvYnMudjEuTGlzdEtpbmRzUmVxdWVzdBoeLnBmYy5qb2JzLnYxLkxpc3RLaW5kc1Jlc3BvbnNlEk0KCkxpc3RRdWV1ZXMSHi5wZmMuam9icy52MS5MaXN0UXVldWVzUmVxdWVzdBofLnBmYy5qb2JzLnYxLkxpc3RRdWV1ZXNSZXNwb25zZRJNCgpQYXVzZVF1ZXVlEh4ucGZjLmpvYnMudjEuUGF1c2VRdWV1ZVJlcXVlc3QaHy5wZmMuam9icy52MS5QYXVzZVF1ZXVlUmVzcG9uc2USUAoLUmVzdW1lUXVldWUSHy5wZmMuam9icy52MS5SZXN1bWVRdWV1ZVJlcXVlc3QaIC5wZmMuam9icy52MS5SZXN1bWVRdWV1ZVJlc3BvbnNlElAKC1VwZGF0ZVF1ZXVlEh8ucGZjLmpvYnMudjEuVXBkYXRlUXVldWVSZXF1ZXN0GiAucGZjLmpvYnMudjEuVXBkYXRlUXVldWVSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * Job is one unit of work and everything known about it.
@@ -1098,6 +1098,34 @@ export type Queue = Message<"pfc.jobs.v1.Queue"> & {
    * @generated from field: uint64 retried_total = 9;
    */
   retriedTotal: bigint;
+
+  /**
+   * Paused: accepts submits, leases nothing (PauseQueue / ResumeQueue).
+   *
+   * @generated from field: bool paused = 10;
+   */
+  paused: boolean;
+
+  /**
+   * At most this many jobs of the queue processing at once; 0 = no limit.
+   *
+   * @generated from field: uint32 concurrency_limit = 11;
+   */
+  concurrencyLimit: number;
+
+  /**
+   * At most this many job starts in any window of `rate_period`; 0 = no limit.
+   *
+   * @generated from field: uint32 rate_limit = 12;
+   */
+  rateLimit: number;
+
+  /**
+   * The rate limit's window.
+   *
+   * @generated from field: google.protobuf.Duration rate_period = 13;
+   */
+  ratePeriod?: Duration | undefined;
 };
 
 /**
@@ -1127,6 +1155,153 @@ export type ListQueuesResponse = Message<"pfc.jobs.v1.ListQueuesResponse"> & {
  */
 export const ListQueuesResponseSchema: GenMessage<ListQueuesResponse> = /*@__PURE__*/
   messageDesc(file_pfc_jobs_v1_jobs, 27);
+
+/**
+ * PauseQueueRequest names the queue to pause.
+ *
+ * @generated from message pfc.jobs.v1.PauseQueueRequest
+ */
+export type PauseQueueRequest = Message<"pfc.jobs.v1.PauseQueueRequest"> & {
+  /**
+   * Queue name.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message pfc.jobs.v1.PauseQueueRequest.
+ * Use `create(PauseQueueRequestSchema)` to create a new message.
+ */
+export const PauseQueueRequestSchema: GenMessage<PauseQueueRequest> = /*@__PURE__*/
+  messageDesc(file_pfc_jobs_v1_jobs, 28);
+
+/**
+ * PauseQueueResponse is the queue, now paused.
+ *
+ * @generated from message pfc.jobs.v1.PauseQueueResponse
+ */
+export type PauseQueueResponse = Message<"pfc.jobs.v1.PauseQueueResponse"> & {
+  /**
+   * The queue.
+   *
+   * @generated from field: pfc.jobs.v1.Queue queue = 1;
+   */
+  queue?: Queue | undefined;
+};
+
+/**
+ * Describes the message pfc.jobs.v1.PauseQueueResponse.
+ * Use `create(PauseQueueResponseSchema)` to create a new message.
+ */
+export const PauseQueueResponseSchema: GenMessage<PauseQueueResponse> = /*@__PURE__*/
+  messageDesc(file_pfc_jobs_v1_jobs, 29);
+
+/**
+ * ResumeQueueRequest names the queue to resume.
+ *
+ * @generated from message pfc.jobs.v1.ResumeQueueRequest
+ */
+export type ResumeQueueRequest = Message<"pfc.jobs.v1.ResumeQueueRequest"> & {
+  /**
+   * Queue name.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message pfc.jobs.v1.ResumeQueueRequest.
+ * Use `create(ResumeQueueRequestSchema)` to create a new message.
+ */
+export const ResumeQueueRequestSchema: GenMessage<ResumeQueueRequest> = /*@__PURE__*/
+  messageDesc(file_pfc_jobs_v1_jobs, 30);
+
+/**
+ * ResumeQueueResponse is the queue, now running.
+ *
+ * @generated from message pfc.jobs.v1.ResumeQueueResponse
+ */
+export type ResumeQueueResponse = Message<"pfc.jobs.v1.ResumeQueueResponse"> & {
+  /**
+   * The queue.
+   *
+   * @generated from field: pfc.jobs.v1.Queue queue = 1;
+   */
+  queue?: Queue | undefined;
+};
+
+/**
+ * Describes the message pfc.jobs.v1.ResumeQueueResponse.
+ * Use `create(ResumeQueueResponseSchema)` to create a new message.
+ */
+export const ResumeQueueResponseSchema: GenMessage<ResumeQueueResponse> = /*@__PURE__*/
+  messageDesc(file_pfc_jobs_v1_jobs, 31);
+
+/**
+ * UpdateQueueRequest sets a queue's limits (all of them: a limit left 0 is removed).
+ *
+ * @generated from message pfc.jobs.v1.UpdateQueueRequest
+ */
+export type UpdateQueueRequest = Message<"pfc.jobs.v1.UpdateQueueRequest"> & {
+  /**
+   * Queue name.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * At most this many jobs of the queue processing at once, 0..=100000; 0 = no limit.
+   *
+   * @generated from field: uint32 concurrency_limit = 2;
+   */
+  concurrencyLimit: number;
+
+  /**
+   * At most this many job starts per `rate_period`, 0..=1000000; 0 = no limit.
+   *
+   * @generated from field: uint32 rate_limit = 3;
+   */
+  rateLimit: number;
+
+  /**
+   * The rate limit's window, 1 ms to 1 h; required with a rate limit.
+   *
+   * @generated from field: google.protobuf.Duration rate_period = 4;
+   */
+  ratePeriod?: Duration | undefined;
+};
+
+/**
+ * Describes the message pfc.jobs.v1.UpdateQueueRequest.
+ * Use `create(UpdateQueueRequestSchema)` to create a new message.
+ */
+export const UpdateQueueRequestSchema: GenMessage<UpdateQueueRequest> = /*@__PURE__*/
+  messageDesc(file_pfc_jobs_v1_jobs, 32);
+
+/**
+ * UpdateQueueResponse is the queue with its new limits.
+ *
+ * @generated from message pfc.jobs.v1.UpdateQueueResponse
+ */
+export type UpdateQueueResponse = Message<"pfc.jobs.v1.UpdateQueueResponse"> & {
+  /**
+   * The queue.
+   *
+   * @generated from field: pfc.jobs.v1.Queue queue = 1;
+   */
+  queue?: Queue | undefined;
+};
+
+/**
+ * Describes the message pfc.jobs.v1.UpdateQueueResponse.
+ * Use `create(UpdateQueueResponseSchema)` to create a new message.
+ */
+export const UpdateQueueResponseSchema: GenMessage<UpdateQueueResponse> = /*@__PURE__*/
+  messageDesc(file_pfc_jobs_v1_jobs, 33);
 
 /**
  * JobStatus is where a job is in its lifecycle.
@@ -1342,6 +1517,38 @@ export const JobService: GenService<{
     methodKind: "unary";
     input: typeof ListQueuesRequestSchema;
     output: typeof ListQueuesResponseSchema;
+  },
+  /**
+   * PauseQueue stops a queue from leasing jobs: it still accepts submits, jobs in flight
+   * finish, scheduled jobs keep their due times. NOT_FOUND for a queue that never had a job.
+   *
+   * @generated from rpc pfc.jobs.v1.JobService.PauseQueue
+   */
+  pauseQueue: {
+    methodKind: "unary";
+    input: typeof PauseQueueRequestSchema;
+    output: typeof PauseQueueResponseSchema;
+  },
+  /**
+   * ResumeQueue lets a paused queue lease jobs again (waiting workers are woken at once).
+   *
+   * @generated from rpc pfc.jobs.v1.JobService.ResumeQueue
+   */
+  resumeQueue: {
+    methodKind: "unary";
+    input: typeof ResumeQueueRequestSchema;
+    output: typeof ResumeQueueResponseSchema;
+  },
+  /**
+   * UpdateQueue sets a queue's limits (enforced atomically by every take, across all workers
+   * and servers). NOT_FOUND for a queue that never had a job.
+   *
+   * @generated from rpc pfc.jobs.v1.JobService.UpdateQueue
+   */
+  updateQueue: {
+    methodKind: "unary";
+    input: typeof UpdateQueueRequestSchema;
+    output: typeof UpdateQueueResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_pfc_jobs_v1_jobs, 0);
