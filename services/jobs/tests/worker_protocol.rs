@@ -942,3 +942,71 @@ async fn paused_queue_assigns_nothing() {
     let second = w.assignment().await;
     assert_eq!(second.job_id, id, "FIFO after resume ({})", first.job_id);
 }
+
+/// UpdateQueue's concurrency limit over the protocol: with a limit of 2, three workers with
+/// 8 slots each never hold more than 2 of the queue's jobs unanswered (sampled every round,
+/// with ListQueues), and every job still runs; out-of-range limits are INVALID_ARGUMENT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_limit_holds_across_workers() {
+    let server = Server::start(&[]).await;
+    let mut jobs = server.jobs().await;
+    for _ in 0..12 {
+        jobs.submit_job(jpb::SubmitJobRequest {
+            kind: "q".into(),
+            payload: b"1".to_vec(),
+            queue: "lim".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    let limit = |n: u32| jpb::UpdateQueueRequest {
+        name: "lim".into(),
+        concurrency_limit: n,
+        ..Default::default()
+    };
+    let st = jobs.update_queue(limit(100_001)).await.unwrap_err();
+    assert_eq!(st.code(), Code::InvalidArgument, "{st:?}");
+    let q = jobs
+        .update_queue(limit(2))
+        .await
+        .unwrap()
+        .into_inner()
+        .queue
+        .unwrap();
+    assert_eq!(q.concurrency_limit, 2);
+    let mut workers = Vec::new();
+    for _ in 0..3 {
+        workers.push(Raw::connect(&server, hello(&["q"], 8)).await);
+    }
+    let mut done = 0;
+    while done < 12 {
+        // hold what arrives for a while, then answer it all
+        let mut held: Vec<(usize, pb::JobAssignment)> = Vec::new();
+        for _ in 0..3 {
+            for (i, w) in workers.iter_mut().enumerate() {
+                while let Some(Ok(Some(m))) = w.next(Duration::from_millis(100)).await {
+                    if let Out::Assignment(a) = m {
+                        held.push((i, a));
+                    }
+                }
+            }
+        }
+        assert!(
+            held.len() <= 2,
+            "{} jobs held at once with a limit of 2",
+            held.len()
+        );
+        let qs = jobs
+            .list_queues(jpb::ListQueuesRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        let lim = qs.queues.iter().find(|q| q.name == "lim").unwrap();
+        assert!(lim.processing <= 2, "{} processing", lim.processing);
+        for (i, a) in &held {
+            workers[*i].succeed(a, "0").await;
+        }
+        done += held.len();
+    }
+}
