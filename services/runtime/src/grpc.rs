@@ -15,17 +15,23 @@ use tonic_health::ServingStatus;
 /// Health service name that is SERVING as long as the process runs (liveness probes).
 pub const LIVENESS: &str = "liveness";
 
-/// Why a gRPC server stopped abnormally.
-#[derive(Debug)]
-pub struct ServeError(pub String);
-
-impl std::fmt::Display for ServeError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
+/// Why a gRPC server could not be set up or stopped abnormally; the cause stays attached as
+/// the error's `source()`, so `{:#}` and error reporters show the whole chain.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A reflection service could not be built from the descriptor sets.
+    #[error("failed to build the gRPC reflection service ({version})")]
+    Reflection {
+        /// `v1` or `v1alpha`.
+        version: &'static str,
+        /// What the reflection builder said.
+        #[source]
+        source: tonic_reflection::server::Error,
+    },
+    /// The server itself failed (accepting, serving).
+    #[error("gRPC server failed")]
+    Transport(#[from] tonic::transport::Error),
 }
-
-impl std::error::Error for ServeError {}
 
 /// Adds the health service and both reflection versions to `routes`.
 pub fn with_health_and_reflection(
@@ -38,12 +44,18 @@ pub fn with_health_and_reflection(
         .register_encoded_file_descriptor_set(pfc_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
-        .map_err(|e| ServeError(format!("reflection v1: {e}")))?;
+        .map_err(|source| ServeError::Reflection {
+            version: "v1",
+            source,
+        })?;
     let v1alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pfc_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
-        .map_err(|e| ServeError(format!("reflection v1alpha: {e}")))?;
+        .map_err(|source| ServeError::Reflection {
+            version: "v1alpha",
+            source,
+        })?;
     Ok(routes
         .add_service(health)
         .add_service(v1)
@@ -120,5 +132,26 @@ pub async fn serve_with(
         .add_routes(routes)
         .serve_with_incoming_shutdown(crate::incoming(listener), drain)
         .await
-        .map_err(|e| ServeError(format!("gRPC server failed: {e}")))
+        .map_err(ServeError::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A setup failure keeps its cause as `source()` (it used to be flattened into a string).
+    #[test]
+    fn serve_errors_keep_their_source() {
+        let source = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(b"\xff\xff\xff")
+            .build_v1()
+            .err()
+            .expect("garbage descriptors are refused");
+        let e = ServeError::Reflection {
+            version: "v1",
+            source,
+        };
+        assert!(std::error::Error::source(&e).is_some());
+        assert!(e.to_string().contains("reflection"));
+    }
 }
