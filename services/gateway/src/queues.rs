@@ -170,7 +170,10 @@ pub struct Limits {
     request_body = Limits,
     responses(
         (status = 200, description = "The queue with its new limits", body = Queue),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 404, description = "No such queue", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
         (status = 422, description = "Malformed name or a limit out of range", body = ErrorBody),
         (status = 503, description = "Core unavailable", body = ErrorBody),
     )
