@@ -92,6 +92,14 @@ pub async fn list(State(st): State<AppState>) -> Result<Json<Queues>, ApiError> 
     }))
 }
 
+/// The queue a queue operation answered with (the core always sends one; a reply without is a
+/// fault of the core, not of the caller).
+fn answered(queue: Option<pb::Queue>, rpc: &str) -> Result<Json<Queue>, ApiError> {
+    queue
+        .map(|q| Json(Queue::from(q)))
+        .ok_or_else(|| ApiError::Internal(format!("{rpc} answered without a queue")))
+}
+
 /// Pause a queue: it still accepts submits, leases nothing; jobs in flight finish and
 /// scheduled jobs keep their due times.
 #[utoipa::path(
@@ -114,9 +122,7 @@ pub async fn pause(
         .pause_queue(st.call(pb::PauseQueueRequest { name }))
         .await?
         .into_inner();
-    resp.queue
-        .map(|q| Json(Queue::from(q)))
-        .ok_or_else(|| ApiError::Internal("PauseQueue answered without a queue".into()))
+    answered(resp.queue, "PauseQueue")
 }
 
 /// Resume a paused queue: waiting workers are served at once.
@@ -140,9 +146,7 @@ pub async fn resume(
         .resume_queue(st.call(pb::ResumeQueueRequest { name }))
         .await?
         .into_inner();
-    resp.queue
-        .map(|q| Json(Queue::from(q)))
-        .ok_or_else(|| ApiError::Internal("ResumeQueue answered without a queue".into()))
+    answered(resp.queue, "ResumeQueue")
 }
 
 /// Body of `POST /api/v1/queues/{name}/limits`: every limit at once (absent or 0 = none).
@@ -198,7 +202,5 @@ pub async fn limits(
         }))
         .await?
         .into_inner();
-    resp.queue
-        .map(|q| Json(Queue::from(q)))
-        .ok_or_else(|| ApiError::Internal("UpdateQueue answered without a queue".into()))
+    answered(resp.queue, "UpdateQueue")
 }
